@@ -1,0 +1,385 @@
+// Byte encoding of keys, values and operations (the bodies of stream frames and of dumps), and their checksum.
+//
+// A body is one operation: SET key value | DELETE key | CLEAR | BATCH count op*. Keys are strings (UTF-8)
+// or numbers (float64). Primitive values are encoded natively; objects go through the dict's serializer.
+// Every read is bounds-checked against the body's end: bytes from shared memory are never trusted.
+
+import { CorruptSegmentError, SerializationError } from './errors.js';
+import type { Serializer } from './serializer.js';
+
+export type Key = string | number;
+
+export const OP_SET = 1;
+export const OP_DELETE = 2;
+export const OP_CLEAR = 3;
+export const OP_BATCH = 4;
+
+const KEY_STRING = 1;
+const KEY_NUMBER = 2;
+
+const V_UNDEFINED = 0;
+const V_NULL = 1;
+const V_TRUE = 2;
+const V_FALSE = 3;
+const V_NUMBER = 4;
+const V_STRING = 5;
+const V_SERIALIZED = 6;
+
+/** Size of a frame header: u32 body length, u32 checksum. */
+export const FRAME_HEADER = 8;
+
+export function align8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+/** murmur3-style 32-bit hash over `len` bytes at `off` (off must be 4-aligned; i32 views the same buffer from 0). */
+export function checksum(i32: Int32Array, u8: Uint8Array, off: number, len: number): number {
+  let h = (len ^ 0x9747b28c) | 0;
+  const words = len >>> 2;
+  let i = off >>> 2;
+  const e = i + words;
+  for (; i < e; i++) {
+    let k = Math.imul(i32[i]!, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const tail = off + words * 4;
+  const rem = len & 3;
+  if (rem > 0) {
+    let k = 0;
+    for (let j = rem - 1; j >= 0; j--) k = (k << 8) | u8[tail + j]!;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+export function isKey(key: unknown): key is Key {
+  return typeof key === 'string' || typeof key === 'number';
+}
+
+export function checkKey(key: unknown): asserts key is Key {
+  if (typeof key === 'number') return;
+  if (typeof key === 'string') {
+    if (!key.isWellFormed()) throw new TypeError('string keys must be well-formed UTF-16 (no lone surrogates)');
+    return;
+  }
+  throw new TypeError(`UltraDict keys must be strings or numbers, got ${key === null ? 'null' : typeof key}`);
+}
+
+/** Deep-freezes plain objects and arrays of a value read from the dict, so in-place mutation fails loudly. */
+export function freezeValue<T>(v: T): T {
+  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return v;
+  if (ArrayBuffer.isView(v)) return v; // typed arrays cannot be frozen
+  Object.freeze(v);
+  if (v instanceof Map) {
+    for (const x of v.values()) freezeValue(x);
+  } else if (v instanceof Set) {
+    for (const x of v) freezeValue(x);
+  } else if (Array.isArray(v)) {
+    for (const x of v) freezeValue(x);
+  } else {
+    for (const k of Object.keys(v)) freezeValue((v as Record<string, unknown>)[k]);
+  }
+  return v;
+}
+
+/** A growable private buffer in which frames and dump bodies are built before being copied to shared memory. */
+export class Encoder {
+  buf: Buffer;
+  dv: DataView;
+  i32: Int32Array;
+  pos = 0;
+
+  constructor(size = 4096) {
+    this.buf = Buffer.allocUnsafeSlow(size);
+    this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+    this.i32 = new Int32Array(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength >>> 2);
+  }
+
+  ensure(n: number): void {
+    const need = this.pos + n + 8;
+    if (need <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < need) size *= 2;
+    const next = Buffer.allocUnsafeSlow(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+    this.dv = new DataView(next.buffer, next.byteOffset, next.byteLength);
+    this.i32 = new Int32Array(next.buffer, next.byteOffset, next.byteLength >>> 2);
+  }
+
+  /** Starts a frame: leaves room for its header. */
+  beginFrame(): void {
+    this.pos = FRAME_HEADER;
+  }
+
+  /** Starts a bare body (a dump payload). */
+  beginBody(): void {
+    this.pos = 0;
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+
+  u32(v: number): void {
+    this.ensure(4);
+    this.dv.setUint32(this.pos, v, true);
+    this.pos += 4;
+  }
+
+  /** Overwrites a u32 written earlier (batch counts). */
+  patchU32(at: number, v: number): void {
+    this.dv.setUint32(at, v, true);
+  }
+
+  private string(s: string): void {
+    const max = s.length * 3;
+    this.ensure(4 + max);
+    const n = max < 64 && isAscii(s) ? writeAscii(this.buf, s, this.pos + 4) : this.buf.write(s, this.pos + 4, max, 'utf8');
+    this.dv.setUint32(this.pos, n, true);
+    this.pos += 4 + n;
+  }
+
+  key(k: Key): void {
+    if (typeof k === 'string') {
+      this.u8(KEY_STRING);
+      this.string(k);
+    } else {
+      this.ensure(9);
+      this.buf[this.pos] = KEY_NUMBER;
+      this.dv.setFloat64(this.pos + 1, k, true);
+      this.pos += 9;
+    }
+  }
+
+  /** Encodes a value; returns the copy this process should keep locally (same as what others decode). */
+  value(v: unknown, serializer: Serializer, wantLocal = true): unknown {
+    switch (typeof v) {
+      case 'number':
+        this.ensure(9);
+        this.buf[this.pos] = V_NUMBER;
+        this.dv.setFloat64(this.pos + 1, v, true);
+        this.pos += 9;
+        return v;
+      case 'string':
+        if (!v.isWellFormed()) throw new SerializationError('string values must be well-formed UTF-16 (no lone surrogates)');
+        this.u8(V_STRING);
+        this.string(v);
+        return v;
+      case 'boolean':
+        this.u8(v ? V_TRUE : V_FALSE);
+        return v;
+      case 'undefined':
+        this.u8(V_UNDEFINED);
+        return v;
+      case 'function':
+      case 'symbol':
+        throw new SerializationError(`cannot store a ${typeof v}: values must be data, not code`);
+      default: {
+        if (v === null) {
+          this.u8(V_NULL);
+          return v;
+        }
+        let bytes: Uint8Array;
+        try {
+          bytes = serializer.serialize(v);
+        } catch (e) {
+          if (e instanceof SerializationError) throw e;
+          throw new SerializationError(`serializer '${serializer.name}' failed: ${(e as Error)?.message ?? e}`, { cause: e });
+        }
+        if (!(bytes instanceof Uint8Array)) {
+          throw new SerializationError(`serializer '${serializer.name}' must return a Uint8Array`);
+        }
+        this.ensure(5 + bytes.length);
+        this.buf[this.pos] = V_SERIALIZED;
+        this.dv.setUint32(this.pos + 1, bytes.length, true);
+        this.buf.set(bytes, this.pos + 5);
+        this.pos += 5 + bytes.length;
+        if (!wantLocal) return v;
+        let local: unknown;
+        try {
+          local = serializer.deserialize(bytes);
+        } catch (e) {
+          throw new SerializationError(`serializer '${serializer.name}' cannot read back what it wrote: ${(e as Error)?.message ?? e}`, {
+            cause: e,
+          });
+        }
+        return freezeValue(local);
+      }
+    }
+  }
+
+  /** Finishes a frame begun with beginFrame(): pads to 8 bytes, writes length and checksum; returns its size. */
+  finishFrame(): number {
+    const bodyLen = this.pos - FRAME_HEADER;
+    const total = align8(this.pos);
+    this.ensure(total - this.pos);
+    this.buf.fill(0, this.pos, total);
+    this.dv.setUint32(0, bodyLen, true);
+    this.dv.setUint32(4, checksum(this.i32, this.buf, FRAME_HEADER, bodyLen), true);
+    this.pos = total;
+    return total;
+  }
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+function writeAscii(buf: Buffer, s: string, at: number): number {
+  for (let i = 0; i < s.length; i++) buf[at + i] = s.charCodeAt(i);
+  return s.length;
+}
+
+/** One decoded operation. For BATCH, `ops` holds the inner operations. */
+export interface DecodedOp {
+  op: number;
+  key: Key | undefined;
+  value: unknown;
+}
+
+/** Bounds-checked reader over a byte range of shared (or private) memory. */
+export class Decoder {
+  pos = 0;
+  limit = 0;
+
+  constructor(
+    readonly u8: Uint8Array,
+    readonly dv: DataView,
+    readonly buf: Buffer,
+    private readonly where: string,
+  ) {}
+
+  reset(pos: number, limit: number): void {
+    if (limit > this.u8.length) this.fail('range beyond the segment');
+    this.pos = pos;
+    this.limit = limit;
+  }
+
+  fail(what: string): never {
+    throw new CorruptSegmentError(`corrupt data in ${this.where} at byte ${this.pos}: ${what}`);
+  }
+
+  need(n: number): void {
+    if (this.pos + n > this.limit) this.fail(`needs ${n} bytes, ${this.limit - this.pos} left`);
+  }
+
+  u8v(): number {
+    this.need(1);
+    return this.u8[this.pos++]!;
+  }
+
+  u32(): number {
+    this.need(4);
+    const v = this.dv.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+
+  private string(): string {
+    const n = this.u32();
+    this.need(n);
+    const s = n < 48 ? readAscii(this.u8, this.pos, n) ?? this.buf.toString('utf8', this.pos, this.pos + n) : this.buf.toString('utf8', this.pos, this.pos + n);
+    this.pos += n;
+    return s;
+  }
+
+  key(): Key {
+    const tag = this.u8v();
+    if (tag === KEY_STRING) return this.string();
+    if (tag === KEY_NUMBER) {
+      this.need(8);
+      const v = this.dv.getFloat64(this.pos, true);
+      this.pos += 8;
+      return v;
+    }
+    return this.fail(`unknown key tag ${tag}`);
+  }
+
+  value(serializer: Serializer): unknown {
+    const tag = this.u8v();
+    switch (tag) {
+      case V_UNDEFINED:
+        return undefined;
+      case V_NULL:
+        return null;
+      case V_TRUE:
+        return true;
+      case V_FALSE:
+        return false;
+      case V_NUMBER: {
+        this.need(8);
+        const v = this.dv.getFloat64(this.pos, true);
+        this.pos += 8;
+        return v;
+      }
+      case V_STRING:
+        return this.string();
+      case V_SERIALIZED: {
+        const n = this.u32();
+        this.need(n);
+        // a private copy: never hand shared memory to a deserializer (it may change under it, and
+        // msgpackr's native extractor rejects SharedArrayBuffer sources)
+        const bytes = this.u8.slice(this.pos, this.pos + n);
+        this.pos += n;
+        try {
+          return freezeValue(serializer.deserialize(bytes));
+        } catch (e) {
+          return this.fail(`serializer '${serializer.name}' cannot decode a value: ${(e as Error)?.message ?? e}`);
+        }
+      }
+      default:
+        return this.fail(`unknown value tag ${tag}`);
+    }
+  }
+
+  /** Decodes one simple op (SET, DELETE or CLEAR) into out. */
+  private simple(op: number, serializer: Serializer, out: DecodedOp[]): void {
+    if (op === OP_SET) {
+      const key = this.key();
+      out.push({ op, key, value: this.value(serializer) });
+    } else if (op === OP_DELETE) {
+      out.push({ op, key: this.key(), value: undefined });
+    } else if (op === OP_CLEAR) {
+      out.push({ op, key: undefined, value: undefined });
+    } else {
+      this.fail(`unknown operation ${op}`);
+    }
+  }
+
+  /** Decodes a whole body [pos, limit) into flat ops (a batch is expanded). Nothing is applied yet. */
+  body(serializer: Serializer, out: DecodedOp[]): void {
+    const op = this.u8v();
+    if (op === OP_BATCH) {
+      const count = this.u32();
+      // each inner op takes at least 1 byte: a count beyond that is corrupt, not a reason to loop
+      if (count > this.limit - this.pos) this.fail(`batch count ${count} larger than its bytes`);
+      for (let i = 0; i < count; i++) this.simple(this.u8v(), serializer, out);
+    } else {
+      this.simple(op, serializer, out);
+    }
+    if (this.pos !== this.limit) this.fail(`${this.limit - this.pos} trailing bytes after an operation`);
+  }
+}
+
+function readAscii(u8: Uint8Array, at: number, n: number): string | undefined {
+  let s = '';
+  for (let i = 0; i < n; i++) {
+    const c = u8[at + i]!;
+    if (c > 0x7f) return undefined;
+    s += String.fromCharCode(c);
+  }
+  return s;
+}

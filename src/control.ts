@@ -1,0 +1,362 @@
+// The control block of a dict (segment "/ud.<name>"): header with the options fixed at creation, the
+// published generation, the change counter, the lock word, statistics and the table of attached threads.
+// Byte layout: docs/FORMAT.md.
+
+import { randomBytes } from 'node:crypto';
+import { CorruptSegmentError } from './errors.js';
+import { native, type SelfInfo } from './native.js';
+import { Segment } from './segment.js';
+
+export const CONTROL_MAGIC = 0x54434455; // "UDCT" little-endian
+export const FORMAT_VERSION = 1;
+
+// header (byte offsets)
+const H_MAGIC = 0;
+const H_VERSION = 4;
+const H_STATE = 8;
+const H_SIZE = 12;
+const H_ID_LO = 16;
+const H_ID_HI = 20;
+const H_CREATED_AT = 24;
+const H_CREATOR_PID = 32;
+const H_CREATOR_TID = 36;
+const H_CREATOR_START = 40;
+const H_BUFFER_SIZE = 48;
+const H_FULL_DUMP_SIZE = 56;
+const H_FLAGS = 64;
+const H_MODE = 68;
+const H_SER_LEN = 72;
+const H_SER_NAME = 73;
+const SER_NAME_MAX = 63;
+
+// shared, changing words (byte offsets; i32 index = offset / 4)
+export const OFF_LOCK = 256;
+const OFF_COUNTER = 264;
+const OFF_GEN = 272; // BigInt64
+export const OFF_LISTENERS = 280;
+export const OFF_EVENT = 284;
+const OFF_LOCK_SINCE = 288; // f64, ms since epoch, written by the holder
+const OFF_DUMPS = 296;
+const OFF_UNLINKED = 300;
+const OFF_LAST_DUMP_BYTES = 304; // f64
+const OFF_RECOVERIES = 312;
+
+export const I_LOCK = OFF_LOCK >> 2;
+export const I_COUNTER = OFF_COUNTER >> 2;
+const I_GEN64 = OFF_GEN >> 3;
+const I_STATE = H_STATE >> 2;
+
+export const STATE_INITIALIZING = 0;
+export const STATE_READY = 1;
+export const STATE_ABANDONED = 2;
+
+// attach slots
+const SLOTS_OFFSET = 4096;
+const SLOT_SIZE = 32;
+export const SLOT_COUNT = 1024;
+const S_PID = 0;
+const S_TID = 4;
+const S_START = 8;
+const S_NS = 16;
+export const CONTROL_SIZE = SLOTS_OFFSET + SLOT_COUNT * SLOT_SIZE;
+
+export const FLAG_FIXED_DUMP = 1;
+
+export interface ControlOptions {
+  bufferSize: number;
+  fullDumpSize: number; // 0 = a fresh segment per dump
+  serializer: string;
+  mode: number;
+}
+
+let selfInfo: SelfInfo | undefined;
+/** The calling thread's identity (pid, tid, start time, pid namespace); cached per thread. */
+export function self(): SelfInfo {
+  return (selfInfo ??= native.self());
+}
+
+export interface SlotInfo {
+  index: number;
+  pid: number;
+  tid: number;
+  startTime: number;
+  pidNamespace: number;
+}
+
+export class Control {
+  readonly i32: Int32Array;
+  readonly b64: BigInt64Array;
+  readonly dv: DataView;
+
+  private constructor(readonly seg: Segment) {
+    this.i32 = seg.i32;
+    this.b64 = new BigInt64Array(seg.buffer, 0, seg.size >>> 3);
+    this.dv = seg.dv;
+  }
+
+  /** Creates the control segment exclusively and writes its header (state stays INITIALIZING). */
+  static create(segName: string, opts: ControlOptions): Control {
+    const seg = Segment.create(segName, CONTROL_SIZE, opts.mode);
+    const c = new Control(seg);
+    const me = self();
+    const dv = c.dv;
+    const id = randomBytes(8);
+    dv.setUint32(H_CREATOR_PID, me.pid, true);
+    dv.setUint32(H_CREATOR_TID, me.tid, true);
+    dv.setFloat64(H_CREATOR_START, me.startTime, true);
+    dv.setUint32(H_ID_LO, id.readUInt32LE(0), true);
+    dv.setUint32(H_ID_HI, id.readUInt32LE(4), true);
+    dv.setFloat64(H_CREATED_AT, Date.now(), true);
+    dv.setUint32(H_SIZE, CONTROL_SIZE, true);
+    dv.setFloat64(H_BUFFER_SIZE, opts.bufferSize, true);
+    dv.setFloat64(H_FULL_DUMP_SIZE, opts.fullDumpSize, true);
+    dv.setUint32(H_FLAGS, opts.fullDumpSize > 0 ? FLAG_FIXED_DUMP : 0, true);
+    dv.setUint32(H_MODE, opts.mode, true);
+    const ser = Buffer.from(opts.serializer, 'latin1');
+    seg.u8[H_SER_LEN] = ser.length;
+    seg.u8.set(ser, H_SER_NAME);
+    dv.setUint32(H_VERSION, FORMAT_VERSION, true);
+    Atomics.store(c.i32, H_MAGIC >> 2, CONTROL_MAGIC);
+    return c;
+  }
+
+  /** Opens an existing control segment; null if missing. Validates magic, version and size. */
+  static open(segName: string): Control | null {
+    const seg = Segment.tryOpen(segName);
+    if (!seg) return null;
+    try {
+      return Control.validate(seg);
+    } catch (e) {
+      seg.unmap();
+      throw e;
+    }
+  }
+
+  private static validate(seg: Segment): Control {
+    if (seg.size < CONTROL_SIZE) {
+      // a creator between shm_open and ftruncate shows size 0 (reported as EEMPTY by the addon); any
+      // other size is a foreign segment
+      throw new CorruptSegmentError(`${seg.name} is not an ultradict dict (size ${seg.size}, expected ${CONTROL_SIZE})`);
+    }
+    const c = new Control(seg);
+    const magic = Atomics.load(c.i32, H_MAGIC >> 2);
+    if (magic === 0 && Atomics.load(c.i32, I_STATE) === STATE_INITIALIZING) return c; // creator still writing
+    if (magic !== CONTROL_MAGIC) throw new CorruptSegmentError(`${seg.name} is not an ultradict dict (bad magic)`);
+    c.checkHeader();
+    return c;
+  }
+
+  /** Validates the header once the creator has finished writing it. */
+  checkHeader(): void {
+    const name = this.seg.name;
+    if (Atomics.load(this.i32, H_MAGIC >> 2) !== CONTROL_MAGIC) throw new CorruptSegmentError(`${name} is not an ultradict dict (bad magic)`);
+    const version = this.dv.getUint32(H_VERSION, true);
+    if (version !== FORMAT_VERSION) {
+      throw new CorruptSegmentError(`${name} has format version ${version}; this ultradict reads version ${FORMAT_VERSION}`);
+    }
+    if (this.dv.getUint32(H_SIZE, true) !== CONTROL_SIZE) throw new CorruptSegmentError(`${name}: control size mismatch`);
+    const bs = this.bufferSize;
+    const fd = this.fullDumpSize;
+    if (!Number.isSafeInteger(bs) || bs < 64 || !Number.isSafeInteger(fd) || fd < 0) {
+      throw new CorruptSegmentError(`${name}: invalid sizes in the header`);
+    }
+    const serLen = this.seg.u8[H_SER_LEN]!;
+    if (serLen === 0 || serLen > SER_NAME_MAX) throw new CorruptSegmentError(`${name}: invalid serializer name`);
+  }
+
+  get name(): string {
+    return this.seg.name;
+  }
+  get state(): number {
+    return Atomics.load(this.i32, I_STATE);
+  }
+  setReady(): void {
+    Atomics.store(this.i32, I_STATE, STATE_READY);
+    native.futexWake(this.seg.buffer, H_STATE, 0x7fffffff);
+  }
+  /** Claims an abandoned (never finished) control segment; true for exactly one caller. */
+  claimAbandoned(): boolean {
+    return Atomics.compareExchange(this.i32, I_STATE, STATE_INITIALIZING, STATE_ABANDONED) === STATE_INITIALIZING;
+  }
+  /** A creator that failed marks its segment abandoned (waiting attachers then retry). */
+  markAbandoned(): void {
+    Atomics.store(this.i32, I_STATE, STATE_ABANDONED);
+    native.futexWake(this.seg.buffer, H_STATE, 0x7fffffff);
+  }
+  waitState(timeoutMs: number): void {
+    native.futexWait(this.seg.buffer, H_STATE, STATE_INITIALIZING, timeoutMs);
+  }
+
+  get idLo(): number {
+    return this.dv.getUint32(H_ID_LO, true);
+  }
+  get idHi(): number {
+    return this.dv.getUint32(H_ID_HI, true);
+  }
+  /** Hex tag of this incarnation, part of its data segment names. */
+  get tag(): string {
+    return this.idLo.toString(16).padStart(8, '0') + this.idHi.toString(16).padStart(8, '0');
+  }
+  get createdAt(): number {
+    return this.dv.getFloat64(H_CREATED_AT, true);
+  }
+  get creatorPid(): number {
+    return this.dv.getUint32(H_CREATOR_PID, true);
+  }
+  get creatorTid(): number {
+    return this.dv.getUint32(H_CREATOR_TID, true);
+  }
+  get creatorStart(): number {
+    return this.dv.getFloat64(H_CREATOR_START, true);
+  }
+  get bufferSize(): number {
+    return this.dv.getFloat64(H_BUFFER_SIZE, true);
+  }
+  get fullDumpSize(): number {
+    return this.dv.getFloat64(H_FULL_DUMP_SIZE, true);
+  }
+  get mode(): number {
+    return this.dv.getUint32(H_MODE, true);
+  }
+  get serializerName(): string {
+    const n = Math.min(this.seg.u8[H_SER_LEN]!, SER_NAME_MAX);
+    return this.seg.buf.toString('latin1', H_SER_NAME, H_SER_NAME + n);
+  }
+
+  /** The published generation (slow path only: BigInt load). */
+  gen(): number {
+    return Number(Atomics.load(this.b64, I_GEN64));
+  }
+  publishGen(gen: number): void {
+    Atomics.store(this.b64, I_GEN64, BigInt(gen));
+  }
+  counter(): number {
+    return Atomics.load(this.i32, I_COUNTER);
+  }
+  /** Bumps the change counter; returns the new value. */
+  bump(): number {
+    return (Atomics.add(this.i32, I_COUNTER, 1) + 1) | 0;
+  }
+
+  get unlinked(): boolean {
+    return Atomics.load(this.i32, OFF_UNLINKED >> 2) !== 0;
+  }
+  markUnlinked(): void {
+    Atomics.store(this.i32, OFF_UNLINKED >> 2, 1);
+  }
+  get dumps(): number {
+    return Atomics.load(this.i32, OFF_DUMPS >> 2) >>> 0;
+  }
+  get lastDumpBytes(): number {
+    return this.dv.getFloat64(OFF_LAST_DUMP_BYTES, true);
+  }
+  recordDump(bytes: number): void {
+    this.dv.setFloat64(OFF_LAST_DUMP_BYTES, bytes, true);
+    Atomics.add(this.i32, OFF_DUMPS >> 2, 1);
+  }
+  get recoveries(): number {
+    return Atomics.load(this.i32, OFF_RECOVERIES >> 2) >>> 0;
+  }
+  recordRecovery(): void {
+    Atomics.add(this.i32, OFF_RECOVERIES >> 2, 1);
+  }
+  get lockSince(): number {
+    return this.dv.getFloat64(OFF_LOCK_SINCE, true);
+  }
+  setLockSince(ms: number): void {
+    this.dv.setFloat64(OFF_LOCK_SINCE, ms, true);
+  }
+
+  // ---- attach slots -------------------------------------------------------------------------
+
+  private slotBase(i: number): number {
+    return SLOTS_OFFSET + i * SLOT_SIZE;
+  }
+
+  slot(i: number): SlotInfo {
+    const b = this.slotBase(i);
+    return {
+      index: i,
+      pid: Atomics.load(this.i32, (b + S_PID) >> 2),
+      tid: this.dv.getInt32(b + S_TID, true),
+      startTime: this.dv.getFloat64(b + S_START, true),
+      pidNamespace: this.dv.getFloat64(b + S_NS, true),
+    };
+  }
+
+  /**
+   * Whether the thread in slot i is alive. Unknown (another pid namespace, /proc unreadable) counts as
+   * alive: we never take over from a thread we cannot prove dead.
+   */
+  slotAlive(i: number): boolean {
+    const s = this.slot(i);
+    if (s.pid === 0) return false;
+    if (s.pid < 0) return native.processAlive(-s.pid); // being claimed
+    if (s.pidNamespace !== 0 && s.pidNamespace !== self().pidNamespace) return true;
+    const st = native.threadStartTime(s.pid, s.tid);
+    if (st === -1) return false;
+    if (st === -2) return true;
+    return st === s.startTime;
+  }
+
+  /** Claims a free slot for the calling thread; reclaims dead ones if none is free. -1 if all are live. */
+  claimSlot(lockOwnerSlot: () => number): number {
+    const me = self();
+    for (let pass = 0; pass < 2; pass++) {
+      for (let i = 0; i < SLOT_COUNT; i++) {
+        const pidIdx = (this.slotBase(i) + S_PID) >> 2;
+        if (Atomics.load(this.i32, pidIdx) !== 0) continue;
+        if (Atomics.compareExchange(this.i32, pidIdx, 0, -me.pid) !== 0) continue;
+        const b = this.slotBase(i);
+        this.dv.setInt32(b + S_TID, me.tid, true);
+        this.dv.setFloat64(b + S_START, me.startTime, true);
+        this.dv.setFloat64(b + S_NS, me.pidNamespace, true);
+        Atomics.store(this.i32, pidIdx, me.pid);
+        return i;
+      }
+      this.reapSlots(lockOwnerSlot());
+    }
+    return -1;
+  }
+
+  /** Frees the slots of dead threads (never the one the lock word names: the lock recovers that). */
+  reapSlots(skip: number): number {
+    let n = 0;
+    for (let i = 0; i < SLOT_COUNT; i++) {
+      if (i === skip) continue;
+      const pidIdx = (this.slotBase(i) + S_PID) >> 2;
+      const pid = Atomics.load(this.i32, pidIdx);
+      if (pid === 0 || this.slotAlive(i)) continue;
+      if (Atomics.compareExchange(this.i32, pidIdx, pid, 0) === pid) n++;
+    }
+    return n;
+  }
+
+  releaseSlot(i: number): void {
+    const me = self();
+    const pidIdx = (this.slotBase(i) + S_PID) >> 2;
+    Atomics.compareExchange(this.i32, pidIdx, me.pid, 0);
+  }
+
+  /** Frees a slot whose owner is known dead. */
+  freeDeadSlot(i: number, pid: number): void {
+    Atomics.compareExchange(this.i32, (this.slotBase(i) + S_PID) >> 2, pid, 0);
+  }
+
+  /** Live attached threads. */
+  attached(): SlotInfo[] {
+    const out: SlotInfo[] = [];
+    for (let i = 0; i < SLOT_COUNT; i++) {
+      if (Atomics.load(this.i32, (this.slotBase(i) + S_PID) >> 2) === 0) continue;
+      if (this.slotAlive(i)) out.push(this.slot(i));
+    }
+    return out;
+  }
+
+  /** Number of occupied slots (without liveness checks). */
+  occupiedSlots(): number {
+    let n = 0;
+    for (let i = 0; i < SLOT_COUNT; i++) if (Atomics.load(this.i32, (this.slotBase(i) + S_PID) >> 2) !== 0) n++;
+    return n;
+  }
+}

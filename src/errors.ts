@@ -1,0 +1,83 @@
+// Error classes of ultradict: every failure the library reports is one of these, all extending UltraDictError.
+
+/** Base class of every error thrown by ultradict. `code` is stable and meant for programs. */
+export class UltraDictError extends Error {
+  readonly code: string = 'ULTRADICT_ERROR';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A method was called on a dict after `close()`. */
+export class AlreadyClosedError extends UltraDictError {
+  override readonly code = 'ULTRADICT_CLOSED';
+}
+
+/** `create: true` but a dict of that name exists. */
+export class AlreadyExistsError extends UltraDictError {
+  override readonly code = 'ULTRADICT_EXISTS';
+}
+
+/** `create: false` (or `UltraDict.open`) but no dict of that name exists. */
+export class NotFoundError extends UltraDictError {
+  override readonly code = 'ULTRADICT_NOT_FOUND';
+}
+
+/** Options given when attaching differ from those the dict was created with. */
+export class ParameterMismatchError extends UltraDictError {
+  override readonly code = 'ULTRADICT_PARAMETER_MISMATCH';
+}
+
+/** The fixed full-dump area (`fullDumpSize`) is too small for the dict; the write was rolled back. */
+export class FullDumpMemoryFullError extends UltraDictError {
+  override readonly code = 'ULTRADICT_FULL_DUMP_MEMORY_FULL';
+}
+
+/** The lock could not be taken within the timeout. `holderPid` is the process holding it (if known). */
+export class LockTimeoutError extends UltraDictError {
+  override readonly code = 'ULTRADICT_LOCK_TIMEOUT';
+  constructor(
+    message: string,
+    readonly holderPid: number | null,
+  ) {
+    super(message);
+  }
+}
+
+/** A value (or key) cannot be serialized with the dict's serializer; nothing was written. */
+export class SerializationError extends UltraDictError {
+  override readonly code = 'ULTRADICT_SERIALIZATION';
+}
+
+/** A shared-memory segment is not an ultradict segment, of another version, or corrupt. */
+export class CorruptSegmentError extends UltraDictError {
+  override readonly code = 'ULTRADICT_CORRUPT_SEGMENT';
+}
+
+/** The dict name is not valid (characters, length). */
+export class InvalidNameError extends UltraDictError {
+  override readonly code = 'ULTRADICT_INVALID_NAME';
+}
+
+/** The operating system refused shared memory (no space, no permission, too many files, ...). */
+export class SharedMemoryError extends UltraDictError {
+  override readonly code: string = 'ULTRADICT_SHARED_MEMORY';
+  constructor(
+    message: string,
+    readonly osCode: string | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Every attach slot of the dict's control block is held by a live thread. */
+export class TooManyAttachedError extends UltraDictError {
+  override readonly code = 'ULTRADICT_TOO_MANY_ATTACHED';
+}
+
+/** The platform (or runtime) is not supported by the native layer. */
+export class UnsupportedPlatformError extends UltraDictError {
+  override readonly code = 'ULTRADICT_UNSUPPORTED_PLATFORM';
+}

@@ -1,0 +1,195 @@
+// The cross-process, cross-thread lock of a dict: a futex word in the control block naming the owner's
+// attach slot, re-entrant per thread, with recovery from owners that died holding it.
+//
+// Lock word: 0 = free; otherwise (owner slot + 1) | WAITERS. The owner is named by the same atomic
+// compare-exchange that takes the lock, so there is no window in which the lock is held by nobody known.
+
+import { Control, I_LOCK, OFF_LOCK } from './control.js';
+import { LockTimeoutError } from './errors.js';
+import { native } from './native.js';
+
+const WAITERS = 0x40000000;
+const OWNER_MASK = 0x3fffffff;
+const SPINS = 200;
+/** How long one futex wait lasts before the owner's liveness is checked again. */
+const CHECK_INTERVAL_MS = 50;
+
+/** Per-thread state of one dict incarnation, shared by every UltraDict instance of it in the thread. */
+export interface ThreadEntry {
+  key: string;
+  slot: number;
+  depth: number;
+  refs: number;
+}
+
+const entries = new Map<string, ThreadEntry>();
+
+export function threadEntry(key: string, claim: () => number): ThreadEntry {
+  let e = entries.get(key);
+  if (!e) {
+    e = { key, slot: claim(), depth: 0, refs: 0 };
+    entries.set(key, e);
+  }
+  e.refs++;
+  return e;
+}
+
+/** Drops one reference; returns true when the caller was the last one (and must free the slot). */
+export function dropThreadEntry(e: ThreadEntry): boolean {
+  if (--e.refs > 0) return false;
+  entries.delete(e.key);
+  return true;
+}
+
+/** A taken lock; release it exactly once (or use `using`). */
+export interface LockHandle {
+  release(): void;
+  [Symbol.dispose](): void;
+}
+
+export interface LockOwner {
+  pid: number;
+  tid: number;
+  /** ms since epoch when the holder took the lock (0 if unknown) */
+  since: number;
+}
+
+export class SharedLock {
+  private readonly me: number;
+
+  constructor(
+    private readonly ctrl: Control,
+    private readonly entry: ThreadEntry,
+    private readonly defaultTimeout: number,
+    private readonly onRecover: (deadPid: number) => void,
+    private readonly checkOpen: () => void,
+  ) {
+    this.me = entry.slot + 1;
+  }
+
+  /** True if the calling thread holds the lock. */
+  get held(): boolean {
+    return this.entry.depth > 0;
+  }
+
+  /** Takes the lock (re-entrant), waiting at most `timeout` ms (default: the dict's lockTimeout). */
+  acquire(options?: { timeout?: number }): LockHandle {
+    this.checkOpen();
+    const timeout = options?.timeout ?? this.defaultTimeout;
+    if (typeof timeout !== 'number' || !(timeout >= 0)) throw new TypeError('timeout must be a number of ms >= 0');
+    this.enter(timeout);
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.exit();
+    };
+    return { release, [Symbol.dispose]: release };
+  }
+
+  /** Takes the lock; used by every write. */
+  enter(timeout: number = this.defaultTimeout): void {
+    const e = this.entry;
+    if (e.depth > 0) {
+      e.depth++;
+      return;
+    }
+    if (Atomics.compareExchange(this.ctrl.i32, I_LOCK, 0, this.me) !== 0) this.slowEnter(timeout);
+    e.depth = 1;
+    this.ctrl.setLockSince(Date.now());
+  }
+
+  exit(): void {
+    const e = this.entry;
+    if (e.depth <= 0) throw new Error('ultradict: lock released more often than taken');
+    if (--e.depth > 0) return;
+    this.ctrl.setLockSince(0);
+    const v = Atomics.exchange(this.ctrl.i32, I_LOCK, 0);
+    if ((v & WAITERS) !== 0) native.futexWake(this.ctrl.seg.buffer, OFF_LOCK, 1);
+  }
+
+  /** Releases the lock whatever the depth (close() while holding it). */
+  forceExit(): void {
+    if (this.entry.depth > 0) {
+      this.entry.depth = 1;
+      this.exit();
+    }
+  }
+
+  owner(): LockOwner | null {
+    const v = Atomics.load(this.ctrl.i32, I_LOCK);
+    if (v === 0) return null;
+    const s = this.ctrl.slot((v & OWNER_MASK) - 1);
+    return { pid: Math.abs(s.pid), tid: s.tid, since: this.ctrl.lockSince };
+  }
+
+  private slowEnter(timeout: number): void {
+    const i32 = this.ctrl.i32;
+    const me = this.me;
+    for (let i = 0; i < SPINS; i++) {
+      if (Atomics.load(i32, I_LOCK) === 0 && Atomics.compareExchange(i32, I_LOCK, 0, me) === 0) return;
+    }
+    const deadline = performance.now() + timeout;
+    let nextCheck = performance.now() + CHECK_INTERVAL_MS;
+    for (;;) {
+      let v = Atomics.load(i32, I_LOCK);
+      if (v === 0) {
+        // we may not be the only waiter: keep the flag so our release wakes the next one
+        if (Atomics.compareExchange(i32, I_LOCK, 0, me | WAITERS) === 0) return;
+        continue;
+      }
+      if ((v & OWNER_MASK) === me) {
+        // the word names our slot but this thread does not hold it: only a dead thread that had our
+        // slot before us can have left it (slots are reclaimed from the dead); take it back
+        if (Atomics.compareExchange(i32, I_LOCK, v, me | WAITERS) === v) {
+          this.recovered(-1, 0);
+          return;
+        }
+        continue;
+      }
+      if ((v & WAITERS) === 0) {
+        if (Atomics.compareExchange(i32, I_LOCK, v, v | WAITERS) !== v) continue;
+        v |= WAITERS;
+      }
+      const now = performance.now();
+      if (now >= nextCheck) {
+        nextCheck = now + CHECK_INTERVAL_MS;
+        if (this.tryRecover(v)) return;
+      }
+      const left = deadline - now;
+      if (left <= 0) {
+        const o = this.owner();
+        throw new LockTimeoutError(
+          `could not take the lock of ${this.ctrl.name} within ${timeout} ms` +
+            (o ? `: held by pid ${o.pid} (thread ${o.tid})${o.since ? ` for ${Math.round(Date.now() - o.since)} ms` : ''}` : ''),
+          o?.pid ?? null,
+        );
+      }
+      native.futexWait(this.ctrl.seg.buffer, OFF_LOCK, v, Math.min(CHECK_INTERVAL_MS, left, nextCheck - now + 1));
+    }
+  }
+
+  /** If the owner named by lock word v is dead, takes the lock over from it. */
+  private tryRecover(v: number): boolean {
+    const ownerSlot = (v & OWNER_MASK) - 1;
+    if (ownerSlot < 0 || this.ctrl.slotAlive(ownerSlot)) return false;
+    const dead = this.ctrl.slot(ownerSlot);
+    if (Atomics.compareExchange(this.ctrl.i32, I_LOCK, v, this.me | WAITERS) !== v) return false;
+    this.recovered(ownerSlot, dead.pid);
+    return true;
+  }
+
+  /** Runs after the lock was taken over from a dead owner. */
+  private recovered(deadSlot: number, deadPid: number): void {
+    // the dead owner's slot is free for reuse once the word no longer names it
+    if (deadSlot >= 0 && deadPid !== 0) this.ctrl.freeDeadSlot(deadSlot, deadPid);
+    const dead = { pid: deadPid };
+    this.ctrl.recordRecovery();
+    this.entry.depth = 1; // onRecover may write (under the lock)
+    try {
+      this.onRecover(Math.abs(dead.pid));
+    } finally {
+      this.entry.depth = 0; // enter() sets it again
+    }
+  }
+}

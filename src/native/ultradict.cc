@@ -1,0 +1,472 @@
+// ultradict native layer: POSIX shared memory segments mapped as SharedArrayBuffers, futex wait/wake,
+// and process/thread liveness. Everything else (formats, locking protocol, caching) lives in TypeScript.
+//
+// All platform code is in this file. Linux is the supported platform; elsewhere the module loads but
+// every call reports UNSUPPORTED_PLATFORM so the TypeScript loader can throw a clear error.
+
+#include <node.h>  // v8: Node 20's Node-API cannot wrap external memory in a SharedArrayBuffer
+#include <napi.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#if defined(__linux__)
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+#define UD_SUPPORTED 1
+#else
+#define UD_SUPPORTED 0
+#endif
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Errors: a JS Error with .code (errno name or our own code) and .errno, mapped to typed errors in JS.
+
+const char* ErrnoName(int err) {
+  switch (err) {
+    case EEXIST: return "EEXIST";
+    case ENOENT: return "ENOENT";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case ENOSPC: return "ENOSPC";
+    case ENOMEM: return "ENOMEM";
+    case EINVAL: return "EINVAL";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    case EFBIG: return "EFBIG";
+    case EINTR: return "EINTR";
+    default: return "EUNKNOWN";
+  }
+}
+
+void ThrowCode(Napi::Env env, const std::string& code, const std::string& message, int err = 0) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  if (err != 0) e.Set("errno", Napi::Number::New(env, err));
+  e.ThrowAsJavaScriptException();
+}
+
+void ThrowErrno(Napi::Env env, const std::string& what, int err) {
+  ThrowCode(env, ErrnoName(err), what + ": " + std::strerror(err), err);
+}
+
+bool CheckSupported(Napi::Env env) {
+#if UD_SUPPORTED
+  return true;
+#else
+  ThrowCode(env, "UNSUPPORTED_PLATFORM", "ultradict's native layer supports Linux only");
+  return false;
+#endif
+}
+
+// Validates a segment name before it reaches the OS: "/" followed by 1..250 characters of
+// [A-Za-z0-9._-]. The TypeScript layer validates too; this is the last line of defence.
+bool ValidName(const std::string& name) {
+  if (name.size() < 2 || name.size() > 251 || name[0] != '/') return false;
+  for (size_t i = 1; i < name.size(); i++) {
+    char c = name[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  if (name == "/." || name == "/..") return false;
+  return true;
+}
+
+bool GetName(const Napi::CallbackInfo& info, size_t index, std::string* out) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= index || !info[index].IsString()) {
+    ThrowCode(env, "EINVAL", "segment name must be a string");
+    return false;
+  }
+  *out = info[index].As<Napi::String>().Utf8Value();
+  if (!ValidName(*out)) {
+    ThrowCode(env, "EINVAL", "invalid segment name: " + *out);
+    return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mappings. Each mapping is owned by exactly one SharedArrayBuffer backing store. It can be released
+// early by unmap(id) (close()), or late by the backing-store deleter (GC); whichever comes first
+// munmaps, the other does nothing. The deleter may run on any thread, hence the mutex.
+
+struct Mapping {
+  void* addr;
+  size_t length;
+  uint32_t id;
+  bool released;
+};
+
+std::mutex g_mappings_mutex;
+std::unordered_map<uint32_t, Mapping*> g_mappings;
+uint32_t g_next_id = 1;
+size_t g_live_mappings = 0;
+
+void MappingDeleter(void* data, size_t length, void* deleter_data) {
+  Mapping* m = static_cast<Mapping*>(deleter_data);
+  std::lock_guard<std::mutex> guard(g_mappings_mutex);
+  if (!m->released) {
+#if UD_SUPPORTED
+    munmap(m->addr, m->length);
+#endif
+    m->released = true;
+    g_mappings.erase(m->id);
+    g_live_mappings--;
+  }
+  delete m;
+}
+
+v8::Local<v8::Value> ToV8(napi_value v) {
+  v8::Local<v8::Value> local;
+  static_assert(sizeof(local) == sizeof(v), "napi_value and v8::Local differ in size");
+  std::memcpy(static_cast<void*>(&local), &v, sizeof(v));
+  return local;
+}
+
+napi_value FromV8(v8::Local<v8::Value> local) {
+  return reinterpret_cast<napi_value>(*local);
+}
+
+// Wraps [addr, addr+length) (an mmap of a segment) in a SharedArrayBuffer. Returns { buffer, id }.
+Napi::Value WrapMapping(Napi::Env env, void* addr, size_t length) {
+  Mapping* m = new Mapping{addr, length, 0, false};
+  {
+    std::lock_guard<std::mutex> guard(g_mappings_mutex);
+    m->id = g_next_id++;
+    if (g_next_id == 0) g_next_id = 1;
+    g_mappings[m->id] = m;
+    g_live_mappings++;
+  }
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  std::unique_ptr<v8::BackingStore> store =
+      v8::SharedArrayBuffer::NewBackingStore(addr, length, MappingDeleter, m);
+  v8::Local<v8::SharedArrayBuffer> sab = v8::SharedArrayBuffer::New(isolate, std::move(store));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("buffer", Napi::Value(env, FromV8(sab)));
+  result.Set("id", Napi::Number::New(env, m->id));
+  return result;
+}
+
+#if UD_SUPPORTED
+// Maps an open shm fd; closes the fd in every case.
+Napi::Value MapFd(Napi::Env env, int fd, size_t length, const std::string& name) {
+  void* addr = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int err = errno;
+  close(fd);
+  if (addr == MAP_FAILED) {
+    ThrowErrno(env, "mmap " + name, err);
+    return env.Undefined();
+  }
+  return WrapMapping(env, addr, length);
+}
+#endif
+
+// create(name, size, mode) -> { buffer, id }. Exclusive: EEXIST if the name is taken. The pages are
+// reserved up front (posix_fallocate) so that a full /dev/shm is an ENOSPC error here, never a SIGBUS
+// on a later write.
+Napi::Value Create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckSupported(env)) return env.Undefined();
+  std::string name;
+  if (!GetName(info, 0, &name)) return env.Undefined();
+  if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) {
+    ThrowCode(env, "EINVAL", "create(name, size, mode) needs numbers");
+    return env.Undefined();
+  }
+  double sizeD = info[1].As<Napi::Number>().DoubleValue();
+  int64_t mode = info[2].As<Napi::Number>().Int64Value();
+  if (!(sizeD >= 1 && sizeD <= 9007199254740991.0) || mode < 0 || mode > 0777) {
+    ThrowCode(env, "EINVAL", "invalid segment size or mode");
+    return env.Undefined();
+  }
+#if UD_SUPPORTED
+  size_t size = static_cast<size_t>(sizeD);
+  int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, static_cast<mode_t>(mode));
+  if (fd < 0) {
+    ThrowErrno(env, "shm_open " + name, errno);
+    return env.Undefined();
+  }
+  int err = 0;
+  if (fchmod(fd, static_cast<mode_t>(mode)) != 0) err = errno;  // exact mode, whatever the umask
+  if (err == 0 && ftruncate(fd, static_cast<off_t>(size)) != 0) err = errno;
+  if (err == 0) {
+    int r = posix_fallocate(fd, 0, static_cast<off_t>(size));
+    if (r != 0 && r != EOPNOTSUPP && r != EINVAL) err = r;
+  }
+  if (err != 0) {
+    close(fd);
+    shm_unlink(name.c_str());
+    ThrowErrno(env, "allocate " + name + " (" + std::to_string(size) + " bytes)", err);
+    return env.Undefined();
+  }
+  return MapFd(env, fd, size, name);
+#else
+  return env.Undefined();
+#endif
+}
+
+// open(name) -> { buffer, id }: maps an existing segment at its current size.
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckSupported(env)) return env.Undefined();
+  std::string name;
+  if (!GetName(info, 0, &name)) return env.Undefined();
+#if UD_SUPPORTED
+  int fd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, "shm_open " + name, errno);
+    return env.Undefined();
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, "fstat " + name, err);
+    return env.Undefined();
+  }
+  if (st.st_size <= 0) {
+    close(fd);
+    ThrowCode(env, "EEMPTY", "segment " + name + " is empty");
+    return env.Undefined();
+  }
+  return MapFd(env, fd, static_cast<size_t>(st.st_size), name);
+#else
+  return env.Undefined();
+#endif
+}
+
+// unmap(id) -> boolean: releases a mapping now. The SharedArrayBuffer must not be touched afterwards;
+// the TypeScript layer drops every view of it first.
+Napi::Value Unmap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return Napi::Boolean::New(env, false);
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  std::lock_guard<std::mutex> guard(g_mappings_mutex);
+  auto it = g_mappings.find(id);
+  if (it == g_mappings.end()) return Napi::Boolean::New(env, false);
+  Mapping* m = it->second;
+#if UD_SUPPORTED
+  munmap(m->addr, m->length);
+#endif
+  m->released = true;  // the deleter will only free the struct
+  g_mappings.erase(it);
+  g_live_mappings--;
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value LiveMappings(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> guard(g_mappings_mutex);
+  return Napi::Number::New(info.Env(), static_cast<double>(g_live_mappings));
+}
+
+// unlink(name) -> true if removed, false if it did not exist.
+Napi::Value Unlink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckSupported(env)) return env.Undefined();
+  std::string name;
+  if (!GetName(info, 0, &name)) return env.Undefined();
+#if UD_SUPPORTED
+  if (shm_unlink(name.c_str()) == 0) return Napi::Boolean::New(env, true);
+  if (errno == ENOENT) return Napi::Boolean::New(env, false);
+  ThrowErrno(env, "shm_unlink " + name, errno);
+#endif
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Futex on a 32-bit cell of a mapped SharedArrayBuffer (shared, not private: works across processes).
+
+bool GetCell(const Napi::CallbackInfo& info, int32_t** cell) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[1].IsNumber()) {
+    ThrowCode(env, "EINVAL", "futex: (buffer, byteOffset, ...) expected");
+    return false;
+  }
+  v8::Local<v8::Value> v = ToV8(info[0]);
+  if (v.IsEmpty() || !v->IsSharedArrayBuffer()) {
+    ThrowCode(env, "EINVAL", "futex: buffer must be a SharedArrayBuffer");
+    return false;
+  }
+  v8::Local<v8::SharedArrayBuffer> sab = v.As<v8::SharedArrayBuffer>();
+  double offset = info[1].As<Napi::Number>().DoubleValue();
+  size_t length = sab->ByteLength();
+  if (!(offset >= 0) || offset + 4 > static_cast<double>(length) || static_cast<size_t>(offset) % 4 != 0) {
+    ThrowCode(env, "EINVAL", "futex: offset out of bounds or unaligned");
+    return false;
+  }
+  *cell = reinterpret_cast<int32_t*>(static_cast<char*>(sab->Data()) + static_cast<size_t>(offset));
+  return true;
+}
+
+// futexWait(buffer, byteOffset, expected, timeoutMs) -> 0 woken, 1 timed out, 2 value differed, 3 EINTR
+Napi::Value FutexWait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckSupported(env)) return env.Undefined();
+  int32_t* cell;
+  if (!GetCell(info, &cell)) return env.Undefined();
+  if (info.Length() < 4 || !info[2].IsNumber() || !info[3].IsNumber()) {
+    ThrowCode(env, "EINVAL", "futexWait(buffer, byteOffset, expected, timeoutMs)");
+    return env.Undefined();
+  }
+  int32_t expected = info[2].As<Napi::Number>().Int32Value();
+  double ms = info[3].As<Napi::Number>().DoubleValue();
+  if (!(ms >= 0)) ms = 0;
+  if (ms > 86400000.0) ms = 86400000.0;
+#if UD_SUPPORTED
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(ms / 1000);
+  ts.tv_nsec = static_cast<long>((ms - static_cast<double>(ts.tv_sec) * 1000) * 1e6);
+  long r = syscall(SYS_futex, cell, FUTEX_WAIT, expected, &ts, nullptr, 0);
+  if (r == 0) return Napi::Number::New(env, 0);
+  int err = errno;
+  if (err == ETIMEDOUT) return Napi::Number::New(env, 1);
+  if (err == EAGAIN) return Napi::Number::New(env, 2);
+  if (err == EINTR) return Napi::Number::New(env, 3);
+  ThrowErrno(env, "futex wait", err);
+#endif
+  return env.Undefined();
+}
+
+// futexWake(buffer, byteOffset, count) -> number of waiters woken
+Napi::Value FutexWake(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckSupported(env)) return env.Undefined();
+  int32_t* cell;
+  if (!GetCell(info, &cell)) return env.Undefined();
+  int32_t count = info.Length() >= 3 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 1;
+  if (count <= 0) count = 1;
+#if UD_SUPPORTED
+  long r = syscall(SYS_futex, cell, FUTEX_WAKE, count, nullptr, nullptr, 0);
+  if (r >= 0) return Napi::Number::New(env, static_cast<double>(r));
+  ThrowErrno(env, "futex wake", errno);
+#endif
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Liveness. A thread is identified by (pid, tid, start time in clock ticks since boot), read from
+// /proc/<pid>/task/<tid>/stat, so that a reused pid or tid is never mistaken for the original.
+
+#if UD_SUPPORTED
+// Returns start time (>= 0), -1 if the thread does not exist or is a zombie, -2 if unknown.
+double ReadStartTime(int pid, int tid) {
+  char path[96];
+  snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT || errno == ESRCH ? -1 : -2;
+  char buf[1024];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return -1;  // the task vanished while we read it
+  buf[n] = 0;
+  char* p = strrchr(buf, ')');  // comm may contain spaces and parentheses
+  if (!p) return -2;
+  p++;
+  // after ")": " state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+  // cutime cstime priority nice num_threads itrealvalue starttime" -> state is field 3, starttime 22.
+  int field = 2;
+  char state = 0;
+  while (*p) {
+    while (*p == ' ') p++;
+    field++;
+    if (field == 3) state = *p;
+    if (field == 22) {
+      if (state == 'Z' || state == 'X' || state == 'x') return -1;
+      return strtod(p, nullptr);
+    }
+    while (*p && *p != ' ') p++;
+  }
+  return -2;
+}
+
+double PidNamespace() {
+  struct stat st;
+  if (stat("/proc/self/ns/pid", &st) != 0) return 0;
+  return static_cast<double>(st.st_ino);
+}
+#endif
+
+// threadStartTime(pid, tid) -> start time, -1 dead, -2 unknown
+Napi::Value ThreadStartTime(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckSupported(env)) return env.Undefined();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    ThrowCode(env, "EINVAL", "threadStartTime(pid, tid)");
+    return env.Undefined();
+  }
+  int pid = info[0].As<Napi::Number>().Int32Value();
+  int tid = info[1].As<Napi::Number>().Int32Value();
+  if (pid <= 0 || tid <= 0) return Napi::Number::New(env, -1);
+#if UD_SUPPORTED
+  return Napi::Number::New(env, ReadStartTime(pid, tid));
+#else
+  return env.Undefined();
+#endif
+}
+
+// processAlive(pid) -> true/false (kill(pid, 0); EPERM counts as alive)
+Napi::Value ProcessAlive(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckSupported(env)) return env.Undefined();
+  if (info.Length() < 1 || !info[0].IsNumber()) return Napi::Boolean::New(env, false);
+  int pid = info[0].As<Napi::Number>().Int32Value();
+  if (pid <= 0) return Napi::Boolean::New(env, false);
+#if UD_SUPPORTED
+  if (kill(pid, 0) == 0) return Napi::Boolean::New(env, ReadStartTime(pid, pid) != -1);
+  return Napi::Boolean::New(env, errno == EPERM);
+#else
+  return env.Undefined();
+#endif
+}
+
+// self() -> { pid, tid, startTime, pidNamespace } of the calling thread
+Napi::Value Self(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckSupported(env)) return env.Undefined();
+#if UD_SUPPORTED
+  int pid = getpid();
+  int tid = static_cast<int>(syscall(SYS_gettid));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pid", Napi::Number::New(env, pid));
+  o.Set("tid", Napi::Number::New(env, tid));
+  o.Set("startTime", Napi::Number::New(env, ReadStartTime(pid, tid)));
+  o.Set("pidNamespace", Napi::Number::New(env, PidNamespace()));
+  return o;
+#else
+  return env.Undefined();
+#endif
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("supported", Napi::Boolean::New(env, UD_SUPPORTED != 0));
+  exports.Set("create", Napi::Function::New(env, Create, "create"));
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("unmap", Napi::Function::New(env, Unmap, "unmap"));
+  exports.Set("liveMappings", Napi::Function::New(env, LiveMappings, "liveMappings"));
+  exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
+  exports.Set("futexWait", Napi::Function::New(env, FutexWait, "futexWait"));
+  exports.Set("futexWake", Napi::Function::New(env, FutexWake, "futexWake"));
+  exports.Set("threadStartTime", Napi::Function::New(env, ThreadStartTime, "threadStartTime"));
+  exports.Set("processAlive", Napi::Function::New(env, ProcessAlive, "processAlive"));
+  exports.Set("self", Napi::Function::New(env, Self, "self"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(ultradict, Init)

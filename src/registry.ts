@@ -1,0 +1,206 @@
+// Finding and removing dicts on this machine by their segment names in /dev/shm: unlink, list and gc.
+
+import { readdirSync, renameSync, statSync } from 'node:fs';
+import { Control, STATE_INITIALIZING, STATE_READY } from './control.js';
+import { native } from './native.js';
+import { controlSegment, PREFIX, parseSegmentFile } from './names.js';
+import { Segment, SHM_DIR } from './segment.js';
+
+function shmFiles(): string[] {
+  try {
+    return readdirSync(SHM_DIR).filter((f) => f.startsWith(PREFIX));
+  } catch {
+    return [];
+  }
+}
+
+/** Suffix of a control segment that was unlinked while processes were still attached. */
+const RETIRED = '.ctl';
+
+/**
+ * Removes one incarnation (identified by its tag) of a dict. controlOnly: only takes the name away
+ * from new attachers, by renaming the control segment to "<name>.<tag>.ctl" (still found by gc); the
+ * data segments stay for the processes already attached. Otherwise removes everything of the tag.
+ */
+export function removeIncarnation(name: string, tag: string | null, opts: { controlOnly: boolean }): void {
+  const ctrlFile = `${PREFIX}${name}`;
+  if (tag === null) {
+    Segment.unlink('/' + ctrlFile);
+    return;
+  }
+  const retired = `${ctrlFile}.${tag}${RETIRED}`;
+  // the control name may already belong to a newer incarnation: only touch it if it is ours
+  const current = safeOpen('/' + ctrlFile);
+  const ours = current !== null && current.tag === tag;
+  current?.seg.unmap();
+  if (opts.controlOnly) {
+    if (ours) {
+      try {
+        renameSync(`${SHM_DIR}/${ctrlFile}`, `${SHM_DIR}/${retired}`);
+      } catch {
+        Segment.unlink('/' + ctrlFile);
+      }
+    }
+    return;
+  }
+  if (ours) Segment.unlink('/' + ctrlFile);
+  const prefix = `${ctrlFile}.${tag}.`;
+  for (const f of shmFiles()) if (f.startsWith(prefix) || f === retired) Segment.unlink('/' + f);
+}
+
+function safeOpen(segName: string): Control | null {
+  try {
+    return Control.open(segName);
+  } catch {
+    return null;
+  }
+}
+
+/** Removes every segment of a dict name, all incarnations. True if anything was removed. */
+export function removeDict(name: string): boolean {
+  const ctrl = safeOpen(controlSegment(name));
+  if (ctrl !== null) {
+    if (ctrl.state === STATE_READY) ctrl.markUnlinked();
+    ctrl.seg.unmap();
+  }
+  let removed = false;
+  for (const f of shmFiles()) {
+    const p = parseSegmentFile(f);
+    if (p !== null && p.name === name && Segment.unlink('/' + f)) removed = true;
+  }
+  return removed;
+}
+
+export interface DictInfo {
+  name: string;
+  /** hex id of this incarnation */
+  tag: string;
+  /** false once unlinked (retired): attached processes still use it, new ones cannot attach */
+  attachable: boolean;
+  creatorPid: number;
+  createdAt: number;
+  serializer: string;
+  attachedPids: number[];
+  sharedMemoryBytes: number;
+  ready: boolean;
+}
+
+/** Every dict (incarnation) whose control segment is in /dev/shm. */
+export function listDicts(): DictInfo[] {
+  const files = shmFiles();
+  const sizes = new Map<string, number>();
+  for (const f of files) {
+    try {
+      sizes.set(f, statSync(`${SHM_DIR}/${f}`).size);
+    } catch {
+      // vanished
+    }
+  }
+  const out: DictInfo[] = [];
+  for (const f of files) {
+    const p = parseSegmentFile(f);
+    if (p === null) continue;
+    const retired = !p.control && f.endsWith(RETIRED);
+    if (!p.control && !retired) continue;
+    const ctrl = safeOpen('/' + f);
+    if (ctrl === null) continue;
+    try {
+      const ready = ctrl.state === STATE_READY;
+      const tag = ready || ctrl.state !== STATE_INITIALIZING ? ctrl.tag : '';
+      let bytes = 0;
+      const prefix = `${PREFIX}${p.name}.${tag}.`;
+      for (const [g, s] of sizes) if (g === f || (tag && g.startsWith(prefix))) bytes += s;
+      out.push({
+        name: p.name,
+        tag,
+        attachable: p.control,
+        creatorPid: ctrl.creatorPid,
+        createdAt: ready ? ctrl.createdAt : 0,
+        serializer: ready ? ctrl.serializerName : '',
+        attachedPids: [...new Set(ctrl.attached().map((s) => s.pid))],
+        sharedMemoryBytes: bytes,
+        ready,
+      });
+    } finally {
+      ctrl.seg.unmap();
+    }
+  }
+  return out;
+}
+
+/**
+ * Removes dicts no live process uses: every attached thread dead (SIGKILLed, crashed), creators that
+ * died while initialising, and data segments whose control segment is gone. Returns the names removed.
+ */
+export function gc(options: { graceMs?: number } = {}): string[] {
+  const grace = options.graceMs ?? 2000;
+  const removed: string[] = [];
+  const files = shmFiles();
+  const liveTags = new Set<string>();
+  for (const f of files) {
+    const p = parseSegmentFile(f);
+    if (p === null) continue;
+    const retired = !p.control && f.endsWith(RETIRED);
+    if (!p.control && !retired) continue;
+    const ctrl = safeOpen('/' + f);
+    if (ctrl === null) continue;
+    try {
+      const state = ctrl.state;
+      if (state === STATE_INITIALIZING) {
+        const pid = ctrl.creatorPid;
+        const alive = pid !== 0 && native.threadStartTime(pid, ctrl.creatorTid) !== -1;
+        if (!alive && ageMs(f) > grace) {
+          Segment.unlink('/' + f);
+          removed.push(p.name);
+        }
+        continue;
+      }
+      const tag = ctrl.tag;
+      if (ctrl.attached().length > 0) {
+        liveTags.add(`${p.name}.${tag}`);
+        continue;
+      }
+      ctrl.markUnlinked();
+      if (p.control) Segment.unlink('/' + f);
+      const prefix = `${PREFIX}${p.name}.${tag}.`;
+      for (const g of files) if (g.startsWith(prefix)) Segment.unlink('/' + g);
+      removed.push(p.name);
+    } finally {
+      ctrl.seg.unmap();
+    }
+  }
+  // data segments whose control segment no longer exists
+  const ctrlTags = new Set<string>();
+  for (const f of shmFiles()) {
+    const p = parseSegmentFile(f);
+    if (p === null) continue;
+    if (p.control) {
+      const c = safeOpen('/' + f);
+      if (c !== null) {
+        if (c.state !== STATE_INITIALIZING) ctrlTags.add(`${p.name}.${c.tag}`);
+        c.seg.unmap();
+      }
+    } else if (f.endsWith(RETIRED)) {
+      ctrlTags.add(f.slice(PREFIX.length, -RETIRED.length));
+    }
+  }
+  for (const f of shmFiles()) {
+    const p = parseSegmentFile(f);
+    if (p === null || p.control) continue;
+    const rest = f.slice(PREFIX.length);
+    const parts = rest.split('.');
+    if (parts.length < 3) continue;
+    const key = `${parts[0]}.${parts[1]}`;
+    if (ctrlTags.has(key) || liveTags.has(key)) continue;
+    if (ageMs(f) > grace && Segment.unlink('/' + f) && !removed.includes(p.name)) removed.push(p.name);
+  }
+  return removed;
+}
+
+function ageMs(file: string): number {
+  try {
+    return Date.now() - statSync(`${SHM_DIR}/${file}`).mtimeMs;
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,92 @@
+// A mapped shared-memory segment: create/open/unlink through the addon, typed views, and OS errors as typed errors.
+
+import { native } from './native.js';
+import { SharedMemoryError } from './errors.js';
+
+export const SHM_DIR = '/dev/shm';
+
+export class Segment {
+  readonly u8: Uint8Array;
+  readonly i32: Int32Array;
+  readonly dv: DataView;
+  readonly buf: Buffer;
+  readonly size: number;
+  private id: number;
+
+  private constructor(
+    readonly name: string,
+    readonly buffer: SharedArrayBuffer,
+    id: number,
+  ) {
+    this.id = id;
+    this.size = buffer.byteLength;
+    this.u8 = new Uint8Array(buffer);
+    this.i32 = new Int32Array(buffer, 0, this.size >>> 2);
+    this.dv = new DataView(buffer);
+    this.buf = Buffer.from(buffer);
+  }
+
+  /** Creates a new segment (exclusively); throws SharedMemoryError with osCode 'EEXIST' if taken. */
+  static create(name: string, size: number, mode: number): Segment {
+    try {
+      const m = native.create(name, size, mode);
+      return new Segment(name, m.buffer, m.id);
+    } catch (e) {
+      throw osError(e, `cannot create shared memory segment ${name} (${size} bytes)`);
+    }
+  }
+
+  /** Opens an existing segment; throws SharedMemoryError with osCode 'ENOENT' if missing. */
+  static open(name: string): Segment {
+    try {
+      const m = native.open(name);
+      return new Segment(name, m.buffer, m.id);
+    } catch (e) {
+      throw osError(e, `cannot open shared memory segment ${name}`);
+    }
+  }
+
+  /** Opens a segment, or returns null if it does not exist. */
+  static tryOpen(name: string): Segment | null {
+    try {
+      return Segment.open(name);
+    } catch (e) {
+      if (e instanceof SharedMemoryError && (e.osCode === 'ENOENT' || e.osCode === 'EEMPTY')) return null;
+      throw e;
+    }
+  }
+
+  /** Removes a segment name; returns false if it did not exist. Mapped memory stays valid for its users. */
+  static unlink(name: string): boolean {
+    try {
+      return native.unlink(name);
+    } catch (e) {
+      throw osError(e, `cannot unlink shared memory segment ${name}`);
+    }
+  }
+
+  /** Unmaps now instead of at garbage collection. No view of this segment may be used afterwards. */
+  unmap(): void {
+    if (this.id !== 0) {
+      native.unmap(this.id);
+      this.id = 0;
+    }
+  }
+
+  get mapped(): boolean {
+    return this.id !== 0;
+  }
+}
+
+export function osError(e: unknown, what: string): SharedMemoryError {
+  const code = (e as { code?: string } | null)?.code;
+  const hint =
+    code === 'ENOSPC' || code === 'ENOMEM'
+      ? ' (shared memory is full: free space in /dev/shm or raise its size, e.g. docker --shm-size)'
+      : code === 'EACCES' || code === 'EPERM'
+        ? ' (permission denied: the segment belongs to another user or its mode forbids access)'
+        : code === 'EMFILE' || code === 'ENFILE'
+          ? ' (too many open files)'
+          : '';
+  return new SharedMemoryError(`${what}: ${(e as Error)?.message ?? String(e)}${hint}`, code, { cause: e });
+}

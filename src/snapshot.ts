@@ -1,0 +1,170 @@
+// Full dumps: the whole dict encoded as one batch body, written to a fresh segment per generation
+// ("/ud.<name>.<tag>.d<gen>") or to one half of the fixed dump area ("/ud.<name>.<tag>.dump"), and loaded back.
+
+import { checksum, Decoder, Encoder, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, type DecodedOp, type Key } from './codec.js';
+import { CorruptSegmentError } from './errors.js';
+import { Segment } from './segment.js';
+import type { Serializer } from './serializer.js';
+
+export const DUMP_MAGIC = 0x50444455; // "UDDP"
+const VERSION = 1;
+const H_MAGIC = 0;
+const H_VERSION = 4;
+const H_ID_LO = 8;
+const H_ID_HI = 12;
+const H_GEN = 16;
+const H_LEN = 24;
+const H_CHECKSUM = 32;
+const H_SEQ = 36; // i32: 1 = complete, 0 = being written (fixed area)
+export const DUMP_HEADER = 64;
+
+/**
+ * Encodes `map` with `pending` applied on top (the write that triggered the dump) as one batch body
+ * into enc. Returns [body length, number of entries].
+ */
+export function encodeDump(enc: Encoder, map: ReadonlyMap<Key, unknown>, pending: readonly DecodedOp[], serializer: Serializer): [number, number] {
+  let base: ReadonlyMap<Key, unknown> = map;
+  let overlay: Map<Key, { v: unknown } | null> | null = null;
+  for (const p of pending) {
+    if (p.op === OP_CLEAR) {
+      base = new Map();
+      overlay = new Map();
+    } else {
+      overlay ??= new Map();
+      overlay.set(p.key!, p.op === OP_SET ? { v: p.value } : null);
+    }
+  }
+  enc.beginBody();
+  enc.u8(OP_BATCH);
+  const countAt = enc.pos;
+  enc.u32(0);
+  let n = 0;
+  for (const [k, v] of base) {
+    if (overlay !== null && overlay.has(k)) continue;
+    enc.u8(OP_SET);
+    enc.key(k);
+    enc.value(v, serializer, false);
+    n++;
+  }
+  if (overlay !== null) {
+    for (const [k, x] of overlay) {
+      if (x === null) continue;
+      enc.u8(OP_SET);
+      enc.key(k);
+      enc.value(x.v, serializer, false);
+      n++;
+    }
+  }
+  enc.patchU32(countAt, n);
+  return [enc.pos, n];
+}
+
+function writeHeader(seg: Segment, at: number, idLo: number, idHi: number, gen: number, len: number, sum: number): void {
+  const dv = seg.dv;
+  dv.setUint32(at + H_MAGIC, DUMP_MAGIC, true);
+  dv.setUint32(at + H_VERSION, VERSION, true);
+  dv.setUint32(at + H_ID_LO, idLo, true);
+  dv.setUint32(at + H_ID_HI, idHi, true);
+  dv.setFloat64(at + H_GEN, gen, true);
+  dv.setFloat64(at + H_LEN, len, true);
+  dv.setUint32(at + H_CHECKSUM, sum, true);
+}
+
+/** Writes a dump body (enc.buf[0, len)) to a new segment. The caller unmaps it. */
+export function writeDumpSegment(
+  segName: string,
+  mode: number,
+  idLo: number,
+  idHi: number,
+  gen: number,
+  enc: Encoder,
+  len: number,
+  sum: number,
+): Segment {
+  const seg = Segment.create(segName, DUMP_HEADER + len, mode);
+  seg.u8.set(enc.buf.subarray(0, len), DUMP_HEADER);
+  writeHeader(seg, 0, idLo, idHi, gen, len, sum);
+  Atomics.store(seg.i32, H_SEQ >> 2, 1);
+  return seg;
+}
+
+/** Size of one half of the fixed dump area. */
+export function fixedHalfSize(fullDumpSize: number): number {
+  return DUMP_HEADER + ((fullDumpSize + 7) & ~7);
+}
+
+/** Writes a dump body into half (gen % 2) of the fixed area: invalidate, write, validate. */
+export function writeFixedDump(seg: Segment, fullDumpSize: number, idLo: number, idHi: number, gen: number, enc: Encoder, len: number, sum: number): void {
+  const at = (gen % 2) * fixedHalfSize(fullDumpSize);
+  Atomics.store(seg.i32, (at + H_SEQ) >> 2, 0);
+  seg.u8.set(enc.buf.subarray(0, len), at + DUMP_HEADER);
+  writeHeader(seg, at, idLo, idHi, gen, len, sum);
+  Atomics.store(seg.i32, (at + H_SEQ) >> 2, 1);
+}
+
+export interface DumpExpectation {
+  idLo: number;
+  idHi: number;
+  gen: number;
+  len: number;
+  checksum: number;
+}
+
+function checkHeader(seg: Segment, at: number, x: DumpExpectation): void {
+  const dv = seg.dv;
+  const bad = (why: string): never => {
+    throw new CorruptSegmentError(`${seg.name} is not a valid ultradict dump: ${why}`);
+  };
+  if (at + DUMP_HEADER > seg.size) bad('too small');
+  if (dv.getUint32(at + H_MAGIC, true) !== DUMP_MAGIC) bad('bad magic');
+  if (dv.getUint32(at + H_VERSION, true) !== VERSION) bad('unknown version');
+  if (dv.getUint32(at + H_ID_LO, true) !== x.idLo || dv.getUint32(at + H_ID_HI, true) !== x.idHi) bad('belongs to another dict');
+  if (dv.getFloat64(at + H_GEN, true) !== x.gen) bad(`generation ${dv.getFloat64(at + H_GEN, true)}, expected ${x.gen}`);
+  if (dv.getFloat64(at + H_LEN, true) !== x.len || at + DUMP_HEADER + x.len > seg.size) bad('length mismatch');
+  if (dv.getUint32(at + H_CHECKSUM, true) !== x.checksum) bad('checksum mismatch with its stream');
+}
+
+/** Decodes a dump body (a batch of SETs) at [from, from+len) of the decoder's memory into a new Map. */
+function decodeDump(d: Decoder, from: number, len: number, serializer: Serializer): Map<Key, unknown> {
+  d.reset(from, from + len);
+  if (d.u8v() !== OP_BATCH) d.fail('a dump must be a batch');
+  const count = d.u32();
+  if (count > len) d.fail(`dump count ${count} larger than its bytes`);
+  const map = new Map<Key, unknown>();
+  for (let i = 0; i < count; i++) {
+    if (d.u8v() !== OP_SET) d.fail('a dump holds only SET operations');
+    const k = d.key();
+    map.set(k, d.value(serializer));
+  }
+  if (d.pos !== d.limit) d.fail('trailing bytes after the dump');
+  return map;
+}
+
+/** Loads a dump segment of one generation (immutable once published). */
+export function loadDumpSegment(seg: Segment, x: DumpExpectation, serializer: Serializer): Map<Key, unknown> {
+  checkHeader(seg, 0, x);
+  if (Atomics.load(seg.i32, H_SEQ >> 2) !== 1) throw new CorruptSegmentError(`${seg.name}: dump incomplete`);
+  if (checksum(seg.i32, seg.u8, DUMP_HEADER, x.len) !== x.checksum) throw new CorruptSegmentError(`${seg.name}: dump checksum mismatch`);
+  return decodeDump(new Decoder(seg.u8, seg.dv, seg.buf, seg.name), DUMP_HEADER, x.len, serializer);
+}
+
+/**
+ * Loads the half of the fixed area of generation x.gen. The half may be rewritten concurrently (by the
+ * writer of gen + 2): copy it, then check it was valid before and after the copy. Returns null when it
+ * changed under us (the caller re-reads the published generation).
+ */
+export function loadFixedDump(seg: Segment, fullDumpSize: number, x: DumpExpectation, serializer: Serializer): Map<Key, unknown> | null {
+  const at = (x.gen % 2) * fixedHalfSize(fullDumpSize);
+  if (at + DUMP_HEADER > seg.size) throw new CorruptSegmentError(`${seg.name}: fixed dump area too small`);
+  const seqIdx = (at + H_SEQ) >> 2;
+  if (Atomics.load(seg.i32, seqIdx) !== 1) return null;
+  if (seg.dv.getFloat64(at + H_GEN, true) !== x.gen) return null;
+  checkHeader(seg, at, x);
+  const copy = Buffer.allocUnsafeSlow(Math.max(8, (x.len + 7) & ~7));
+  copy.set(seg.u8.subarray(at + DUMP_HEADER, at + DUMP_HEADER + x.len), 0);
+  if (Atomics.load(seg.i32, seqIdx) !== 1 || seg.dv.getFloat64(at + H_GEN, true) !== x.gen) return null;
+  const i32 = new Int32Array(copy.buffer, copy.byteOffset, copy.length >> 2);
+  if (checksum(i32, copy, 0, x.len) !== x.checksum) throw new CorruptSegmentError(`${seg.name}: dump checksum mismatch`);
+  const dv = new DataView(copy.buffer, copy.byteOffset, copy.length);
+  return decodeDump(new Decoder(copy, dv, copy, seg.name), 0, x.len, serializer);
+}

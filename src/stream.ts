@@ -1,0 +1,158 @@
+// The update stream of one generation (segment "/ud.<name>.<tag>.s<gen>"): frames appended under the lock,
+// the end published with one atomic store, replayed by readers below that end. Never reset or rewritten.
+
+import { align8, checksum, Decoder, FRAME_HEADER, type DecodedOp, type Encoder } from './codec.js';
+import { CorruptSegmentError } from './errors.js';
+import { Segment } from './segment.js';
+
+export const STREAM_MAGIC = 0x54534455; // "UDST"
+const VERSION = 1;
+const H_MAGIC = 0;
+const H_VERSION = 4;
+const H_ID_LO = 8;
+const H_ID_HI = 12;
+const H_GEN = 16;
+const H_CAPACITY = 24;
+const H_END8 = 32; // i32: end of published data in 8-byte units
+const H_DUMP_KIND = 36;
+const H_DUMP_LEN = 40;
+const H_STREAM_START = 48;
+const H_DUMP_CHECKSUM = 56;
+/** Frames start here. */
+export const DATA = 64;
+const I_END8 = H_END8 >> 2;
+/** End offsets are stored in 8-byte units in an Int32: a stream holds at most 16 GiB. */
+export const MAX_CAPACITY = 0x7fffffff * 8;
+
+export const DUMP_NONE = 0;
+export const DUMP_SEGMENT = 1;
+export const DUMP_FIXED = 2;
+
+/** Where the state a generation starts from is, and where in the stream replay starts after loading it. */
+export interface DumpRef {
+  kind: number;
+  len: number;
+  checksum: number;
+  /** Byte offset (from DATA) of the first frame not contained in the dump. */
+  streamStart: number;
+}
+
+export class Stream {
+  readonly capacity: number;
+  readonly decoder: Decoder;
+
+  private constructor(
+    readonly seg: Segment,
+    readonly gen: number,
+  ) {
+    this.capacity = seg.dv.getFloat64(H_CAPACITY, true);
+    this.decoder = new Decoder(seg.u8, seg.dv, seg.buf, seg.name);
+  }
+
+  static create(segName: string, mode: number, idLo: number, idHi: number, gen: number, capacity: number, dump: DumpRef): Stream {
+    const seg = Segment.create(segName, DATA + capacity, mode);
+    const dv = seg.dv;
+    dv.setUint32(H_VERSION, VERSION, true);
+    dv.setUint32(H_ID_LO, idLo, true);
+    dv.setUint32(H_ID_HI, idHi, true);
+    dv.setFloat64(H_GEN, gen, true);
+    dv.setFloat64(H_CAPACITY, capacity, true);
+    dv.setUint32(H_DUMP_KIND, dump.kind, true);
+    dv.setFloat64(H_DUMP_LEN, dump.len, true);
+    dv.setFloat64(H_STREAM_START, dump.streamStart, true);
+    dv.setUint32(H_DUMP_CHECKSUM, dump.checksum, true);
+    dv.setUint32(H_MAGIC, STREAM_MAGIC, true);
+    return new Stream(seg, gen);
+  }
+
+  /** Opens and validates the stream of a generation; null if it no longer exists. */
+  static open(segName: string, idLo: number, idHi: number, gen: number): Stream | null {
+    const seg = Segment.tryOpen(segName);
+    if (!seg) return null;
+    const dv = seg.dv;
+    const bad = (why: string): never => {
+      seg.unmap();
+      throw new CorruptSegmentError(`${segName} is not a valid ultradict stream: ${why}`);
+    };
+    if (seg.size < DATA) bad('too small');
+    if (dv.getUint32(H_MAGIC, true) !== STREAM_MAGIC) bad('bad magic');
+    if (dv.getUint32(H_VERSION, true) !== VERSION) bad(`version ${dv.getUint32(H_VERSION, true)}`);
+    if (dv.getUint32(H_ID_LO, true) !== idLo || dv.getUint32(H_ID_HI, true) !== idHi) bad('belongs to another dict');
+    if (dv.getFloat64(H_GEN, true) !== gen) bad(`generation ${dv.getFloat64(H_GEN, true)}, expected ${gen}`);
+    const cap = dv.getFloat64(H_CAPACITY, true);
+    if (!Number.isSafeInteger(cap) || cap < 0 || cap % 8 !== 0 || DATA + cap > seg.size || cap > MAX_CAPACITY) bad('bad capacity');
+    const s = new Stream(seg, gen);
+    const d = s.dump;
+    if (
+      d.kind > DUMP_FIXED ||
+      !Number.isSafeInteger(d.len) ||
+      d.len < 0 ||
+      !Number.isSafeInteger(d.streamStart) ||
+      d.streamStart < 0 ||
+      d.streamStart % 8 !== 0 ||
+      d.streamStart > cap
+    ) {
+      bad('bad dump reference');
+    }
+    return s;
+  }
+
+  get dump(): DumpRef {
+    const dv = this.seg.dv;
+    return {
+      kind: dv.getUint32(H_DUMP_KIND, true),
+      len: dv.getFloat64(H_DUMP_LEN, true),
+      checksum: dv.getUint32(H_DUMP_CHECKSUM, true),
+      streamStart: dv.getFloat64(H_STREAM_START, true),
+    };
+  }
+
+  /** Bytes of published frames (acquire load); validated against the capacity. */
+  end(): number {
+    const end = Atomics.load(this.seg.i32, I_END8) * 8;
+    if (end < 0 || end > this.capacity) {
+      throw new CorruptSegmentError(`${this.seg.name}: published end ${end} outside the stream (capacity ${this.capacity})`);
+    }
+    return end;
+  }
+
+  /** Copies a finished frame (enc.buf[0, len)) to `at` and publishes the new end. Caller holds the lock. */
+  append(enc: Encoder, len: number, at: number): void {
+    const dst = DATA + at;
+    if (len <= 256) {
+      const d = this.seg.i32;
+      const s = enc.i32;
+      const base = dst >> 2;
+      for (let i = 0, n = len >> 2; i < n; i++) d[base + i] = s[i]!;
+    } else {
+      this.seg.u8.set(enc.buf.subarray(0, len), dst);
+    }
+    Atomics.store(this.seg.i32, I_END8, (at + len) / 8);
+  }
+
+  /**
+   * Verifies and decodes the frame at `pos` (which must be below `end`); fills `ops`. Returns the
+   * position of the next frame. Throws CorruptSegmentError for anything malformed.
+   */
+  readFrame(pos: number, end: number, serializer: Parameters<Decoder['body']>[0], ops: DecodedOp[]): number {
+    const seg = this.seg;
+    const at = DATA + pos;
+    if (pos + FRAME_HEADER > end) throw new CorruptSegmentError(`${seg.name}: truncated frame header at ${pos}`);
+    const len = seg.dv.getUint32(at, true);
+    if (len < 1 || len > end - pos - FRAME_HEADER) {
+      throw new CorruptSegmentError(`${seg.name}: frame at ${pos} has impossible length ${len}`);
+    }
+    const sum = seg.dv.getUint32(at + 4, true);
+    if (checksum(seg.i32, seg.u8, at + FRAME_HEADER, len) !== sum) {
+      throw new CorruptSegmentError(`${seg.name}: checksum mismatch in frame at ${pos}`);
+    }
+    const d = this.decoder;
+    d.reset(at + FRAME_HEADER, at + FRAME_HEADER + len);
+    d.body(serializer, ops);
+    return pos + align8(FRAME_HEADER + len);
+  }
+
+  unmap(): void {
+    this.seg.unmap();
+  }
+}
