@@ -1,0 +1,17 @@
+// Runs the compiled test suite with node:test and checks that it left /dev/shm as it found it.
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+
+const ours = () => readdirSync('/dev/shm').filter((f) => f.startsWith('ud.'));
+const before = new Set(ours());
+const files = readdirSync('out/test')
+  .filter((f) => f.endsWith('.test.js'))
+  .filter((f) => process.argv.length <= 2 || process.argv.slice(2).some((a) => f.includes(a)))
+  .map((f) => `out/test/${f}`);
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=240000', ...files], { stdio: 'inherit' });
+const leaked = ours().filter((f) => !before.has(f));
+if (leaked.length > 0) {
+  console.error(`\ntests left ${leaked.length} segments in /dev/shm:\n  ${leaked.join('\n  ')}`);
+  process.exit(1);
+}
+process.exit(r.status ?? 1);
