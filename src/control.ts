@@ -122,7 +122,7 @@ export class Control {
 
   /** Opens an existing control segment; null if missing. Validates magic, version and size. */
   static open(segName: string): Control | null {
-    const seg = Segment.tryOpen(segName);
+    const seg = Segment.tryOpen(segName, false);
     if (!seg) return null;
     try {
       return Control.validate(seg);

@@ -225,7 +225,15 @@ export class UltraDict<V = unknown> implements Map<Key, V> {
           if (opts.create === true) throw new AlreadyExistsError(`an UltraDict named ${JSON.stringify(name)} already exists`);
         }
       }
-      ctrl = Control.open(ctrlName);
+      try {
+        ctrl = Control.open(ctrlName);
+      } catch (e) {
+        // EEMPTY: a creator between shm_open and ftruncate (microseconds), or a foreign empty file
+        if (!(e instanceof SharedMemoryError && e.osCode === 'EEMPTY')) throw e;
+        if (performance.now() > deadline) throw new CorruptSegmentError(`${ctrlName} exists but is empty: not an ultradict dict`);
+        sleepMs(1);
+        continue;
+      }
       if (ctrl === null) {
         if (opts.create === false) throw new NotFoundError(`no UltraDict named ${JSON.stringify(name)} exists`);
         continue; // it vanished between our create and open: try to create again
@@ -861,6 +869,11 @@ function waitReady(ctrl: Control, ctrlName: string, deadline: number): boolean {
     }
     ctrl.waitState(20);
   }
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+function sleepMs(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
 }
 
 function nameOf(ctrlName: string): string {

@@ -1,7 +1,7 @@
 // A mapped shared-memory segment: create/open/unlink through the addon, typed views, and OS errors as typed errors.
 
 import { native } from './native.js';
-import { SharedMemoryError } from './errors.js';
+import { CorruptSegmentError, SharedMemoryError } from './errors.js';
 
 export const SHM_DIR = '/dev/shm';
 
@@ -46,12 +46,18 @@ export class Segment {
     }
   }
 
-  /** Opens a segment, or returns null if it does not exist. */
-  static tryOpen(name: string): Segment | null {
+  /**
+   * Opens a segment, or returns null if it does not exist. An empty file is a CorruptSegmentError
+   * unless emptyIsCorrupt is false (then a SharedMemoryError with osCode 'EEMPTY').
+   */
+  static tryOpen(name: string, emptyIsCorrupt = true): Segment | null {
     try {
       return Segment.open(name);
     } catch (e) {
-      if (e instanceof SharedMemoryError && (e.osCode === 'ENOENT' || e.osCode === 'EEMPTY')) return null;
+      if (e instanceof SharedMemoryError && e.osCode === 'ENOENT') return null;
+      if (emptyIsCorrupt && e instanceof SharedMemoryError && e.osCode === 'EEMPTY') {
+        throw new CorruptSegmentError(`${name} is empty: not an ultradict segment`);
+      }
       throw e;
     }
   }
