@@ -15,6 +15,8 @@ export interface Config {
   /** workload 1: 10,000 keys, small integer values */
   w1Keys: number;
   w1TargetMs: number;
+  /** minimum warm-up time of each measurement (JIT tier-up, connections, caches) */
+  warmupMs: number;
   w2Cases: ValueCase[];
   w2TargetMs: number;
   w3Ns: number[];
@@ -26,6 +28,11 @@ export interface Config {
   w5TargetMs: number;
   /** hard limit for one job (host process and its workers are killed past it) */
   jobTimeoutMs: number;
+  /**
+   * Contenders measured in workloads 3-5 (null: all). The quick run keeps one row per kind of store
+   * there (it has a minute for everything); the full run measures every contender everywhere.
+   */
+  multiContenders: string[] | null;
 }
 
 const w2 = (keysSmall: number, keysLarge: number): ValueCase[] => [
@@ -44,21 +51,28 @@ export function config(quick: boolean): Config {
         reps: 5,
         w1Keys: 10_000,
         w1TargetMs: 20,
-        w2Cases: w2(1_000, 100),
+        warmupMs: 40,
+        w2Cases: [
+          { kind: 'string', bytes: 100, keys: 1_000 },
+          { kind: 'object', bytes: 1_000, keys: 1_000 },
+          { kind: 'string', bytes: 100_000, keys: 100 },
+        ],
         w2TargetMs: 8,
         w3Ns: [1, 2],
-        w3DurationMs: 40,
+        w3DurationMs: 30,
         w4SamplesPerRep: 40,
         w5Sizes: [1_000, 100_000],
         w5Sample: 10_000,
         w5TargetMs: 10,
         jobTimeoutMs: 60_000,
+        multiContenders: ['map', 'ultradict-msgpack', 'redis', 'memcached', 'lmdb', 'sqlite', 'manager'],
       }
     : {
         quick,
         reps: 5,
         w1Keys: 10_000,
         w1TargetMs: 200,
+        warmupMs: 300,
         w2TargetMs: 60,
         w2Cases: w2(1_000, 100),
         w3Ns: [1, 2, 4, 8],
@@ -68,5 +82,6 @@ export function config(quick: boolean): Config {
         w5Sample: 10_000,
         w5TargetMs: 60,
         jobTimeoutMs: 240_000,
+        multiContenders: null,
       };
 }

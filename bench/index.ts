@@ -12,7 +12,7 @@ import { CONTENDERS, type ContenderDef, type WorkloadId } from './contenders/reg
 import type { RunEnv } from './contenders/types.js';
 import { machineInfo } from './lib/machine.js';
 import { errorText, forkChild, type Child } from './lib/proc.js';
-import { listShm, removeShm, shmFiles } from './lib/shm.js';
+import { dictFiles, listShm, removeShm, shmFiles } from './lib/shm.js';
 import { killAllServersSync, startMemcached, startRedis, which, type Server } from './lib/servers.js';
 import { serializerCosts } from './lib/serializers.js';
 import { msSince, nowNs } from './lib/timing.js';
@@ -113,7 +113,7 @@ function shmAfterJob(name: string, leaks: string[]): void {
   if (ultraDict) {
     const candidates = new Set<string>([name, ...Array.from({ length: 10 }, (_, i) => `${name}c${i}`)]);
     for (const c of candidates) {
-      if (left.some((f) => f.startsWith(c))) {
+      if (dictFiles(c).length > 0) {
         try {
           ultraDict.unlink(c);
         } catch {
@@ -251,20 +251,30 @@ async function main(): Promise<void> {
       console.log(`[${w}] ${c.id.padEnd(18)} ${o.ok ? text : `ERROR ${o.error}`} (${o.seconds.toFixed(1)} s)`);
     };
     const forWorkload = (w: WorkloadId): ContenderDef[] =>
-      sel.workloads.includes(w) ? runnable.filter((c) => c.workloads.includes(w)) : [];
+      sel.workloads.includes(w)
+        ? runnable.filter((c) => c.workloads.includes(w) && (w === 'w1' || w === 'w2' || !cfg.multiContenders || cfg.multiContenders.includes(c.id)))
+        : [];
 
-    for (const c of forWorkload('w1')) {
-      const p: SingleParams = { cases: [{ kind: 'int', bytes: 0, keys: cfg.w1Keys, targetMs: cfg.w1TargetMs, reps: cfg.reps }] };
-      const o = await runJob<SingleCaseResult[]>(job('w1', c, p), cfg, results.leaks);
-      const r: Outcome<SingleCaseResult> = o.ok ? { ok: true, value: o.value[0]!, seconds: o.seconds } : o;
-      results.w1[c.id] = r;
-      log('w1', c, r, r.ok ? `reads ${fmt(r.value.reads?.median ?? NaN)}/s  writes ${fmt(r.value.writes.median)}/s` : '');
-    }
-    for (const c of forWorkload('w2')) {
-      const p: SingleParams = { cases: cfg.w2Cases.map((x) => ({ ...x, targetMs: cfg.w2TargetMs, reps: cfg.reps })) };
-      const o = await runJob<SingleCaseResult[]>(job('w2', c, p), cfg, results.leaks);
-      results.w2[c.id] = o;
-      log('w2', c, o, o.ok ? o.value.map((v) => `${v.kind} ${v.bytes} B: w ${fmt(v.writes.median)}/s`).join(', ') : '');
+    // workloads 1 and 2 run in the same job (one fresh process per contender, workload 1 first, a
+    // fresh store for every case)
+    const w1set = new Set(forWorkload('w1').map((c) => c.id));
+    const w2set = new Set(forWorkload('w2').map((c) => c.id));
+    for (const c of runnable.filter((x) => w1set.has(x.id) || w2set.has(x.id))) {
+      const cases: SingleParams['cases'] = [];
+      const tail = { warmupMs: cfg.warmupMs, reps: cfg.reps };
+      if (w1set.has(c.id)) cases.push({ kind: 'int', bytes: 0, keys: cfg.w1Keys, targetMs: cfg.w1TargetMs, ...tail });
+      if (w2set.has(c.id)) for (const x of cfg.w2Cases) cases.push({ ...x, targetMs: cfg.w2TargetMs, ...tail });
+      const o = await runJob<SingleCaseResult[]>(job('w1', c, { cases } satisfies SingleParams), cfg, results.leaks);
+      if (w1set.has(c.id)) {
+        const r: Outcome<SingleCaseResult> = o.ok ? { ok: true, value: o.value[0]!, seconds: o.seconds } : o;
+        results.w1[c.id] = r;
+        log('w1', c, r, r.ok ? `reads ${fmt(r.value.reads?.median ?? NaN)}/s  writes ${fmt(r.value.writes.median)}/s` : '');
+      }
+      if (w2set.has(c.id)) {
+        const r: Outcome<SingleCaseResult[]> = o.ok ? { ok: true, value: o.value.slice(w1set.has(c.id) ? 1 : 0), seconds: o.seconds } : o;
+        results.w2[c.id] = r;
+        log('w2', c, r, r.ok ? r.value.map((v) => `${v.kind} ${v.bytes} B: r ${fmt(v.reads?.median ?? NaN)}/s w ${fmt(v.writes.median)}/s`).join(', ') : '');
+      }
     }
     for (const mode of ['readers', 'writers'] as const) {
       for (const c of forWorkload('w3')) {
@@ -286,7 +296,7 @@ async function main(): Promise<void> {
       const largest = Math.max(...cfg.w5Sizes);
       for (const size of cfg.w5Sizes) {
         const attach = size === largest && c.id !== 'map' && c.id !== 'manager';
-        const p: GrowthParams = { size, sample: cfg.w5Sample, targetMs: cfg.w5TargetMs, reps: cfg.reps, attach };
+        const p: GrowthParams = { size, sample: cfg.w5Sample, targetMs: cfg.w5TargetMs, warmupMs: cfg.warmupMs / 4, reps: cfg.reps, attach };
         const o = await runJob<GrowthResult>(job('w5', c, p), cfg, results.leaks);
         bySize[String(size)] = o;
         log(`w5 ${size}`, c, o, o.ok ? `writes ${fmt(o.value.writes.median)}/s reads ${fmt(o.value.reads?.median ?? NaN)}/s${o.value.attach ? ` attach ${o.value.attach.openMs.toFixed(0)} ms` : ''}` : '');

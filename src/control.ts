@@ -28,6 +28,7 @@ const H_MODE = 68;
 const H_SER_LEN = 72;
 const H_SER_NAME = 73;
 const SER_NAME_MAX = 63;
+const H_CREATOR_NS = 144; // f64: pid namespace of the creator
 
 // shared, changing words (byte offsets; i32 index = offset / 4)
 export const OFF_LOCK = 256;
@@ -104,6 +105,7 @@ export class Control {
     dv.setUint32(H_CREATOR_PID, me.pid, true);
     dv.setUint32(H_CREATOR_TID, me.tid, true);
     dv.setFloat64(H_CREATOR_START, me.startTime, true);
+    dv.setFloat64(H_CREATOR_NS, me.pidNamespace, true);
     dv.setUint32(H_ID_LO, id.readUInt32LE(0), true);
     dv.setUint32(H_ID_HI, id.readUInt32LE(4), true);
     dv.setFloat64(H_CREATED_AT, Date.now(), true);
@@ -208,6 +210,9 @@ export class Control {
   }
   get creatorStart(): number {
     return this.dv.getFloat64(H_CREATOR_START, true);
+  }
+  get creatorPidNamespace(): number {
+    return this.dv.getFloat64(H_CREATOR_NS, true);
   }
   get bufferSize(): number {
     return this.dv.getFloat64(H_BUFFER_SIZE, true);

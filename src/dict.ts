@@ -1,8 +1,8 @@
 // UltraDict: the public Map facade. Owns the local copy, the read fast path, the write path (lock, frame,
 // publish) and generation switches (dump + new stream); see docs/ARCHITECTURE.md for the data flow.
 
-import { renameSync } from 'node:fs';
 import { inspect } from 'node:util';
+import { isMainThread } from 'node:worker_threads';
 import { checkKey, checksum, Encoder, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, type DecodedOp, type Key } from './codec.js';
 import { Control, CONTROL_SIZE, I_COUNTER, I_LOCK, self, STATE_ABANDONED, STATE_INITIALIZING } from './control.js';
 import {
@@ -119,18 +119,33 @@ function validateOptions(o: unknown): UltraDictOptions {
 
 const openDicts = new Set<UltraDict<unknown>>();
 let exitHooked = false;
+
+function closeAll(): void {
+  for (const x of [...openDicts]) {
+    try {
+      x.close();
+    } catch {
+      // exiting: nothing more can be done
+    }
+  }
+}
+
+/**
+ * Closes every open dict when the process exits, also on SIGINT/SIGTERM/SIGHUP when the application
+ * has no handler of its own for the signal (then the signal is re-raised, so the process still dies of
+ * it). An application that handles the signal itself keeps full control: its exit closes the dicts.
+ */
 function trackOpen(d: UltraDict<unknown>): void {
   openDicts.add(d);
-  if (!exitHooked) {
-    exitHooked = true;
-    process.on('exit', () => {
-      for (const x of [...openDicts]) {
-        try {
-          x.close();
-        } catch {
-          // exiting: nothing more can be done
-        }
-      }
+  if (exitHooked) return;
+  exitHooked = true;
+  process.on('exit', closeAll);
+  if (!isMainThread) return;
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      if (process.listenerCount(sig) > 0) return;
+      closeAll();
+      process.kill(process.pid, sig);
     });
   }
 }
@@ -654,7 +669,12 @@ export class UltraDict<V = unknown> implements Map<Key, V> {
   /** Appends the encoded frame (this.#enc) to the stream, or starts a new generation if it does not fit. */
   #publish(len: number): void {
     const s = this.#stream;
-    const at = this.#pos; // after #sync under the lock this is the published end
+    let at = s.end();
+    if (at !== this.#pos) {
+      // only a writer that died between publishing its end and bumping the counter leaves this
+      this.#replay(at);
+      at = this.#pos;
+    }
     if (at + len <= s.capacity) {
       s.append(this.#enc, len, at);
       this.#pos = at + len;
@@ -858,8 +878,15 @@ function waitReady(ctrl: Control, ctrlName: string, deadline: number): boolean {
     const state = ctrl.state;
     if (state !== STATE_INITIALIZING) return state !== STATE_ABANDONED;
     const pid = ctrl.creatorPid;
-    const creatorGone =
-      pid === 0 ? performance.now() - start > 1000 : native.threadStartTime(pid, ctrl.creatorTid) !== ctrl.creatorStart && native.threadStartTime(pid, ctrl.creatorTid) !== -2;
+    let creatorGone: boolean;
+    if (pid === 0) {
+      creatorGone = performance.now() - start > 1000; // died before writing its header
+    } else if (ctrl.creatorPidNamespace !== 0 && ctrl.creatorPidNamespace !== self().pidNamespace) {
+      creatorGone = false; // another pid namespace: we cannot tell, so we wait
+    } else {
+      const st = native.threadStartTime(pid, ctrl.creatorTid);
+      creatorGone = st === -1 || (st >= 0 && st !== ctrl.creatorStart);
+    }
     if (creatorGone) {
       if (ctrl.claimAbandoned()) removeIncarnation(nameOf(ctrlName), null, { controlOnly: true });
       return false;

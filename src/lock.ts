@@ -87,8 +87,9 @@ export class SharedLock {
     return { release, [Symbol.dispose]: release };
   }
 
-  /** Takes the lock; used by every write. */
+  /** Takes the lock (re-entrant); pair with exit(). Prefer acquire() or withLock(). */
   enter(timeout: number = this.defaultTimeout): void {
+    if (!this.ctrl.seg.mapped) this.checkOpen();
     const e = this.entry;
     if (e.depth > 0) {
       e.depth++;
@@ -100,6 +101,7 @@ export class SharedLock {
   }
 
   exit(): void {
+    if (!this.ctrl.seg.mapped) this.checkOpen();
     const e = this.entry;
     if (e.depth <= 0) throw new Error('ultradict: lock released more often than taken');
     if (--e.depth > 0) return;
@@ -116,7 +118,9 @@ export class SharedLock {
     }
   }
 
+  /** The thread holding the lock, or null. */
   owner(): LockOwner | null {
+    this.checkOpen();
     const v = Atomics.load(this.ctrl.i32, I_LOCK);
     if (v === 0) return null;
     const s = this.ctrl.slot((v & OWNER_MASK) - 1);

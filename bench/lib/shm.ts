@@ -12,17 +12,27 @@ export function listShm(): string[] {
   }
 }
 
-/** Files of /dev/shm whose name starts with `prefix`. */
-export function shmFiles(prefix: string): string[] {
-  return listShm().filter((f) => f.startsWith(prefix));
+/**
+ * Files of /dev/shm whose name contains `token` (ultradict names its segments `ud.<name>` and
+ * `ud.<name>.<tag>.s<gen>` / `.d<gen>`; matching on the token keeps this independent of that scheme).
+ */
+export function shmFiles(token: string): string[] {
+  return listShm().filter((f) => f.includes(token));
 }
 
-/** Memory really allocated (tmpfs blocks, not the apparent size) by the files starting with `prefix`. */
-export function shmBytes(prefix: string): { allocated: number; apparent: number; files: number } {
+/** The segments of exactly one dict: its name delimited by '.', '/' or the ends of the file name. */
+export function dictFiles(name: string): string[] {
+  const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const re = new RegExp(`(^|[./])${escaped}($|[.])`);
+  return listShm().filter((f) => re.test(f));
+}
+
+/** Memory really allocated (tmpfs blocks, not the apparent size) by the segments of one dict. */
+export function shmBytes(name: string): { allocated: number; apparent: number; files: number } {
   let allocated = 0;
   let apparent = 0;
   let files = 0;
-  for (const f of shmFiles(prefix)) {
+  for (const f of dictFiles(name)) {
     try {
       const st = statSync(join(SHM_DIR, f));
       allocated += st.blocks * 512;

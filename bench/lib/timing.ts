@@ -44,14 +44,16 @@ export interface MeasureOptions {
   multiple?: number;
   /** hard cap on operations per repetition */
   maxOps?: number;
+  /** keep running warm-up batches until this much time has passed since the first batch */
+  warmupMs?: number;
 }
 
 /**
  * Batch timing. `run(n)` performs n operations and returns how many of them found what they expected
  * (the harness checks it equals n, which both verifies the contender and keeps the loop from being
  * optimised away). Calibration doubles n (or jumps towards the target) until one batch takes about
- * targetMs; the calibration runs double as warm-up, followed by one more full warm-up batch; then `reps`
- * timed repetitions of the same n.
+ * targetMs; the calibration runs double as warm-up, followed by full warm-up batches (at least one,
+ * and until warmupMs have passed since the start); then `reps` timed repetitions of the same n.
  */
 export async function measure(
   run: (n: number) => number | Promise<number>,
@@ -61,6 +63,7 @@ export async function measure(
   const maxOps = opts.maxOps ?? 50_000_000;
   const round = (n: number): number => Math.max(multiple, Math.ceil(n / multiple) * multiple);
   let n = round(opts.startOps);
+  const first = nowNs();
   const check = (done: number, expected: number): void => {
     if (done !== expected) throw new Error(`contender returned ${done} correct results out of ${expected}`);
   };
@@ -73,7 +76,9 @@ export async function measure(
     const factor = ms < opts.targetMs / 20 ? 10 : Math.max(1.2, (opts.targetMs / Math.max(ms, 0.001)) * 1.05);
     n = Math.min(round(n * factor), round(maxOps));
   }
-  check(await run(n), n); // warm-up at the final size
+  // warm-up at the final size (at least one batch, and at least warmupMs in all)
+  do check(await run(n), n);
+  while (msSince(first) < (opts.warmupMs ?? 0));
   const reps: number[] = [];
   for (let r = 0; r < opts.reps; r++) {
     const t0 = nowNs();

@@ -11,6 +11,7 @@ export interface GrowthParams {
   size: number;
   sample: number;
   targetMs: number;
+  warmupMs: number;
   reps: number;
   attach: boolean;
 }
@@ -39,13 +40,13 @@ export const workerFns = {
     const ownerRss = rssAfterGc() - rss0;
     return { loadMs, ownerRss };
   },
-  growthMeasure: async (args: { size: number; sample: number; targetMs: number; reps: number }) => {
+  growthMeasure: async (args: { size: number; sample: number; targetMs: number; warmupMs: number; reps: number }) => {
     const store = currentStore();
     store.sync?.();
     const order = accessKeys(args.size, args.sample);
     const multiple = store.mode === 'batch' ? store.batchSize : 1;
-    const startOps = store.mode === 'sync' ? 1000 : multiple * 4;
-    const opts = { targetMs: args.targetMs, reps: args.reps, startOps, multiple };
+    const startOps = multiple;
+    const opts = { targetMs: args.targetMs, warmupMs: args.warmupMs, reps: args.reps, startOps, multiple };
     const rr = readRunner(store, order);
     const reads = rr ? await measure(rr, opts) : null;
     const writes = await measure(writeRunner(store, order, pool), opts);
@@ -79,7 +80,7 @@ export async function host(ctx: HostContext): Promise<GrowthResult> {
     const open: OpenArgs = { contender: job.contender, name: job.name, create: true, env: job.env };
     const load = await owner.call<{ loadMs: number; ownerRss: number }>('growthLoad', { open, size: p.size });
     const m = await owner.call<{ reads: Measurement | null; writes: Measurement }>('growthMeasure', {
-      size: p.size, sample: p.sample, targetMs: p.targetMs, reps: p.reps,
+      size: p.size, sample: p.sample, targetMs: p.targetMs, warmupMs: p.warmupMs, reps: p.reps,
     });
     const st = await owner.call<{ storage: number | null; info?: unknown }>('growthStorage');
     let attach: GrowthResult['attach'] = null;

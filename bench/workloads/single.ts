@@ -10,6 +10,7 @@ export interface SingleCase {
   bytes: number;
   keys: number;
   targetMs: number;
+  warmupMs: number;
   reps: number;
 }
 export interface SingleParams {
@@ -36,8 +37,8 @@ async function singleCase(c: SingleCase): Promise<SingleCaseResult> {
   if (JSON.stringify(back) !== JSON.stringify(pool[1 % pool.length])) throw new Error('value read back differs from the value written');
   const order = shuffle(makeKeys(c.keys), 7);
   const multiple = store.mode === 'batch' ? store.batchSize : 1;
-  const startOps = store.mode === 'sync' ? 1000 : multiple * 4;
-  const opts = { targetMs: c.targetMs, reps: c.reps, startOps, multiple };
+  const startOps = multiple;
+  const opts = { targetMs: c.targetMs, warmupMs: c.warmupMs, reps: c.reps, startOps, multiple };
   const rr = readRunner(store, order);
   const reads = rr ? await measure(rr, opts) : null;
   const writes = await measure(writeRunner(store, order, pool), opts);
