@@ -193,3 +193,24 @@ test('fixture path sanity', () => {
 test('waitFor times out with a clear message', async () => {
   await assert.rejects(waitFor(() => false, 'nothing', 20), /timed out after 20 ms waiting for nothing/);
 });
+
+test('SIGTERM/SIGINT of a creator without its own handler still removes its segments', async () => {
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    const name = uniqueName('sig');
+    const code = `
+      import { UltraDict } from 'ultradict';
+      const d = new UltraDict({ name: process.argv[1] });
+      d.set('a', 1);
+      process.stdout.write('ready\\n');
+      setInterval(() => {}, 1000);`;
+    const p = spawn(process.execPath, ['--input-type=module', '-e', code, name], { cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+    let out = '';
+    p.stdout.on('data', (b: Buffer) => (out += b));
+    const exited = new Promise<NodeJS.Signals | null>((r) => p.on('exit', (_c, s) => r(s)));
+    await waitFor(() => out.includes('ready'), 'child ready');
+    assert.ok(shmEntries(name).length > 0);
+    p.kill(sig);
+    assert.equal(await exited, sig, 'the process still dies of the signal');
+    assert.deepEqual(shmEntries(name), []);
+  }
+});
