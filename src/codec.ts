@@ -1,8 +1,9 @@
 // Byte encoding of keys, values and operations (the bodies of stream frames and of dumps), and their checksum.
 //
-// A body is one operation: SET key value | DELETE key | CLEAR | BATCH count op*. Keys are strings (UTF-8)
-// or numbers (float64). Primitive values are encoded natively; objects go through the dict's serializer.
-// Every read is bounds-checked against the body's end: bytes from shared memory are never trusted.
+// A body is one operation: SET key value | DELETE key | CLEAR | IN path op | BATCH count op*. Keys are
+// strings (UTF-8) or numbers (float64). Primitive values and nested dicts are encoded natively; other
+// objects go through the dict's serializer. Every read is bounds-checked against the body's end: bytes
+// from shared memory are never trusted.
 
 import { CorruptSegmentError, SerializationError } from './errors.js';
 import type { Serializer } from './serializer.js';
@@ -13,6 +14,49 @@ export const OP_SET = 1;
 export const OP_DELETE = 2;
 export const OP_CLEAR = 3;
 export const OP_BATCH = 4;
+/** A SET/DELETE/CLEAR inside a nested dict: u8 depth, depth keys, then the operation. */
+export const OP_IN = 5;
+
+/** Deepest nesting of dicts (and of IN paths) that is encoded or accepted. */
+export const MAX_DEPTH = 64;
+
+export type Path = readonly Key[];
+
+const mapSet = Map.prototype.set;
+const mapDelete = Map.prototype.delete;
+const mapClear = Map.prototype.clear;
+
+/**
+ * A nested dict in the local copy. Read-only from outside (it can be reached through `dict.data`):
+ * only the dict itself changes it, through the n* methods.
+ */
+export class Node extends Map<Key, unknown> {
+  override set(_k: Key, _v: unknown): this {
+    throw new TypeError('nested dicts in dict.data are read-only: write through the dict');
+  }
+  override delete(_k: Key): boolean {
+    throw new TypeError('nested dicts in dict.data are read-only: write through the dict');
+  }
+  override clear(): void {
+    throw new TypeError('nested dicts in dict.data are read-only: write through the dict');
+  }
+}
+
+/** Writes to a local map that may be a Node. */
+export function nSet(m: Map<Key, unknown>, k: Key, v: unknown): void {
+  mapSet.call(m, k, v);
+}
+export function nDelete(m: Map<Key, unknown>, k: Key): boolean {
+  return mapDelete.call(m, k);
+}
+export function nClear(m: Map<Key, unknown>): void {
+  mapClear.call(m);
+}
+
+function isPlainObject(x: object): boolean {
+  const p = Object.getPrototypeOf(x);
+  return p === Object.prototype || p === null;
+}
 
 const KEY_STRING = 1;
 const KEY_NUMBER = 2;
@@ -24,12 +68,13 @@ const V_FALSE = 3;
 const V_NUMBER = 4;
 const V_STRING = 5;
 const V_SERIALIZED = 6;
+const V_DICT = 7;
 
 /** Size of a frame header: u32 body length, u32 checksum. */
 export const FRAME_HEADER = 8;
 
 export function align8(n: number): number {
-  return (n + 7) & ~7;
+  return n < 0x7ffffff0 ? (n + 7) & ~7 : Math.ceil(n / 8) * 8;
 }
 
 /** murmur3-style 32-bit hash over `len` bytes at `off` (off must be 4-aligned; i32 views the same buffer from 0). */
@@ -77,7 +122,7 @@ export function checkKey(key: unknown): asserts key is Key {
 
 /** Deep-freezes plain objects and arrays of a value read from the dict, so in-place mutation fails loudly. */
 export function freezeValue<T>(v: T): T {
-  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return v;
+  if (typeof v !== 'object' || v === null || Object.isFrozen(v) || v instanceof Node) return v;
   if (ArrayBuffer.isView(v)) return v; // typed arrays cannot be frozen
   Object.freeze(v);
   if (v instanceof Map) {
@@ -163,8 +208,37 @@ export class Encoder {
     }
   }
 
-  /** Encodes a value; returns the copy this process should keep locally (same as what others decode). */
-  value(v: unknown, serializer: Serializer, wantLocal = true): unknown {
+  /** Writes an IN prefix for a nested path (nothing for the root). */
+  path(path: Path | null): void {
+    if (path === null || path.length === 0) return;
+    if (path.length > MAX_DEPTH) throw new SerializationError(`nested deeper than ${MAX_DEPTH} levels`);
+    this.u8(OP_IN);
+    this.u8(path.length);
+    for (const k of path) this.key(k);
+  }
+
+  /**
+   * Encodes a value; returns the copy this process should keep locally (same as what others decode).
+   * With recurse, plain objects become nested dicts (Nodes); Nodes are always encoded as nested dicts.
+   */
+  value(v: unknown, serializer: Serializer, wantLocal = true, recurse = false, depth = 0): unknown {
+    if (typeof v === 'object' && v !== null && (v instanceof Node || (recurse && isPlainObject(v)))) {
+      if (depth >= MAX_DEPTH) throw new SerializationError(`nested deeper than ${MAX_DEPTH} levels`);
+      const entries: Iterable<[Key, unknown]> = v instanceof Node ? v : (Object.entries(v) as [Key, unknown][]);
+      this.u8(V_DICT);
+      const countAt = this.pos;
+      this.u32(0);
+      const local = wantLocal ? new Node() : null;
+      let n = 0;
+      for (const [k, x] of entries) {
+        this.key(k);
+        const lx = this.value(x, serializer, wantLocal, recurse, depth + 1);
+        if (local !== null) mapSet.call(local, k, lx);
+        n++;
+      }
+      this.patchU32(countAt, n);
+      return local;
+    }
     switch (typeof v) {
       case 'number':
         this.ensure(9);
@@ -243,11 +317,12 @@ function writeAscii(buf: Buffer, s: string, at: number): number {
   return s.length;
 }
 
-/** One decoded operation. For BATCH, `ops` holds the inner operations. */
+/** One operation (SET, DELETE or CLEAR) at a path (null: the root). Batches are flattened. */
 export interface DecodedOp {
   op: number;
   key: Key | undefined;
   value: unknown;
+  path?: Path | null;
 }
 
 /** Bounds-checked reader over a byte range of shared (or private) memory. */
@@ -308,9 +383,20 @@ export class Decoder {
     return this.fail(`unknown key tag ${tag}`);
   }
 
-  value(serializer: Serializer): unknown {
+  value(serializer: Serializer, depth = 0): unknown {
     const tag = this.u8v();
     switch (tag) {
+      case V_DICT: {
+        if (depth >= MAX_DEPTH) this.fail(`nested deeper than ${MAX_DEPTH} levels`);
+        const count = this.u32();
+        if (count > this.limit - this.pos) this.fail(`dict count ${count} larger than its bytes`);
+        const node = new Node();
+        for (let i = 0; i < count; i++) {
+          const k = this.key();
+          mapSet.call(node, k, this.value(serializer, depth + 1));
+        }
+        return node;
+      }
       case V_UNDEFINED:
         return undefined;
       case V_NULL:
@@ -345,15 +431,23 @@ export class Decoder {
     }
   }
 
-  /** Decodes one simple op (SET, DELETE or CLEAR) into out. */
+  /** Decodes one simple op (SET, DELETE or CLEAR, possibly IN a path) into out. */
   private simple(op: number, serializer: Serializer, out: DecodedOp[]): void {
+    let path: Key[] | null = null;
+    if (op === OP_IN) {
+      const depth = this.u8v();
+      if (depth === 0 || depth > MAX_DEPTH) this.fail(`bad path depth ${depth}`);
+      path = [];
+      for (let i = 0; i < depth; i++) path.push(this.key());
+      op = this.u8v();
+    }
     if (op === OP_SET) {
       const key = this.key();
-      out.push({ op, key, value: this.value(serializer) });
+      out.push({ op, key, value: this.value(serializer), path });
     } else if (op === OP_DELETE) {
-      out.push({ op, key: this.key(), value: undefined });
+      out.push({ op, key: this.key(), value: undefined, path });
     } else if (op === OP_CLEAR) {
-      out.push({ op, key: undefined, value: undefined });
+      out.push({ op, key: undefined, value: undefined, path });
     } else {
       this.fail(`unknown operation ${op}`);
     }

@@ -44,6 +44,8 @@ const OFF_RECOVERIES = 312;
 
 export const I_LOCK = OFF_LOCK >> 2;
 export const I_COUNTER = OFF_COUNTER >> 2;
+export { OFF_COUNTER };
+export const I_LISTENERS = OFF_LISTENERS >> 2;
 const I_GEN64 = OFF_GEN >> 3;
 const I_STATE = H_STATE >> 2;
 
@@ -59,6 +61,7 @@ const S_PID = 0;
 const S_TID = 4;
 const S_START = 8;
 const S_NS = 16;
+const S_LISTENING = 24; // i32: change listeners of this thread (summed in OFF_LISTENERS)
 export const CONTROL_SIZE = SLOTS_OFFSET + SLOT_COUNT * SLOT_SIZE;
 
 export const FLAG_FIXED_DUMP = 1;
@@ -68,6 +71,8 @@ export interface ControlOptions {
   fullDumpSize: number; // 0 = a fresh segment per dump
   serializer: string;
   mode: number;
+  /** FLAG_* bits other than FLAG_FIXED_DUMP (which follows fullDumpSize) */
+  flags?: number;
 }
 
 let selfInfo: SelfInfo | undefined;
@@ -112,7 +117,7 @@ export class Control {
     dv.setUint32(H_SIZE, CONTROL_SIZE, true);
     dv.setFloat64(H_BUFFER_SIZE, opts.bufferSize, true);
     dv.setFloat64(H_FULL_DUMP_SIZE, opts.fullDumpSize, true);
-    dv.setUint32(H_FLAGS, opts.fullDumpSize > 0 ? FLAG_FIXED_DUMP : 0, true);
+    dv.setUint32(H_FLAGS, (opts.fullDumpSize > 0 ? FLAG_FIXED_DUMP : 0) | (opts.flags ?? 0), true);
     dv.setUint32(H_MODE, opts.mode, true);
     const ser = Buffer.from(opts.serializer, 'latin1');
     seg.u8[H_SER_LEN] = ser.length;
@@ -220,6 +225,9 @@ export class Control {
   get fullDumpSize(): number {
     return this.dv.getFloat64(H_FULL_DUMP_SIZE, true);
   }
+  get flags(): number {
+    return this.dv.getUint32(H_FLAGS, true);
+  }
   get mode(): number {
     return this.dv.getUint32(H_MODE, true);
   }
@@ -279,6 +287,10 @@ export class Control {
   }
 
   slot(i: number): SlotInfo {
+    // the lock word names its owner's slot: a corrupt word must not become an out-of-bounds read
+    if (!Number.isInteger(i) || i < 0 || i >= SLOT_COUNT) {
+      throw new CorruptSegmentError(`${this.seg.name}: slot ${i} does not exist (corrupt lock word or slot index)`);
+    }
     const b = this.slotBase(i);
     return {
       index: i,
@@ -332,7 +344,10 @@ export class Control {
       const pidIdx = (this.slotBase(i) + S_PID) >> 2;
       const pid = Atomics.load(this.i32, pidIdx);
       if (pid === 0 || this.slotAlive(i)) continue;
-      if (Atomics.compareExchange(this.i32, pidIdx, pid, 0) === pid) n++;
+      if (Atomics.compareExchange(this.i32, pidIdx, pid, 0) === pid) {
+        this.dropListening(i);
+        n++;
+      }
     }
     return n;
   }
@@ -340,12 +355,35 @@ export class Control {
   releaseSlot(i: number): void {
     const me = self();
     const pidIdx = (this.slotBase(i) + S_PID) >> 2;
+    this.dropListening(i);
     Atomics.compareExchange(this.i32, pidIdx, me.pid, 0);
   }
 
   /** Frees a slot whose owner is known dead. */
   freeDeadSlot(i: number, pid: number): void {
-    Atomics.compareExchange(this.i32, (this.slotBase(i) + S_PID) >> 2, pid, 0);
+    if (Atomics.compareExchange(this.i32, (this.slotBase(i) + S_PID) >> 2, pid, 0) === pid) this.dropListening(i);
+  }
+
+  /** Byte offsets of the listener counts a watcher of slot i must decrement if its thread dies. */
+  listeningOffsets(i: number): [number, number] {
+    return [this.slotBase(i) + S_LISTENING, OFF_LISTENERS];
+  }
+
+  /** Adds delta change listeners for slot i (and to the dict's total, which writers check). */
+  addListening(i: number, delta: number): void {
+    Atomics.add(this.i32, (this.slotBase(i) + S_LISTENING) >> 2, delta);
+    Atomics.add(this.i32, I_LISTENERS, delta);
+  }
+
+  /** A freed slot takes its listeners out of the total. */
+  private dropListening(i: number): void {
+    const n = Atomics.exchange(this.i32, (this.slotBase(i) + S_LISTENING) >> 2, 0);
+    if (n !== 0) Atomics.sub(this.i32, I_LISTENERS, n);
+  }
+
+  /** Number of change listeners in all processes (writers wake them only when non-zero). */
+  get listeners(): number {
+    return Atomics.load(this.i32, I_LISTENERS);
   }
 
   /** Live attached threads. */

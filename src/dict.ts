@@ -1,32 +1,32 @@
-// UltraDict: the public Map facade. Owns the local copy, the read fast path, the write path (lock, frame,
-// publish) and generation switches (dump + new stream); see docs/ARCHITECTURE.md for the data flow.
+// UltraDict: the public facade. Parses options, creates or attaches (src/core.ts does the work), and
+// presents the Map API, nested dict views, atomic read-modify-write, change events and lifetime.
 
+import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
-import { checkKey, checksum, Encoder, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, type DecodedOp, type Key } from './codec.js';
-import { Control, CONTROL_SIZE, I_COUNTER, I_LOCK, self, STATE_ABANDONED, STATE_INITIALIZING } from './control.js';
+import { checkKey, Encoder, Node, OP_CLEAR, OP_DELETE, OP_SET, type DecodedOp, type Key, type Path } from './codec.js';
+import { Control, I_COUNTER, I_LOCK, self, STATE_ABANDONED, STATE_INITIALIZING } from './control.js';
+import { Core, type Change, type RawOp } from './core.js';
 import {
-  AlreadyClosedError,
   AlreadyExistsError,
   CorruptSegmentError,
-  FullDumpMemoryFullError,
   LockTimeoutError,
   NotFoundError,
   ParameterMismatchError,
   SharedMemoryError,
   TooManyAttachedError,
-  UltraDictError,
 } from './errors.js';
-import { dropThreadEntry, SharedLock, threadEntry, type LockHandle, type LockOwner, type ThreadEntry } from './lock.js';
+import { dropThreadEntry, threadEntry, type LockHandle, type LockOwner, type SharedLock } from './lock.js';
 import { native } from './native.js';
-import { controlSegment, dumpSegment, fixedDumpSegment, randomName, streamSegment, validateName } from './names.js';
-import { Segment } from './segment.js';
-import { removeIncarnation, removeDict } from './registry.js';
-import { builtinSerializers, resolveSerializer, type Serializer, type SerializerOption } from './serializer.js';
-import { encodeDump, fixedHalfSize, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from './snapshot.js';
-import { DUMP_FIXED, DUMP_NONE, DUMP_SEGMENT, MAX_CAPACITY, Stream } from './stream.js';
+import { controlSegment, randomName, validateName } from './names.js';
+import { removeDict, removeIncarnation } from './registry.js';
+import { builtinSerializers, resolveSerializer, type SerializerOption } from './serializer.js';
+import { encodeDump } from './snapshot.js';
+import { asObject } from './proxy.js';
 
 export type { Key } from './codec.js';
+export type { Change } from './core.js';
+export type { LockHandle, LockOwner };
 
 export interface UltraDictOptions {
   /** Name other processes attach by. Random (`ud_…`) if not given. 1-100 of A-Z a-z 0-9 _ - */
@@ -39,12 +39,14 @@ export interface UltraDictOptions {
   serializer?: SerializerOption;
   /** Size of a fixed full-dump area in bytes instead of a fresh segment per dump (default: none). */
   fullDumpSize?: number;
-  /** Unlink the segments when the creating instance closes or its process exits (default true for the creator). */
+  /** Unlink the segments when the creating handle closes or its process exits (default true for the creator). */
   autoUnlink?: boolean;
   /** Maximum wait in ms for the lock and for a creator to finish initialising (default 10000). */
   lockTimeout?: number;
   /** Permissions of the segments (default 0o600: only the same user). */
   mode?: number;
+  /** Plain objects assigned as values become nested shared dicts (default false; fixed at creation). */
+  recurse?: boolean;
 }
 
 export interface UltraDictStats {
@@ -58,23 +60,28 @@ export interface UltraDictStats {
   bufferSize: number;
   fullDumpSize: number;
   serializer: string;
+  recurse: boolean;
   lockHolder: LockOwner | null;
   lockRecoveries: number;
   attached: number;
+  listeners: number;
   creatorPid: number;
   createdAt: number;
   unlinked: boolean;
   sharedMemoryBytes: number;
 }
 
-const KNOWN_OPTIONS = new Set(['name', 'create', 'bufferSize', 'serializer', 'fullDumpSize', 'autoUnlink', 'lockTimeout', 'mode']);
+const KNOWN_OPTIONS = new Set(['name', 'create', 'bufferSize', 'serializer', 'fullDumpSize', 'autoUnlink', 'lockTimeout', 'mode', 'recurse']);
 export const DEFAULT_BUFFER_SIZE = 1 << 20;
 export const DEFAULT_LOCK_TIMEOUT = 10_000;
-/** A new stream is at least GROWTH times the dump just written: dumps cost at most 1/GROWTH per streamed byte. */
-const GROWTH = 2;
 const MIN_BUFFER_SIZE = 1024;
+const MAX_SIZE = 0x7fffffff * 8;
+const FLAG_RECURSE = 2;
 
 type Initial<V> = Iterable<readonly [Key, V]> | Record<string, V> | ReadonlyMap<Key, V>;
+
+/** Passed as first constructor argument to make a nested view (module-private). */
+const VIEW = Symbol('view');
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {
   if (x === null || typeof x !== 'object') return false;
@@ -95,6 +102,9 @@ function validateOptions(o: unknown): UltraDictOptions {
   if (o === undefined) return {};
   if (!isPlainObject(o)) throw new TypeError('options must be a plain object');
   for (const k of Object.keys(o)) {
+    if (k === 'recurseRegister') {
+      throw new TypeError('option recurseRegister is not needed: nested dicts live in the segments of their root dict');
+    }
     if (!KNOWN_OPTIONS.has(k)) {
       throw new TypeError(`unknown option ${JSON.stringify(k)} (known: ${[...KNOWN_OPTIONS].join(', ')}); initial items go in the first argument`);
     }
@@ -106,24 +116,27 @@ function validateOptions(o: unknown): UltraDictOptions {
       throw new TypeError(`option ${k} must be an integer from ${min} to ${max}`);
     }
   };
-  int('bufferSize', MIN_BUFFER_SIZE, MAX_CAPACITY);
-  int('fullDumpSize', 64, MAX_CAPACITY);
+  int('bufferSize', MIN_BUFFER_SIZE, MAX_SIZE);
+  int('fullDumpSize', 64, MAX_SIZE);
   int('mode', 0, 0o777);
   if (opts.lockTimeout !== undefined && (typeof opts.lockTimeout !== 'number' || !(opts.lockTimeout >= 0))) {
     throw new TypeError('option lockTimeout must be a number of ms >= 0');
   }
-  if (opts.create !== undefined && typeof opts.create !== 'boolean') throw new TypeError('option create must be a boolean');
-  if (opts.autoUnlink !== undefined && typeof opts.autoUnlink !== 'boolean') throw new TypeError('option autoUnlink must be a boolean');
+  for (const k of ['create', 'autoUnlink', 'recurse'] as const) {
+    if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw new TypeError(`option ${k} must be a boolean`);
+  }
   return opts;
 }
 
-const openDicts = new Set<UltraDict<unknown>>();
+// ---- process-wide bookkeeping ----------------------------------------------------------------------
+
+const openCores = new Set<Core>();
 let exitHooked = false;
 
 function closeAll(): void {
-  for (const x of [...openDicts]) {
+  for (const c of [...openCores]) {
     try {
-      x.close();
+      closeCore(c);
     } catch {
       // exiting: nothing more can be done
     }
@@ -135,8 +148,8 @@ function closeAll(): void {
  * has no handler of its own for the signal (then the signal is re-raised, so the process still dies of
  * it). An application that handles the signal itself keeps full control: its exit closes the dicts.
  */
-function trackOpen(d: UltraDict<unknown>): void {
-  openDicts.add(d);
+function trackOpen(c: Core): void {
+  openCores.add(c);
   if (exitHooked) return;
   exitHooked = true;
   process.on('exit', closeAll);
@@ -150,361 +163,345 @@ function trackOpen(d: UltraDict<unknown>): void {
   }
 }
 
+function closeCore(core: Core): void {
+  if (core.closed) return;
+  const ctrl = core.ctrl;
+  try {
+    if (core.autoUnlink && !ctrl.unlinked) {
+      ctrl.markUnlinked();
+      removeIncarnation(core.name, ctrl.tag, { controlOnly: true });
+    }
+  } finally {
+    core.stopListening();
+    core.closed = true;
+    openCores.delete(core);
+    if (dropThreadEntry(core.entry)) {
+      core.lock.forceExit();
+      ctrl.releaseSlot(core.entry.slot);
+    }
+    // last one out of an unlinked dict frees its segments (slots of SIGKILLed processes do not count)
+    if (ctrl.unlinked && ctrl.attached().length === 0) removeIncarnation(core.name, ctrl.tag, { controlOnly: false });
+    core.stream.unmap();
+    core.fixed?.unmap();
+    ctrl.seg.unmap();
+    core.map = new Map();
+  }
+}
+
+// ---- opening ---------------------------------------------------------------------------------------
+
+function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown> | undefined): Core {
+  const lockTimeout = opts.lockTimeout ?? DEFAULT_LOCK_TIMEOUT;
+  const explicitSer = opts.serializer !== undefined;
+  let ser = resolveSerializer(opts.serializer ?? 'msgpack');
+  const recurseOpt = opts.recurse ?? false;
+
+  // encode the initial items first: a bad item fails before anything exists in shared memory
+  let initialDump: { enc: Encoder; len: number; count: number } | null = null;
+  if (initial !== undefined) {
+    const local = new Map<Key, unknown>();
+    const scratch = new Encoder(64);
+    for (const [k, v] of entriesOf(initial, 'initial items')) {
+      checkKey(k);
+      scratch.beginBody();
+      local.set(k, scratch.value(v, ser, true, recurseOpt));
+    }
+    const enc = new Encoder();
+    const [len, count] = encodeDump(enc, local, ser);
+    initialDump = { enc, len, count };
+  }
+
+  const ctrlName = controlSegment(name);
+  const deadline = performance.now() + lockTimeout;
+  let ctrl: Control | null = null;
+  let creator = false;
+  for (;;) {
+    if (opts.create !== false) {
+      try {
+        ctrl = Control.create(ctrlName, {
+          bufferSize: opts.bufferSize ?? DEFAULT_BUFFER_SIZE,
+          fullDumpSize: opts.fullDumpSize ?? 0,
+          serializer: ser.name,
+          mode: opts.mode ?? 0o600,
+          flags: recurseOpt ? FLAG_RECURSE : 0,
+        });
+        creator = true;
+        break;
+      } catch (e) {
+        if (!(e instanceof SharedMemoryError && e.osCode === 'EEXIST')) throw e;
+        if (opts.create === true) throw new AlreadyExistsError(`an UltraDict named ${JSON.stringify(name)} already exists`);
+      }
+    }
+    try {
+      ctrl = Control.open(ctrlName);
+    } catch (e) {
+      // EEMPTY: a creator between shm_open and ftruncate (microseconds), or a foreign empty file
+      if (!(e instanceof SharedMemoryError && e.osCode === 'EEMPTY')) throw e;
+      if (performance.now() > deadline) throw new CorruptSegmentError(`${ctrlName} exists but is empty: not an ultradict dict`);
+      sleepMs(1);
+      continue;
+    }
+    if (ctrl === null) {
+      if (opts.create === false) throw new NotFoundError(`no UltraDict named ${JSON.stringify(name)} exists`);
+      continue; // it vanished between our create and open: try to create again
+    }
+    let ready: boolean;
+    try {
+      ready = waitReady(ctrl, ctrlName, deadline);
+    } catch (e) {
+      ctrl.seg.unmap(); // a creator that never finishes: do not keep its mapping until GC
+      throw e;
+    }
+    if (ready) break;
+    ctrl.seg.unmap();
+    ctrl = null;
+    if (performance.now() > deadline) throw new LockTimeoutError(`timed out attaching to ${JSON.stringify(name)}`, null);
+  }
+
+  let core: Core | null = null;
+  try {
+    let recurse = recurseOpt;
+    if (!creator) {
+      ctrl.checkHeader();
+      const recorded = ctrl.serializerName;
+      if (explicitSer) {
+        if (ser.name !== recorded) throw new ParameterMismatchError(`${JSON.stringify(name)} uses serializer '${recorded}', not '${ser.name}'`);
+      } else if (Object.hasOwn(builtinSerializers, recorded)) {
+        ser = builtinSerializers[recorded as keyof typeof builtinSerializers];
+      } else {
+        throw new ParameterMismatchError(`${JSON.stringify(name)} uses the custom serializer '${recorded}': pass it as the serializer option`);
+      }
+      const mismatch = (what: string, given: number | boolean | undefined, actual: number | boolean): void => {
+        if (given !== undefined && given !== actual) {
+          throw new ParameterMismatchError(`${JSON.stringify(name)} was created with ${what} ${actual}, not ${given}`);
+        }
+      };
+      mismatch('bufferSize', opts.bufferSize, ctrl.bufferSize);
+      mismatch('fullDumpSize', opts.fullDumpSize, ctrl.fullDumpSize);
+      mismatch('mode', opts.mode, ctrl.mode);
+      recurse = (ctrl.flags & FLAG_RECURSE) !== 0;
+      mismatch('recurse', opts.recurse, recurse);
+    }
+    const c = ctrl;
+    const entry = threadEntry(`${ctrlName}:${ctrl.tag}`, () => {
+      const slot = c.claimSlot(() => (Atomics.load(c.i32, I_LOCK) & 0x3fffffff) - 1);
+      if (slot < 0) throw new TooManyAttachedError(`every attach slot of ${JSON.stringify(name)} is held by a live thread`);
+      return slot;
+    });
+    core = new Core({ name, ctrl, entry, serializer: ser, creator, autoUnlink: opts.autoUnlink ?? creator, lockTimeout, recurse });
+    if (creator) core.initialize(initialDump);
+    core.sync(true);
+  } catch (e) {
+    if (core !== null) {
+      if (dropThreadEntry(core.entry)) ctrl.releaseSlot(core.entry.slot);
+      core.fixed?.unmap();
+      if (core.gen >= 0) core.stream.unmap();
+    }
+    if (creator) {
+      ctrl.markAbandoned();
+      removeIncarnation(name, ctrl.tag, { controlOnly: false });
+    }
+    ctrl.seg.unmap();
+    throw e;
+  }
+  trackOpen(core);
+  return core;
+}
+
+/** Waits until a control segment is ready. False if it was abandoned and removed (the caller retries). */
+function waitReady(ctrl: Control, ctrlName: string, deadline: number): boolean {
+  const start = performance.now();
+  for (;;) {
+    const state = ctrl.state;
+    if (state !== STATE_INITIALIZING) return state !== STATE_ABANDONED;
+    const pid = ctrl.creatorPid;
+    let creatorGone: boolean;
+    if (pid === 0) {
+      creatorGone = performance.now() - start > 1000; // died before writing its header
+    } else if (ctrl.creatorPidNamespace !== 0 && ctrl.creatorPidNamespace !== self().pidNamespace) {
+      creatorGone = false; // another pid namespace: we cannot tell, so we wait
+    } else {
+      const st = native.threadStartTime(pid, ctrl.creatorTid);
+      creatorGone = st === -1 || (st >= 0 && st !== ctrl.creatorStart);
+    }
+    if (creatorGone) {
+      if (ctrl.claimAbandoned()) removeIncarnation(ctrlName.slice('/ud.'.length), null, { controlOnly: true });
+      return false;
+    }
+    if (performance.now() > deadline) {
+      throw new LockTimeoutError(`the creator of ${ctrlName} (pid ${pid}) did not finish initialising it in time`, pid || null);
+    }
+    ctrl.waitState(20);
+  }
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+function sleepMs(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
+
+/** A frozen plain-object snapshot of a nested dict (for events, toJSON and inspection). */
+function plain(v: unknown): unknown {
+  if (!(v instanceof Node)) return v;
+  const o: Record<string, unknown> = {};
+  for (const [k, x] of v) o[String(k)] = plain(x);
+  return Object.freeze(o);
+}
+
+function pathEq(a: Path, b: Path, n: number): boolean {
+  for (let i = 0; i < n; i++) if (!Object.is(a[i], b[i])) return false;
+  return true;
+}
+
+// ---- the class -------------------------------------------------------------------------------------
+
 /**
  * A Map shared by every process and thread that opens the same name. Reads come from a local copy
  * (checked against one shared counter), writes are published through shared memory under a lock.
+ * With `recurse`, nested dicts are UltraDict views onto a path of their root.
  */
-export class UltraDict<V = unknown> implements Map<Key, V> {
-  readonly name: string;
-  /** The cross-process, cross-thread lock; re-entrant for the thread holding it. */
-  readonly lock: SharedLock;
-
-  #ctrl: Control;
-  #ci32: Int32Array;
-  #seen = 0;
-  #map = new Map<Key, V>();
-  #stream!: Stream;
-  #gen = -1;
-  #pos = 0;
-  #ser: Serializer;
-  #enc = new Encoder();
-  #dumpEnc: Encoder | null = null;
-  #ops: DecodedOp[] = [];
-  #closed = false;
-  #creator: boolean;
-  #autoUnlink: boolean;
-  #entry: ThreadEntry;
-  #bufferSize: number;
-  #fullDumpSize: number;
-  #mode: number;
-  #fixed: Segment | null = null;
-  #lockTimeout: number;
-  // the write being published (read by the dump writer if it has to switch generations)
-  #pOp = 0;
-  #pKey: Key = '';
-  #pVal: unknown = undefined;
-  #pBatch: DecodedOp[] | null = null;
+export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> {
+  readonly #core: Core;
+  readonly #path: Path | null;
+  readonly #root: UltraDict<unknown> | null;
 
   constructor(options?: UltraDictOptions);
   constructor(initial: Initial<V> | null | undefined, options?: UltraDictOptions);
   constructor(a?: unknown, b?: unknown) {
-    let initial: Initial<V> | undefined;
-    let optionsArg: unknown;
-    if (b !== undefined || arguments.length >= 2) {
-      initial = (a ?? undefined) as Initial<V> | undefined;
-      optionsArg = b;
-    } else if (a instanceof Map || (a !== null && typeof a === 'object' && !isPlainObject(a))) {
-      initial = a as Initial<V>;
+    super();
+    if (a === VIEW) {
+      const v = b as { core: Core; path: Path; root: UltraDict<unknown> };
+      this.#core = v.core;
+      this.#path = v.path;
+      this.#root = v.root;
     } else {
-      optionsArg = a;
-    }
-    const opts = validateOptions(optionsArg);
-    const name = opts.name === undefined ? randomName() : validateName(opts.name);
-    this.name = name;
-    this.#lockTimeout = opts.lockTimeout ?? DEFAULT_LOCK_TIMEOUT;
-    const explicitSer = opts.serializer !== undefined;
-    let ser = resolveSerializer(opts.serializer ?? 'msgpack');
-
-    // encode the initial items first: a bad item fails before anything exists in shared memory
-    let initialDump: { enc: Encoder; len: number; count: number } | null = null;
-    if (initial !== undefined) {
-      const enc = new Encoder();
-      const pending: DecodedOp[] = [];
-      const scratch = new Encoder(64);
-      for (const [k, v] of entriesOf(initial, 'initial items')) {
-        checkKey(k);
-        scratch.beginBody();
-        pending.push({ op: OP_SET, key: k, value: scratch.value(v, ser) });
-      }
-      const [len, count] = encodeDump(enc, new Map(), pending, ser);
-      initialDump = { enc, len, count };
-    }
-
-    const ctrlName = controlSegment(name);
-    const deadline = performance.now() + this.#lockTimeout;
-    let ctrl: Control | null = null;
-    let creator = false;
-    for (;;) {
-      if (opts.create !== false) {
-        try {
-          ctrl = Control.create(ctrlName, {
-            bufferSize: opts.bufferSize ?? DEFAULT_BUFFER_SIZE,
-            fullDumpSize: opts.fullDumpSize ?? 0,
-            serializer: ser.name,
-            mode: opts.mode ?? 0o600,
-          });
-          creator = true;
-          break;
-        } catch (e) {
-          if (!(e instanceof SharedMemoryError && e.osCode === 'EEXIST')) throw e;
-          if (opts.create === true) throw new AlreadyExistsError(`an UltraDict named ${JSON.stringify(name)} already exists`);
-        }
-      }
-      try {
-        ctrl = Control.open(ctrlName);
-      } catch (e) {
-        // EEMPTY: a creator between shm_open and ftruncate (microseconds), or a foreign empty file
-        if (!(e instanceof SharedMemoryError && e.osCode === 'EEMPTY')) throw e;
-        if (performance.now() > deadline) throw new CorruptSegmentError(`${ctrlName} exists but is empty: not an ultradict dict`);
-        sleepMs(1);
-        continue;
-      }
-      if (ctrl === null) {
-        if (opts.create === false) throw new NotFoundError(`no UltraDict named ${JSON.stringify(name)} exists`);
-        continue; // it vanished between our create and open: try to create again
-      }
-      if (waitReady(ctrl, ctrlName, deadline)) break;
-      ctrl.seg.unmap();
-      ctrl = null;
-      if (performance.now() > deadline) throw new LockTimeoutError(`timed out attaching to ${JSON.stringify(name)}`, null);
-    }
-    this.#ctrl = ctrl;
-    this.#ci32 = ctrl.i32;
-    this.#creator = creator;
-    this.#autoUnlink = opts.autoUnlink ?? creator;
-    try {
-      if (!creator) {
-        ctrl.checkHeader();
-        const recorded = ctrl.serializerName;
-        if (explicitSer) {
-          if (ser.name !== recorded) {
-            throw new ParameterMismatchError(`${JSON.stringify(name)} uses serializer '${recorded}', not '${ser.name}'`);
-          }
-        } else if (Object.hasOwn(builtinSerializers, recorded)) {
-          ser = builtinSerializers[recorded as keyof typeof builtinSerializers];
-        } else {
-          throw new ParameterMismatchError(`${JSON.stringify(name)} uses the custom serializer '${recorded}': pass it as the serializer option`);
-        }
-        const mismatch = (what: string, given: number | undefined, actual: number): void => {
-          if (given !== undefined && given !== actual) {
-            throw new ParameterMismatchError(`${JSON.stringify(name)} was created with ${what} ${actual}, not ${given}`);
-          }
-        };
-        mismatch('bufferSize', opts.bufferSize, ctrl.bufferSize);
-        mismatch('fullDumpSize', opts.fullDumpSize, ctrl.fullDumpSize);
-        mismatch('mode', opts.mode, ctrl.mode);
-      }
-      this.#ser = ser;
-      this.#bufferSize = ctrl.bufferSize;
-      this.#fullDumpSize = ctrl.fullDumpSize;
-      this.#mode = ctrl.mode;
-      const c = ctrl;
-      this.#entry = threadEntry(`${ctrlName}:${ctrl.tag}`, () => {
-        const slot = c.claimSlot(() => (Atomics.load(c.i32, I_LOCK) & 0x3fffffff) - 1);
-        if (slot < 0) throw new TooManyAttachedError(`every attach slot of ${JSON.stringify(name)} is held by a live thread`);
-        return slot;
-      });
-    } catch (e) {
-      if (creator) abandon(ctrl, ctrlName);
-      ctrl.seg.unmap();
-      throw e;
-    }
-    this.lock = new SharedLock(ctrl, this.#entry, this.#lockTimeout, () => this.#recover(), () => this.#check());
-    try {
-      if (creator) this.#initialize(initialDump);
-      this.#sync(true);
-    } catch (e) {
-      if (dropThreadEntry(this.#entry)) ctrl.releaseSlot(this.#entry.slot);
-      if (creator) abandon(ctrl, ctrlName);
-      this.#stream?.unmap();
-      ctrl.seg.unmap();
-      throw e;
-    }
-    trackOpen(this as UltraDict<unknown>);
-  }
-
-  /** Creator: writes generation 0 (the initial items as its dump) and marks the dict ready. */
-  #initialize(initial: { enc: Encoder; len: number; count: number } | null): void {
-    const ctrl = this.#ctrl;
-    let dumpSeg: Segment | null = null;
-    let kind = DUMP_NONE;
-    let len = 0;
-    let sum = 0;
-    if (this.#fullDumpSize > 0) {
-      this.#fixed = Segment.create(fixedDumpSegment(this.name, ctrl.tag), 2 * fixedHalfSize(this.#fullDumpSize), this.#mode);
-    }
-    if (initial !== null && initial.count > 0) {
-      len = initial.len;
-      sum = checksum(initial.enc.i32, initial.enc.buf, 0, len);
-      if (this.#fixed !== null) {
-        if (len > this.#fullDumpSize) {
-          throw new FullDumpMemoryFullError(`the initial items need ${len} bytes; fullDumpSize is ${this.#fullDumpSize}`);
-        }
-        writeFixedDump(this.#fixed, this.#fullDumpSize, ctrl.idLo, ctrl.idHi, 0, initial.enc, len, sum);
-        kind = DUMP_FIXED;
+      let initial: Initial<V> | undefined;
+      let optionsArg: unknown;
+      if (b !== undefined || arguments.length >= 2) {
+        initial = (a ?? undefined) as Initial<V> | undefined;
+        optionsArg = b;
+      } else if (a instanceof Map || (a !== null && typeof a === 'object' && !isPlainObject(a))) {
+        initial = a as Initial<V>;
       } else {
-        dumpSeg = writeDumpSegment(dumpSegment(this.name, ctrl.tag, 0), this.#mode, ctrl.idLo, ctrl.idHi, 0, initial.enc, len, sum);
-        kind = DUMP_SEGMENT;
+        optionsArg = a;
       }
+      const opts = validateOptions(optionsArg);
+      const name = opts.name === undefined ? randomName() : validateName(opts.name);
+      this.#core = openCore(name, opts, initial as Initial<unknown> | undefined);
+      this.#path = null;
+      this.#root = null;
+      const core = this.#core;
+      core.onChanges = (changes) => dispatch(core, changes);
+      core.onError = (e) => {
+        for (const d of subscribers(core)) if (d.listenerCount('error') > 0) d.emit('error', e);
+      };
     }
-    const capacity = capacityFor(this.#bufferSize, len, 0);
-    const s = Stream.create(streamSegment(this.name, ctrl.tag, 0), this.#mode, ctrl.idLo, ctrl.idHi, 0, capacity, {
-      kind,
-      len,
-      checksum: sum,
-      streamStart: 0,
+    // 'newListener' comes before the listener is added: subscribe now, so that a write right after
+    // on('change') is not missed
+    this.on('newListener', (event: string | symbol) => {
+      if (event === 'change') this.#updateSubscription(true);
     });
-    s.unmap(); // #sync opens it like any attacher would
-    dumpSeg?.unmap();
-    if (kind !== DUMP_NONE) ctrl.recordDump(len);
-    ctrl.publishGen(0);
-    ctrl.bump();
-    ctrl.setReady();
+    this.on('removeListener', (event: string | symbol) => {
+      if (event === 'change') this.#updateSubscription(this.listenerCount('change') > 0);
+    });
   }
 
-  // ---- reading ---------------------------------------------------------------------------------
-
-  #check(): void {
-    if (this.#closed) throw new AlreadyClosedError(`UltraDict ${JSON.stringify(this.name)} is closed`);
+  #updateSubscription(wants: boolean): void {
+    const core = this.#core;
+    if (core.closed) return;
+    const subs = subscribers(core);
+    if (wants) subs.add(this as UltraDict<unknown>);
+    else subs.delete(this as UltraDict<unknown>);
+    if (subs.size > 0) core.startListening();
+    else core.stopListening();
   }
 
-  /** Brings the local copy up to date if anything was published since the last look. */
-  #read(): void {
-    if (this.#closed) this.#check();
-    if (Atomics.load(this.#ci32, I_COUNTER) !== this.#seen) this.#sync(false);
+  /** The dict's name (of the root for nested views). */
+  get name(): string {
+    return this.#core.name;
   }
 
-  /** Applies everything published since the last sync. Returns the number of operations applied. */
-  #sync(force: boolean): number {
-    const ctrl = this.#ctrl;
-    const c = Atomics.load(this.#ci32, I_COUNTER);
-    if (!force && c === this.#seen) return 0;
-    let n = 0;
-    for (let attempt = 0; ; attempt++) {
-      const g = ctrl.gen();
-      if (g === this.#gen) {
-        n += this.#replay(this.#stream.end());
-        break;
-      }
-      if (g < this.#gen) throw new CorruptSegmentError(`${ctrl.name}: published generation went back from ${this.#gen} to ${g}`);
-      if (g === this.#gen + 1 && this.#gen >= 0) {
-        // the common case: finish the sealed stream, then continue at the start of the next one
-        const next = Stream.open(streamSegment(this.name, ctrl.tag, g), ctrl.idLo, ctrl.idHi, g);
-        if (next !== null) {
-          n += this.#replay(this.#stream.end());
-          this.#stream.unmap();
-          this.#stream = next;
-          this.#gen = g;
-          this.#pos = 0;
-          continue;
-        }
-      }
-      if (this.#load(g)) {
-        n++;
-        continue;
-      }
-      if (attempt > 10_000) throw new CorruptSegmentError(`${ctrl.name}: cannot open generation ${g} (segments missing)`);
-    }
-    this.#seen = c;
-    return n;
+  /** Keys from the root to this nested dict ([] for the root). */
+  get path(): Key[] {
+    return this.#path === null ? [] : [...this.#path];
   }
 
-  /** Loads generation g from its dump; false if its segments are gone (a newer generation exists). */
-  #load(g: number): boolean {
-    const ctrl = this.#ctrl;
-    const s = Stream.open(streamSegment(this.name, ctrl.tag, g), ctrl.idLo, ctrl.idHi, g);
-    if (s === null) return false;
-    try {
-      const d = s.dump;
-      const expect = { idLo: ctrl.idLo, idHi: ctrl.idHi, gen: g, len: d.len, checksum: d.checksum };
-      let map: Map<Key, unknown>;
-      if (d.kind === DUMP_NONE) {
-        map = new Map();
-      } else if (d.kind === DUMP_SEGMENT) {
-        const seg = Segment.tryOpen(dumpSegment(this.name, ctrl.tag, g));
-        if (seg === null) {
-          s.unmap();
-          return false;
-        }
-        try {
-          map = loadDumpSegment(seg, expect, this.#ser);
-        } finally {
-          seg.unmap();
-        }
-      } else {
-        this.#fixed ??= Segment.open(fixedDumpSegment(this.name, ctrl.tag));
-        const m = loadFixedDump(this.#fixed, this.#fullDumpSize, expect, this.#ser);
-        if (m === null) {
-          s.unmap();
-          return false;
-        }
-        map = m;
-      }
-      this.#map = map as Map<Key, V>;
-      this.#stream?.unmap();
-      this.#stream = s;
-      this.#gen = g;
-      this.#pos = d.streamStart;
-      return true;
-    } catch (e) {
-      if (this.#stream !== s) s.unmap();
-      throw e;
-    }
+  /** The cross-process, cross-thread lock; re-entrant for the thread holding it. */
+  get lock(): SharedLock {
+    return this.#core.lock;
   }
 
-  /** Replays frames of the current stream from #pos to `end`. */
-  #replay(end: number): number {
-    let pos = this.#pos;
-    if (pos === end) return 0;
-    if (pos > end) throw new CorruptSegmentError(`${this.#stream.seg.name}: published end ${end} is before ${pos}`);
-    const s = this.#stream;
-    const ops = this.#ops;
-    const map = this.#map;
-    let n = 0;
-    while (pos < end) {
-      ops.length = 0;
-      pos = s.readFrame(pos, end, this.#ser, ops);
-      this.#pos = pos;
-      for (const o of ops) {
-        if (o.op === OP_SET) map.set(o.key!, o.value as V);
-        else if (o.op === OP_DELETE) map.delete(o.key!);
-        else map.clear();
-      }
-      n += ops.length;
-    }
-    return n;
+  // ---- reading --------------------------------------------------------------------------------
+
+  /** The local map of this dict (after a sync); undefined if this nested dict no longer exists. */
+  #map(): Map<Key, unknown> | undefined {
+    const core = this.#core;
+    core.read();
+    return this.#path === null ? core.map : core.target(this.#path);
+  }
+
+  #out(key: Key, v: unknown): V {
+    return (v instanceof Node ? this.#child(key) : v) as V;
+  }
+
+  #child(key: Key): UltraDict<unknown> {
+    const path = this.#path === null ? [key] : [...this.#path, key];
+    return new UltraDict<unknown>(VIEW as never, { core: this.#core, path, root: this.#root ?? this } as never);
   }
 
   get(key: Key): V | undefined {
-    this.#read();
-    return this.#map.get(key);
+    const core = this.#core;
+    if (core.closed) core.check();
+    if (Atomics.load(core.ci32, I_COUNTER) !== core.seen) core.sync(false);
+    if (this.#path === null) {
+      const v = core.map.get(key);
+      return (core.recurse && v instanceof Node ? this.#child(key) : v) as V | undefined;
+    }
+    const v = core.target(this.#path)?.get(key);
+    return v instanceof Node ? (this.#child(key) as V) : (v as V | undefined);
   }
 
   has(key: Key): boolean {
-    this.#read();
-    return this.#map.has(key);
+    const core = this.#core;
+    if (core.closed) core.check();
+    if (Atomics.load(core.ci32, I_COUNTER) !== core.seen) core.sync(false);
+    return (this.#path === null ? core.map : core.target(this.#path))?.has(key) ?? false;
   }
 
   get size(): number {
-    this.#read();
-    return this.#map.size;
+    return this.#map()?.size ?? 0;
   }
 
-  /** The local copy, not refreshed: the fastest read when staleness is acceptable. */
+  /** The local copy, not refreshed: the fastest read when staleness is acceptable. Nested dicts appear as read-only Maps. */
   get data(): ReadonlyMap<Key, V> {
-    this.#check();
-    return this.#map;
+    const core = this.#core;
+    core.check();
+    return ((this.#path === null ? core.map : core.target(this.#path)) ?? new Map()) as ReadonlyMap<Key, V>;
   }
 
   /** Applies pending updates now; returns how many operations were applied (a reload counts as one). */
   refresh(): number {
-    this.#check();
-    return this.#sync(true);
+    this.#core.check();
+    return this.#core.sync(true);
   }
 
   entries(): MapIterator<[Key, V]> {
-    this.#read();
-    return Array.from(this.#map)[Symbol.iterator]() as unknown as MapIterator<[Key, V]>;
+    const m = this.#map();
+    const out: [Key, V][] = [];
+    if (m !== undefined) for (const [k, v] of m) out.push([k, this.#out(k, v)]);
+    return out[Symbol.iterator]() as unknown as MapIterator<[Key, V]>;
   }
 
   keys(): MapIterator<Key> {
-    this.#read();
-    return Array.from(this.#map.keys())[Symbol.iterator]() as unknown as MapIterator<Key>;
+    const m = this.#map();
+    return (m === undefined ? [] : Array.from(m.keys()))[Symbol.iterator]() as unknown as MapIterator<Key>;
   }
 
   values(): MapIterator<V> {
-    this.#read();
-    return Array.from(this.#map.values())[Symbol.iterator]() as unknown as MapIterator<V>;
+    const m = this.#map();
+    const out: V[] = [];
+    if (m !== undefined) for (const [k, v] of m) out.push(this.#out(k, v));
+    return out[Symbol.iterator]() as unknown as MapIterator<V>;
   }
 
   [Symbol.iterator](): MapIterator<[Key, V]> {
@@ -519,61 +516,48 @@ export class UltraDict<V = unknown> implements Map<Key, V> {
     return 'UltraDict';
   }
 
-  toJSON(): Record<string, V> {
-    const o: Record<string, V> = {};
-    for (const [k, v] of this.entries()) o[String(k)] = v;
+  /** The contents as a plain object (nested dicts as plain objects): `JSON.stringify(dict)` works. */
+  toJSON(): Record<string, unknown> {
+    const m = this.#map();
+    const o: Record<string, unknown> = {};
+    if (m !== undefined) for (const [k, v] of m) o[String(k)] = plain(v);
     return o;
   }
 
   [inspect.custom](depth: number, options: object): string {
-    if (this.#closed) return `UltraDict(${this.name}) <closed>`;
-    return `UltraDict(${this.name}) ${inspect(new Map(this.entries()), { ...options, depth } as object)}`;
+    if (this.#core.closed) return `UltraDict(${this.name}) <closed>`;
+    const label = this.#path === null ? this.name : `${this.name} > ${this.#path.map(String).join(' > ')}`;
+    const m = new Map<Key, unknown>();
+    for (const [k, v] of this.#map() ?? []) m.set(k, plain(v));
+    return `UltraDict(${label}) ${inspect(m, { ...options, depth } as object)}`;
   }
 
-  // ---- writing ---------------------------------------------------------------------------------
+  // ---- writing --------------------------------------------------------------------------------
+
+  #raw(op: number, key: Key | undefined, value?: unknown): RawOp {
+    return { op, path: this.#path, key, value: value instanceof UltraDict ? snapshotNode(value) : value };
+  }
 
   set(key: Key, value: V): this {
-    this.#check();
+    const core = this.#core;
+    core.check();
     checkKey(key);
-    const enc = this.#enc;
-    enc.beginFrame();
-    enc.u8(OP_SET);
-    enc.key(key);
-    const local = enc.value(value, this.#ser) as V;
-    const len = enc.finishFrame();
-    const lock = this.lock;
-    lock.enter();
-    try {
-      this.#sync(false);
-      this.#pOp = OP_SET;
-      this.#pKey = key;
-      this.#pVal = local;
-      this.#publish(len);
-      this.#map.set(key, local);
-    } finally {
-      this.#pVal = undefined;
-      lock.exit();
-    }
+    if (this.#path === null && !(value instanceof UltraDict)) core.setRoot(key, value);
+    else core.write([this.#raw(OP_SET, key, value)]);
     return this;
   }
 
   delete(key: Key): boolean {
-    this.#check();
+    const core = this.#core;
+    core.check();
     checkKey(key);
-    const lock = this.lock;
+    const lock = core.lock;
     lock.enter();
     try {
-      this.#sync(false);
-      if (!this.#map.has(key)) return false;
-      const enc = this.#enc;
-      enc.beginFrame();
-      enc.u8(OP_DELETE);
-      enc.key(key);
-      const len = enc.finishFrame();
-      this.#pOp = OP_DELETE;
-      this.#pKey = key;
-      this.#publish(len);
-      this.#map.delete(key);
+      core.sync(false);
+      const m = this.#path === null ? core.map : core.target(this.#path);
+      if (m === undefined || !m.has(key)) return false;
+      core.write([this.#raw(OP_DELETE, key)]);
       return true;
     } finally {
       lock.exit();
@@ -581,19 +565,16 @@ export class UltraDict<V = unknown> implements Map<Key, V> {
   }
 
   clear(): void {
-    this.#check();
-    const lock = this.lock;
+    const core = this.#core;
+    core.check();
+    const lock = core.lock;
     lock.enter();
     try {
-      this.#sync(false);
-      if (this.#map.size === 0) return;
-      const enc = this.#enc;
-      enc.beginFrame();
-      enc.u8(OP_CLEAR);
-      const len = enc.finishFrame();
-      this.#pOp = OP_CLEAR;
-      this.#publish(len);
-      this.#map.clear();
+      core.sync(false);
+      const m = this.#path === null ? core.map : core.target(this.#path);
+      if (m === undefined) throw new NotFoundError(`the nested dict ${this.path.map(String).join(' > ')} no longer exists`);
+      if (m.size === 0) return;
+      core.write([this.#raw(OP_CLEAR, undefined)]);
     } finally {
       lock.exit();
     }
@@ -601,55 +582,48 @@ export class UltraDict<V = unknown> implements Map<Key, V> {
 
   /** Several writes published as one atomic batch: other processes see all of them or none. */
   update(items: Initial<V>): this {
-    this.#check();
-    const enc = this.#enc;
-    const batch: DecodedOp[] = [];
-    enc.beginFrame();
-    enc.u8(OP_BATCH);
-    const countAt = enc.pos;
-    enc.u32(0);
+    const core = this.#core;
+    core.check();
+    const raw: RawOp[] = [];
     for (const [k, v] of entriesOf(items, 'update items')) {
       checkKey(k);
-      enc.u8(OP_SET);
-      enc.key(k);
-      batch.push({ op: OP_SET, key: k, value: enc.value(v, this.#ser) });
+      raw.push(this.#raw(OP_SET, k, v));
     }
-    if (batch.length === 0) return this;
-    enc.patchU32(countAt, batch.length);
-    const len = enc.finishFrame();
-    const lock = this.lock;
-    lock.enter();
-    try {
-      this.#sync(false);
-      this.#pOp = OP_BATCH;
-      this.#pBatch = batch;
-      this.#publish(len);
-      for (const o of batch) this.#map.set(o.key!, o.value as V);
-    } finally {
-      this.#pBatch = null;
-      lock.exit();
-    }
+    core.write(raw);
     return this;
+  }
+
+  /**
+   * The nested dict at `key`, created empty (atomically) if missing: safe when several processes
+   * create the same nested dict at once. Needs `recurse`.
+   */
+  nested(key: Key): UltraDict<unknown> {
+    const core = this.#core;
+    core.check();
+    checkKey(key);
+    if (!core.recurse) throw new TypeError('nested() needs a dict created with { recurse: true }');
+    return core.transaction(() => {
+      const m = this.#path === null ? core.map : core.target(this.#path);
+      if (m === undefined) throw new NotFoundError(`the nested dict ${this.path.map(String).join(' > ')} no longer exists`);
+      if (!(m.get(key) instanceof Node)) core.write([{ op: OP_SET, path: this.#path, key, value: new Node() }]);
+      return this.#child(key);
+    });
   }
 
   /** Forces a full dump now (a new generation). */
   dump(): void {
-    this.#check();
-    const lock = this.lock;
-    lock.enter();
-    try {
-      this.#sync(false);
-      this.#switchGeneration(0, []);
-    } finally {
-      lock.exit();
-    }
+    this.#core.check();
+    this.#core.dump();
   }
+
+  // ---- atomic read-modify-write ---------------------------------------------------------------
 
   /** Runs fn under the lock and returns its result: `dict.withLock(() => dict.set('n', dict.get('n') + 1))`. */
   withLock<R>(fn: () => R): R {
-    this.#check();
+    const core = this.#core;
+    core.check();
     if (typeof fn !== 'function') throw new TypeError('withLock needs a function');
-    const lock = this.lock;
+    const lock = core.lock;
     lock.enter();
     let result: R;
     try {
@@ -666,145 +640,173 @@ export class UltraDict<V = unknown> implements Map<Key, V> {
     return result;
   }
 
-  /** Appends the encoded frame (this.#enc) to the stream, or starts a new generation if it does not fit. */
-  #publish(len: number): void {
-    const s = this.#stream;
-    let at = s.end();
-    if (at !== this.#pos) {
-      // only a writer that died between publishing its end and bumping the counter leaves this
-      this.#replay(at);
-      at = this.#pos;
-    }
-    if (at + len <= s.capacity) {
-      s.append(this.#enc, len, at);
-      this.#pos = at + len;
-      this.#seen = this.#ctrl.bump();
-      return;
-    }
-    const pending =
-      this.#pOp === OP_BATCH
-        ? this.#pBatch!
-        : [{ op: this.#pOp, key: this.#pKey, value: this.#pVal } satisfies DecodedOp];
-    this.#switchGeneration(len, pending);
+  /**
+   * Runs fn under the lock; all its writes are published as one batch (other processes see all or
+   * none). If fn throws, every write of the transaction is rolled back, locally too. Nested
+   * transactions join the outer one.
+   */
+  transaction<R>(fn: () => R): R {
+    const core = this.#core;
+    core.check();
+    if (typeof fn !== 'function') throw new TypeError('transaction needs a function');
+    return core.transaction(fn);
   }
+
+  /** Atomically replaces the value of key with fn(old); undefined from fn deletes the key. Returns the new value. */
+  compute(key: Key, fn: (old: V | undefined) => V | undefined): V | undefined {
+    checkKey(key);
+    if (typeof fn !== 'function') throw new TypeError('compute needs a function');
+    return this.transaction(() => {
+      const next = fn(this.get(key));
+      if (next === undefined) this.delete(key);
+      else this.set(key, next);
+      return next;
+    });
+  }
+
+  /** Atomically adds `by` (default 1) to the number at key (missing counts as 0); returns the new value. */
+  increment(key: Key, by: number = 1): number {
+    const core = this.#core;
+    core.check();
+    checkKey(key);
+    if (typeof by !== 'number' || !Number.isFinite(by)) throw new TypeError('increment: by must be a finite number');
+    const lock = core.lock;
+    lock.enter();
+    try {
+      core.sync(false);
+      const old = this.get(key) ?? 0;
+      if (typeof old !== 'number') throw new TypeError(`increment: the value at ${JSON.stringify(key)} is not a number`);
+      const next = old + by;
+      this.set(key, next as V);
+      return next;
+    } finally {
+      lock.exit();
+    }
+  }
+
+  // ---- change events --------------------------------------------------------------------------
 
   /**
-   * Starts generation gen+1: a dump of the dict with `pending` applied, and a new stream whose first
-   * frame (if len > 0) is the pending write, sized so that dumps stay amortised. Nothing is visible to
-   * others until the generation number is published; a failure leaves the dict as it was.
+   * Iterates over changes made by any process, until `signal` aborts or the dict closes. Keeps the
+   * event loop alive while iterating.
    */
-  #switchGeneration(len: number, pending: readonly DecodedOp[]): void {
-    const ctrl = this.#ctrl;
-    const tag = ctrl.tag;
-    const g = this.#gen;
-    const g1 = g + 1;
-    const enc = (this.#dumpEnc ??= new Encoder(64 * 1024));
-    const [dumpLen, count] = encodeDump(enc, this.#map as Map<Key, unknown>, pending, this.#ser);
-    const fixed = this.#fullDumpSize > 0;
-    if (fixed && count > 0 && dumpLen > this.#fullDumpSize) {
-      throw new FullDumpMemoryFullError(
-        `a full dump of ${JSON.stringify(this.name)} needs ${dumpLen} bytes but fullDumpSize is ${this.#fullDumpSize}; the write was not applied`,
-      );
-    }
-    const capacity = capacityFor(this.#bufferSize, dumpLen, len);
-    const sName = streamSegment(this.name, tag, g1);
-    const dName = dumpSegment(this.name, tag, g1);
-    // leftovers of a writer that died before publishing g1
-    Segment.unlink(sName);
-    if (!fixed) Segment.unlink(dName);
-    const sum = count > 0 ? checksum(enc.i32, enc.buf, 0, dumpLen) : 0;
-    let kind = DUMP_NONE;
-    let stream: Stream | null = null;
+  async *watch(options: { signal?: AbortSignal } = {}): AsyncGenerator<Change, void, undefined> {
+    const core = this.#core;
+    core.check();
+    const signal = options.signal;
+    const queue: Change[] = [];
+    let wake: (() => void) | null = null;
+    const onChange = (c: Change): void => {
+      queue.push(c);
+      wake?.();
+    };
+    const onAbort = (): void => wake?.();
+    this.on('change', onChange);
+    this.on('close', onAbort);
+    signal?.addEventListener('abort', onAbort);
+    core.hold(1);
     try {
-      if (count > 0) {
-        if (fixed) {
-          this.#fixed ??= Segment.open(fixedDumpSegment(this.name, tag));
-          writeFixedDump(this.#fixed, this.#fullDumpSize, ctrl.idLo, ctrl.idHi, g1, enc, dumpLen, sum);
-          kind = DUMP_FIXED;
-        } else {
-          writeDumpSegment(dName, this.#mode, ctrl.idLo, ctrl.idHi, g1, enc, dumpLen, sum).unmap();
-          kind = DUMP_SEGMENT;
+      for (;;) {
+        if (queue.length > 0) {
+          yield queue.shift()!;
+          continue;
         }
+        if (signal?.aborted || core.closed) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = null;
       }
-      stream = Stream.create(sName, this.#mode, ctrl.idLo, ctrl.idHi, g1, capacity, {
-        kind,
-        len: count > 0 ? dumpLen : 0,
-        checksum: sum,
-        streamStart: len,
-      });
-      if (len > 0) stream.append(this.#enc, len, 0);
-    } catch (e) {
-      stream?.unmap();
-      Segment.unlink(sName);
-      if (!fixed) Segment.unlink(dName);
-      throw e;
+    } finally {
+      this.off('change', onChange);
+      this.off('close', onAbort);
+      signal?.removeEventListener('abort', onAbort);
+      if (!core.closed) core.hold(-1);
     }
-    ctrl.publishGen(g1);
-    ctrl.recordDump(count > 0 ? dumpLen : 0);
-    this.#seen = ctrl.bump();
-    // the old generation's names; readers that mapped them keep their mappings
-    Segment.unlink(streamSegment(this.name, tag, g));
-    if (!fixed) Segment.unlink(dumpSegment(this.name, tag, g));
-    if (g > 0) {
-      Segment.unlink(streamSegment(this.name, tag, g - 1));
-      if (!fixed) Segment.unlink(dumpSegment(this.name, tag, g - 1));
-    }
-    this.#stream.unmap();
-    this.#stream = stream;
-    this.#gen = g1;
-    this.#pos = len;
-    if (enc.buf.length > 16 * 1024 * 1024) this.#dumpEnc = null; // do not keep a huge scratch buffer
   }
 
-  /** Runs under the lock after it was taken over from a dead owner. */
-  #recover(): void {
-    const ctrl = this.#ctrl;
-    const g = ctrl.gen();
-    const tag = ctrl.tag;
-    // a dead writer's unpublished next generation, and the old one it may not have unlinked
-    Segment.unlink(streamSegment(this.name, tag, g + 1));
-    if (this.#fullDumpSize === 0) Segment.unlink(dumpSegment(this.name, tag, g + 1));
-    if (g > 0) {
-      Segment.unlink(streamSegment(this.name, tag, g - 1));
-      if (this.#fullDumpSize === 0) Segment.unlink(dumpSegment(this.name, tag, g - 1));
-    }
-    // it may have published an end without bumping the counter
-    ctrl.bump();
+  /** Resolves with the next change made by any process, or null after `timeout` ms (or on abort/close). */
+  waitForChange(options: { timeout?: number; signal?: AbortSignal } = {}): Promise<Change | null> {
+    const core = this.#core;
+    core.check();
+    const { timeout, signal } = options;
+    if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0))) throw new TypeError('timeout must be a number of ms >= 0');
+    return new Promise<Change | null>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (c: Change | null): void => {
+        if (timer !== undefined) clearTimeout(timer);
+        this.off('change', onChange);
+        this.off('close', onClose);
+        signal?.removeEventListener('abort', onClose);
+        if (!core.closed) core.hold(-1);
+        resolve(c);
+      };
+      const onChange = (c: Change): void => done(c);
+      const onClose = (): void => done(null);
+      this.on('change', onChange);
+      this.on('close', onClose);
+      signal?.addEventListener('abort', onClose);
+      core.hold(1);
+      if (timeout !== undefined) timer = setTimeout(() => done(null), timeout);
+      if (signal?.aborted) done(null);
+    });
+  }
+
+  /** Makes 'change' listeners keep the event loop alive (default: they do not). */
+  ref(): this {
+    this.#core.check();
+    this.#core.setRef(true);
+    return this;
+  }
+
+  /** Lets the process exit even while 'change' listeners are registered (the default). */
+  unref(): this {
+    this.#core.check();
+    this.#core.setRef(false);
+    return this;
+  }
+
+  // ---- views ----------------------------------------------------------------------------------
+
+  /**
+   * A Proxy on which properties are keys: `o.x = 1`, `o.x`, `delete o.x`, `'x' in o`, `Object.keys(o)`,
+   * `{...o}`, `JSON.stringify(o)`. Nested dicts appear as proxies too. String keys only.
+   */
+  asObject(): Record<string, any> {
+    this.#core.check();
+    return asObject(this as UltraDict<unknown>);
   }
 
   // ---- information and lifetime --------------------------------------------------------------
 
   stats(): UltraDictStats {
-    this.#read();
-    const ctrl = this.#ctrl;
-    const d = this.#stream.dump;
+    const core = this.#core;
+    core.read();
+    const ctrl = core.ctrl;
     return {
       name: this.name,
-      keys: this.#map.size,
-      generation: this.#gen,
-      streamBytesUsed: this.#stream.end(),
-      streamBytesSize: this.#stream.capacity,
+      keys: core.map.size,
+      generation: core.gen,
+      streamBytesUsed: core.stream.end(),
+      streamBytesSize: core.stream.capacity,
       dumps: ctrl.dumps,
       lastDumpBytes: ctrl.lastDumpBytes,
-      bufferSize: this.#bufferSize,
-      fullDumpSize: this.#fullDumpSize,
-      serializer: this.#ser.name,
-      lockHolder: this.lock.owner(),
+      bufferSize: core.bufferSize,
+      fullDumpSize: core.fullDumpSize,
+      serializer: core.ser.name,
+      recurse: core.recurse,
+      lockHolder: core.lock.owner(),
       lockRecoveries: ctrl.recoveries,
       attached: ctrl.attached().length,
+      listeners: ctrl.listeners,
       creatorPid: ctrl.creatorPid,
       createdAt: ctrl.createdAt,
       unlinked: ctrl.unlinked,
-      sharedMemoryBytes:
-        CONTROL_SIZE +
-        this.#stream.seg.size +
-        (this.#fullDumpSize > 0 ? 2 * fixedHalfSize(this.#fullDumpSize) : d.kind === DUMP_SEGMENT ? d.len + 64 : 0),
+      sharedMemoryBytes: core.sharedMemoryBytes(),
     };
   }
 
-  /** Whether this instance is closed. */
+  /** Whether this handle is closed. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#core.closed;
   }
 
   /**
@@ -812,34 +814,21 @@ export class UltraDict<V = unknown> implements Map<Key, V> {
    * under the name. Processes already attached keep working; the memory is freed when the last closes.
    */
   unlink(): void {
-    this.#check();
-    const ctrl = this.#ctrl;
-    if (ctrl.unlinked) return;
-    ctrl.markUnlinked();
-    removeIncarnation(this.name, ctrl.tag, { controlOnly: true });
-    // once nobody is attached any more (checked on close), the data segments go too
+    const core = this.#core;
+    core.check();
+    if (core.ctrl.unlinked) return;
+    core.ctrl.markUnlinked();
+    removeIncarnation(core.name, core.ctrl.tag, { controlOnly: true });
   }
 
-  /** Detaches; idempotent. The creator (autoUnlink) also unlinks the dict. */
+  /** Detaches this handle (and its nested views); idempotent. The creator (autoUnlink) also unlinks the dict. */
   close(): void {
-    if (this.#closed) return;
-    const ctrl = this.#ctrl;
-    try {
-      if (this.#autoUnlink && !ctrl.unlinked) this.unlink();
-    } finally {
-      this.#closed = true;
-      openDicts.delete(this as UltraDict<unknown>);
-      if (dropThreadEntry(this.#entry)) {
-        this.lock.forceExit();
-        ctrl.releaseSlot(this.#entry.slot);
-      }
-      // last one out of an unlinked dict frees its segments
-      if (ctrl.unlinked && ctrl.occupiedSlots() === 0) removeIncarnation(this.name, ctrl.tag, { controlOnly: false });
-      this.#stream.unmap();
-      this.#fixed?.unmap();
-      ctrl.seg.unmap();
-      this.#map = new Map();
-    }
+    const core = this.#core;
+    if (core.closed) return;
+    const subs = [...subscribers(core)];
+    closeCore(core);
+    for (const d of subs) d.emit('close');
+    if (!subs.includes(this as UltraDict<unknown>)) this.emit('close');
   }
 
   [Symbol.dispose](): void {
@@ -860,57 +849,49 @@ export class UltraDict<V = unknown> implements Map<Key, V> {
   }
 }
 
-export type { LockHandle, LockOwner };
+// ---- event dispatch --------------------------------------------------------------------------------
 
-function capacityFor(bufferSize: number, dumpLen: number, frameLen: number): number {
-  const want = Math.max(bufferSize, GROWTH * dumpLen, frameLen + bufferSize);
-  const cap = (want + 7) & ~7;
-  if (!Number.isSafeInteger(want) || want > MAX_CAPACITY) {
-    throw new UltraDictError(`the dict (or one write) is too large for a stream: ${want} bytes, limit ${MAX_CAPACITY}`);
+const subscriberSets = new WeakMap<Core, Set<UltraDict<unknown>>>();
+function subscribers(core: Core): Set<UltraDict<unknown>> {
+  let s = subscriberSets.get(core);
+  if (s === undefined) {
+    s = new Set();
+    subscriberSets.set(core, s);
   }
-  return cap > 0 ? cap : ((want + 7) / 8) * 8;
+  return s;
 }
 
-/** Waits until a control segment is ready. False if it was abandoned and removed (the caller retries). */
-function waitReady(ctrl: Control, ctrlName: string, deadline: number): boolean {
-  const start = performance.now();
-  for (;;) {
-    const state = ctrl.state;
-    if (state !== STATE_INITIALIZING) return state !== STATE_ABANDONED;
-    const pid = ctrl.creatorPid;
-    let creatorGone: boolean;
-    if (pid === 0) {
-      creatorGone = performance.now() - start > 1000; // died before writing its header
-    } else if (ctrl.creatorPidNamespace !== 0 && ctrl.creatorPidNamespace !== self().pidNamespace) {
-      creatorGone = false; // another pid namespace: we cannot tell, so we wait
-    } else {
-      const st = native.threadStartTime(pid, ctrl.creatorTid);
-      creatorGone = st === -1 || (st >= 0 && st !== ctrl.creatorStart);
+/** Delivers changes to every handle/view listening: a view gets the changes inside its path (relative). */
+function dispatch(core: Core, changes: Change[]): void {
+  const subs = subscribers(core);
+  for (const c of changes) {
+    if (c.type === 'set') c.value = plain(c.value);
+    for (const d of subs) {
+      const p = d.path;
+      if (p.length === 0) {
+        d.emit('change', c);
+        continue;
+      }
+      if (c.type === 'reload') {
+        d.emit('change', c);
+        continue;
+      }
+      const cp = c.path ?? [];
+      if (cp.length < p.length || !pathEq(cp, p, p.length)) continue;
+      const rel: Change = { ...c };
+      if (cp.length === p.length) delete rel.path;
+      else rel.path = cp.slice(p.length);
+      d.emit('change', rel);
     }
-    if (creatorGone) {
-      if (ctrl.claimAbandoned()) removeIncarnation(nameOf(ctrlName), null, { controlOnly: true });
-      return false;
-    }
-    if (performance.now() > deadline) {
-      throw new LockTimeoutError(`the creator of ${ctrlName} (pid ${pid}) did not finish initialising it in time`, pid || null);
-    }
-    ctrl.waitState(20);
   }
 }
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-function sleepMs(ms: number): void {
-  Atomics.wait(sleeper, 0, 0, ms);
-}
-
-function nameOf(ctrlName: string): string {
-  return ctrlName.slice('/ud.'.length);
-}
-
-/** A creator that failed during initialisation removes what it made so others can retry. */
-function abandon(ctrl: Control, ctrlName: string): void {
-  ctrl.markAbandoned();
-  removeIncarnation(nameOf(ctrlName), ctrl.tag, { controlOnly: false });
+/** Copies a dict or nested view into a Node (assigning one dict into another copies it). */
+function snapshotNode(d: UltraDict<unknown>): Node {
+  const n = new Node();
+  for (const [k, v] of d) Map.prototype.set.call(n, k, v instanceof UltraDict ? snapshotNode(v) : v);
+  return n;
 }
 
 export { self };
+export type { DecodedOp };

@@ -32,6 +32,11 @@ export interface NativeAddon {
   threadStartTime(pid: number, tid: number): number;
   processAlive(pid: number): boolean;
   self(): SelfInfo;
+  /** Starts a native thread that calls `callback` (coalesced) whenever the i32 at byteOffset changes. Unref'd. */
+  /** decOffsets: i32 cells decremented by 1 if the thread's env is torn down while watching */
+  watchStart(name: string, byteOffset: number, callback: () => void, lastSeen: number, decOffset1?: number, decOffset2?: number): number;
+  watchStop(id: number): boolean;
+  watchRef(id: number, ref: boolean): boolean;
 }
 
 function packageRoot(): string {

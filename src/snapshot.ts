@@ -1,7 +1,7 @@
 // Full dumps: the whole dict encoded as one batch body, written to a fresh segment per generation
 // ("/ud.<name>.<tag>.d<gen>") or to one half of the fixed dump area ("/ud.<name>.<tag>.dump"), and loaded back.
 
-import { checksum, Decoder, Encoder, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, type DecodedOp, type Key } from './codec.js';
+import { checksum, Decoder, Encoder, OP_BATCH, OP_SET, type Key } from './codec.js';
 import { CorruptSegmentError } from './errors.js';
 import { Segment } from './segment.js';
 import type { Serializer } from './serializer.js';
@@ -18,42 +18,18 @@ const H_CHECKSUM = 32;
 const H_SEQ = 36; // i32: 1 = complete, 0 = being written (fixed area)
 export const DUMP_HEADER = 64;
 
-/**
- * Encodes `map` with `pending` applied on top (the write that triggered the dump) as one batch body
- * into enc. Returns [body length, number of entries].
- */
-export function encodeDump(enc: Encoder, map: ReadonlyMap<Key, unknown>, pending: readonly DecodedOp[], serializer: Serializer): [number, number] {
-  let base: ReadonlyMap<Key, unknown> = map;
-  let overlay: Map<Key, { v: unknown } | null> | null = null;
-  for (const p of pending) {
-    if (p.op === OP_CLEAR) {
-      base = new Map();
-      overlay = new Map();
-    } else {
-      overlay ??= new Map();
-      overlay.set(p.key!, p.op === OP_SET ? { v: p.value } : null);
-    }
-  }
+/** Encodes the whole dict (nested dicts included) as one batch body into enc. Returns [length, entries]. */
+export function encodeDump(enc: Encoder, map: ReadonlyMap<Key, unknown>, serializer: Serializer): [number, number] {
   enc.beginBody();
   enc.u8(OP_BATCH);
   const countAt = enc.pos;
   enc.u32(0);
   let n = 0;
-  for (const [k, v] of base) {
-    if (overlay !== null && overlay.has(k)) continue;
+  for (const [k, v] of map) {
     enc.u8(OP_SET);
     enc.key(k);
     enc.value(v, serializer, false);
     n++;
-  }
-  if (overlay !== null) {
-    for (const [k, x] of overlay) {
-      if (x === null) continue;
-      enc.u8(OP_SET);
-      enc.key(k);
-      enc.value(x.v, serializer, false);
-      n++;
-    }
   }
   enc.patchU32(countAt, n);
   return [enc.pos, n];
@@ -90,7 +66,7 @@ export function writeDumpSegment(
 
 /** Size of one half of the fixed dump area. */
 export function fixedHalfSize(fullDumpSize: number): number {
-  return DUMP_HEADER + ((fullDumpSize + 7) & ~7);
+  return DUMP_HEADER + Math.ceil(fullDumpSize / 8) * 8;
 }
 
 /** Writes a dump body into half (gen % 2) of the fixed area: invalidate, write, validate. */
@@ -160,7 +136,7 @@ export function loadFixedDump(seg: Segment, fullDumpSize: number, x: DumpExpecta
   if (Atomics.load(seg.i32, seqIdx) !== 1) return null;
   if (seg.dv.getFloat64(at + H_GEN, true) !== x.gen) return null;
   checkHeader(seg, at, x);
-  const copy = Buffer.allocUnsafeSlow(Math.max(8, (x.len + 7) & ~7));
+  const copy = Buffer.allocUnsafeSlow(Math.max(8, Math.ceil(x.len / 8) * 8));
   copy.set(seg.u8.subarray(at + DUMP_HEADER, at + DUMP_HEADER + x.len), 0);
   if (Atomics.load(seg.i32, seqIdx) !== 1 || seg.dv.getFloat64(at + H_GEN, true) !== x.gen) return null;
   const i32 = new Int32Array(copy.buffer, copy.byteOffset, copy.length >> 2);

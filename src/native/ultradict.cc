@@ -7,12 +7,16 @@
 #include <node.h>  // v8: Node 20's Node-API cannot wrap external memory in a SharedArrayBuffer
 #include <napi.h>
 
+#include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #if defined(__linux__)
 #include <fcntl.h>
@@ -452,6 +456,202 @@ Napi::Value Self(const Napi::CallbackInfo& info) {
 #endif
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Change watchers. A watcher is a native thread that futex-waits on a 32-bit counter in a segment and
+// calls a JS function (through a thread-safe function) whenever the counter moves; calls coalesce
+// while one is pending. The thread maps the segment itself: on worker teardown V8 frees the
+// SharedArrayBuffer mappings before the cleanup hooks run, so the thread must not use them.
+
+struct Watcher {
+  uint32_t id;
+  void* addr = nullptr;
+  size_t length = 0;
+  int32_t* cell = nullptr;
+  std::thread thread;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> pending{false};
+  Napi::ThreadSafeFunction tsfn;
+  bool stopped = false;
+  // listener counters decremented if the env is torn down while watching (worker terminated)
+  int32_t* dec1 = nullptr;
+  int32_t* dec2 = nullptr;
+};
+
+std::mutex g_watchers_mutex;
+std::unordered_map<uint32_t, Watcher*> g_watchers;  // watchers of every env (thread) in the process
+uint32_t g_next_watcher = 1;
+
+#if UD_SUPPORTED
+void WatchLoop(Watcher* w, int32_t last) {
+  while (!w->stop.load()) {
+    int32_t v = __atomic_load_n(w->cell, __ATOMIC_SEQ_CST);
+    if (v != last) {
+      last = v;
+      if (!w->pending.exchange(true)) {
+        napi_status st = w->tsfn.NonBlockingCall([w](Napi::Env env, Napi::Function fn) {
+          w->pending.store(false);
+          if (w->stopped || env == nullptr || fn.IsEmpty()) return;
+          // raw call: during worker termination JS cannot run and the call fails; that is fine here
+          // (node-addon-api's Call would turn the failure into a fatal error)
+          napi_value recv;
+          if (napi_get_undefined(env, &recv) != napi_ok) return;
+          napi_call_function(env, recv, fn, 0, nullptr, nullptr);
+        });
+        if (st != napi_ok) w->pending.store(false);
+      }
+      continue;
+    }
+    struct timespec ts = {0, 500 * 1000 * 1000};  // re-check the stop flag twice a second at worst
+    syscall(SYS_futex, w->cell, FUTEX_WAIT, v, &ts, nullptr, 0);
+  }
+}
+#endif
+
+void StopWatcher(Watcher* w, bool teardown = false) {
+  // called on the JS thread that owns the watcher; w stays allocated until the tsfn finalizer
+  if (w->stopped) return;
+  if (teardown) {
+    // the JS side never got to stop listening: take this listener out of the shared counts
+    if (w->dec1 != nullptr) __atomic_sub_fetch(w->dec1, 1, __ATOMIC_SEQ_CST);
+    if (w->dec2 != nullptr) __atomic_sub_fetch(w->dec2, 1, __ATOMIC_SEQ_CST);
+  }
+  w->stopped = true;
+  w->stop.store(true);
+#if UD_SUPPORTED
+  syscall(SYS_futex, w->cell, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+#endif
+  if (w->thread.joinable()) w->thread.join();
+#if UD_SUPPORTED
+  munmap(w->addr, w->length);
+#endif
+  {
+    std::lock_guard<std::mutex> guard(g_watchers_mutex);
+    g_watchers.erase(w->id);
+  }
+  w->tsfn.Release();  // the finalizer deletes w once queued calls have run
+}
+
+// watchStart(segmentName, byteOffset, callback, lastSeen, decOffset1?, decOffset2?) -> id. Starts unref'd.
+Napi::Value WatchStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckSupported(env)) return env.Undefined();
+  std::string name;
+  if (!GetName(info, 0, &name)) return env.Undefined();
+  if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsFunction()) {
+    ThrowCode(env, "EINVAL", "watchStart(name, byteOffset, callback)");
+    return env.Undefined();
+  }
+  double offset = info[1].As<Napi::Number>().DoubleValue();
+#if UD_SUPPORTED
+  int fd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, "shm_open " + name, errno);
+    return env.Undefined();
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !(offset >= 0) || offset + 4 > static_cast<double>(st.st_size) ||
+      static_cast<size_t>(offset) % 4 != 0) {
+    close(fd);
+    ThrowCode(env, "EINVAL", "watchStart: offset outside the segment");
+    return env.Undefined();
+  }
+  size_t length = static_cast<size_t>(st.st_size);
+  void* addr = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int err = errno;
+  close(fd);
+  if (addr == MAP_FAILED) {
+    ThrowErrno(env, "mmap " + name, err);
+    return env.Undefined();
+  }
+  Watcher* w = new Watcher();
+  w->addr = addr;
+  w->length = length;
+  w->cell = reinterpret_cast<int32_t*>(static_cast<char*>(addr) + static_cast<size_t>(offset));
+  for (int i = 0; i < 2; i++) {
+    size_t arg = 4 + static_cast<size_t>(i);
+    if (info.Length() > arg && info[arg].IsNumber()) {
+      double off = info[arg].As<Napi::Number>().DoubleValue();
+      if (off >= 0 && off + 4 <= static_cast<double>(length) && static_cast<size_t>(off) % 4 == 0) {
+        int32_t* p = reinterpret_cast<int32_t*>(static_cast<char*>(addr) + static_cast<size_t>(off));
+        if (i == 0) w->dec1 = p;
+        else w->dec2 = p;
+      }
+    }
+  }
+  w->tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "ultradict-watch", 0, 1, w,
+                                          [](Napi::Env, Watcher* self) { delete self; });
+  w->tsfn.Unref(env);
+  {
+    std::lock_guard<std::mutex> guard(g_watchers_mutex);
+    w->id = g_next_watcher++;
+    g_watchers[w->id] = w;
+  }
+  // the caller's last seen value: a change between its last sync and the thread starting is not lost
+  int32_t initial = info.Length() >= 4 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value()
+                                                             : __atomic_load_n(w->cell, __ATOMIC_SEQ_CST);
+  w->thread = std::thread(WatchLoop, w, initial);
+  return Napi::Number::New(env, w->id);
+#else
+  return env.Undefined();
+#endif
+}
+
+Watcher* FindWatcher(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) return nullptr;
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  std::lock_guard<std::mutex> guard(g_watchers_mutex);
+  auto it = g_watchers.find(id);
+  return it == g_watchers.end() ? nullptr : it->second;
+}
+
+// watchStop(id) -> boolean
+Napi::Value WatchStop(const Napi::CallbackInfo& info) {
+  Watcher* w = FindWatcher(info);
+  if (w == nullptr) return Napi::Boolean::New(info.Env(), false);
+  StopWatcher(w);
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// watchRef(id, ref) -> boolean: whether the watcher keeps the event loop alive
+Napi::Value WatchRef(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Watcher* w = FindWatcher(info);
+  if (w == nullptr || w->stopped) return Napi::Boolean::New(env, false);
+  if (info.Length() >= 2 && info[1].ToBoolean().Value()) {
+    w->tsfn.Ref(env);
+  } else {
+    w->tsfn.Unref(env);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+// Per-env (main thread or worker) list of watcher ids, stopped when the env is torn down.
+struct EnvWatchers {
+  std::unordered_set<uint32_t> ids;
+};
+
+thread_local EnvWatchers* t_env_watchers = nullptr;  // one env per JS thread
+
+Napi::Value WatchStartTracked(const Napi::CallbackInfo& info) {
+  Napi::Value id = WatchStart(info);
+  if (id.IsNumber() && t_env_watchers != nullptr) t_env_watchers->ids.insert(id.As<Napi::Number>().Uint32Value());
+  return id;
+}
+
+void StopEnvWatchers(EnvWatchers* ew) {
+  for (uint32_t id : ew->ids) {
+    Watcher* w = nullptr;
+    {
+      std::lock_guard<std::mutex> guard(g_watchers_mutex);
+      auto it = g_watchers.find(id);
+      if (it != g_watchers.end()) w = it->second;
+    }
+    if (w != nullptr) StopWatcher(w, true);
+  }
+  ew->ids.clear();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supported", Napi::Boolean::New(env, UD_SUPPORTED != 0));
   exports.Set("create", Napi::Function::New(env, Create, "create"));
@@ -464,6 +664,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("threadStartTime", Napi::Function::New(env, ThreadStartTime, "threadStartTime"));
   exports.Set("processAlive", Napi::Function::New(env, ProcessAlive, "processAlive"));
   exports.Set("self", Napi::Function::New(env, Self, "self"));
+  exports.Set("watchStart", Napi::Function::New(env, WatchStartTracked, "watchStart"));
+  exports.Set("watchStop", Napi::Function::New(env, WatchStop, "watchStop"));
+  exports.Set("watchRef", Napi::Function::New(env, WatchRef, "watchRef"));
+  EnvWatchers* ew = new EnvWatchers();
+  t_env_watchers = ew;
+  env.AddCleanupHook([ew]() {  // env teardown (process exit, worker terminate): stop its threads
+    StopEnvWatchers(ew);
+    if (t_env_watchers == ew) t_env_watchers = nullptr;
+    delete ew;
+  });
   return exports;
 }
 

@@ -1,0 +1,721 @@
+// The engine behind one attached handle (and its nested views): the local copy (a tree of Maps), read
+// sync, the write path, transactions, generation switches and change events. See docs/ARCHITECTURE.md.
+
+import {
+  checksum,
+  Encoder,
+  MAX_DEPTH,
+  nClear,
+  nDelete,
+  Node,
+  nSet,
+  OP_BATCH,
+  OP_CLEAR,
+  OP_DELETE,
+  OP_SET,
+  type DecodedOp,
+  type Key,
+  type Path,
+} from './codec.js';
+import { Control, CONTROL_SIZE, I_COUNTER, OFF_COUNTER } from './control.js';
+import { AlreadyClosedError, CorruptSegmentError, FullDumpMemoryFullError, NotFoundError, UltraDictError } from './errors.js';
+import { SharedLock, type ThreadEntry } from './lock.js';
+import { native } from './native.js';
+import { dumpSegment, fixedDumpSegment, streamSegment } from './names.js';
+import { Segment } from './segment.js';
+import type { Serializer } from './serializer.js';
+import { encodeDump, fixedHalfSize, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from './snapshot.js';
+import { DUMP_FIXED, DUMP_NONE, DUMP_SEGMENT, MAX_CAPACITY, Stream } from './stream.js';
+
+/** A change to the dict, as delivered to 'change' listeners. */
+export interface Change {
+  type: 'set' | 'delete' | 'clear' | 'reload';
+  /** the key set or deleted (absent for clear and reload) */
+  key?: Key;
+  /** the new value (set only); nested dicts are given as frozen plain objects */
+  value?: unknown;
+  /** keys of the nested dict the change happened in (absent or empty: the root) */
+  path?: Key[];
+}
+
+/** A write before encoding. */
+export interface RawOp {
+  op: number;
+  path: Path | null;
+  key: Key | undefined;
+  value: unknown;
+}
+
+interface Undo {
+  m: Map<Key, unknown>;
+  k: Key | undefined;
+  had: boolean;
+  old: unknown;
+  entries?: [Key, unknown][];
+}
+
+interface Tx {
+  enc: Encoder;
+  countAt: number;
+  ops: DecodedOp[];
+  undo: Undo[];
+}
+
+/** A new stream is at least GROWTH times the dump just written: dumps cost at most 1/GROWTH per streamed byte. */
+const GROWTH = 2;
+const WAKE_ALL = 0x7fffffff;
+
+export interface CoreConfig {
+  name: string;
+  ctrl: Control;
+  entry: ThreadEntry;
+  serializer: Serializer;
+  creator: boolean;
+  autoUnlink: boolean;
+  lockTimeout: number;
+  recurse: boolean;
+}
+
+export class Core {
+  readonly name: string;
+  readonly ctrl: Control;
+  readonly ci32: Int32Array;
+  readonly ser: Serializer;
+  readonly creator: boolean;
+  readonly autoUnlink: boolean;
+  readonly entry: ThreadEntry;
+  readonly bufferSize: number;
+  readonly fullDumpSize: number;
+  readonly mode: number;
+  readonly recurse: boolean;
+  readonly lock: SharedLock;
+  seen = 0;
+  map: Map<Key, unknown> = new Map();
+  stream!: Stream;
+  gen = -1;
+  pos = 0;
+  closed = false;
+  fixed: Segment | null = null;
+  tx: Tx | null = null;
+  private readonly enc = new Encoder();
+  private dumpEnc: Encoder | null = null;
+  private txEnc: Encoder | null = null;
+  private readonly ops: DecodedOp[] = [];
+
+  // change events
+  listening = false;
+  private queue: Change[] = [];
+  private flushScheduled = false;
+  private watcherId = 0;
+  private refd = false;
+  private holds = 0;
+  onChanges: ((changes: Change[]) => void) | null = null;
+  onError: ((e: unknown) => void) | null = null;
+
+  constructor(cfg: CoreConfig) {
+    this.name = cfg.name;
+    this.ctrl = cfg.ctrl;
+    this.ci32 = cfg.ctrl.i32;
+    this.ser = cfg.serializer;
+    this.creator = cfg.creator;
+    this.autoUnlink = cfg.autoUnlink;
+    this.entry = cfg.entry;
+    this.bufferSize = cfg.ctrl.bufferSize;
+    this.fullDumpSize = cfg.ctrl.fullDumpSize;
+    this.mode = cfg.ctrl.mode;
+    this.recurse = cfg.recurse;
+    this.lock = new SharedLock(cfg.ctrl, cfg.entry, cfg.lockTimeout, () => this.recover(), () => this.check());
+  }
+
+  check(): void {
+    if (this.closed) throw new AlreadyClosedError(`UltraDict ${JSON.stringify(this.name)} is closed`);
+  }
+
+  // ---- creation -------------------------------------------------------------------------------
+
+  /** Creator: writes generation 0 (the initial items as its dump) and marks the dict ready. */
+  initialize(initial: { enc: Encoder; len: number; count: number } | null): void {
+    const ctrl = this.ctrl;
+    let kind = DUMP_NONE;
+    let len = 0;
+    let sum = 0;
+    let dumpSeg: Segment | null = null;
+    if (this.fullDumpSize > 0) {
+      this.fixed = Segment.create(fixedDumpSegment(this.name, ctrl.tag), 2 * fixedHalfSize(this.fullDumpSize), this.mode);
+    }
+    if (initial !== null && initial.count > 0) {
+      len = initial.len;
+      sum = checksum(initial.enc.i32, initial.enc.buf, 0, len);
+      if (this.fixed !== null) {
+        if (len > this.fullDumpSize) {
+          throw new FullDumpMemoryFullError(`the initial items need ${len} bytes; fullDumpSize is ${this.fullDumpSize}`);
+        }
+        writeFixedDump(this.fixed, this.fullDumpSize, ctrl.idLo, ctrl.idHi, 0, initial.enc, len, sum);
+        kind = DUMP_FIXED;
+      } else {
+        dumpSeg = writeDumpSegment(dumpSegment(this.name, ctrl.tag, 0), this.mode, ctrl.idLo, ctrl.idHi, 0, initial.enc, len, sum);
+        kind = DUMP_SEGMENT;
+      }
+    }
+    const s = Stream.create(streamSegment(this.name, ctrl.tag, 0), this.mode, ctrl.idLo, ctrl.idHi, 0, capacityFor(this.bufferSize, len, 0), {
+      kind,
+      len,
+      checksum: sum,
+      streamStart: 0,
+    });
+    s.unmap(); // sync() opens it like any attacher
+    dumpSeg?.unmap();
+    if (kind !== DUMP_NONE) ctrl.recordDump(len);
+    ctrl.publishGen(0);
+    ctrl.bump();
+    ctrl.setReady();
+  }
+
+  // ---- reading --------------------------------------------------------------------------------
+
+  /** Brings the local copy up to date if anything was published since the last look. */
+  read(): void {
+    if (this.closed) this.check();
+    if (Atomics.load(this.ci32, I_COUNTER) !== this.seen) this.sync(false);
+  }
+
+  /** Applies everything published since the last sync. Returns the number of operations applied. */
+  sync(force: boolean): number {
+    const ctrl = this.ctrl;
+    const c = Atomics.load(this.ci32, I_COUNTER);
+    if (!force && c === this.seen) return 0;
+    let n = 0;
+    for (let attempt = 0; ; attempt++) {
+      const g = ctrl.gen();
+      if (g < 0) throw new CorruptSegmentError(`${ctrl.name}: invalid published generation ${g}`);
+      if (g === this.gen) {
+        n += this.replay(this.stream.end());
+        break;
+      }
+      if (g < this.gen) throw new CorruptSegmentError(`${ctrl.name}: published generation went back from ${this.gen} to ${g}`);
+      if (g === this.gen + 1 && this.gen >= 0) {
+        // the common case: finish the sealed stream, then continue at the start of the next one
+        const next = Stream.open(streamSegment(this.name, ctrl.tag, g), ctrl.idLo, ctrl.idHi, g);
+        if (next !== null) {
+          n += this.replay(this.stream.end());
+          this.stream.unmap();
+          this.stream = next;
+          this.gen = g;
+          this.pos = 0;
+          continue;
+        }
+      }
+      if (this.load(g)) {
+        n++;
+        continue;
+      }
+      if (attempt > 10_000) throw new CorruptSegmentError(`${ctrl.name}: cannot open generation ${g} (segments missing)`);
+    }
+    this.seen = c;
+    return n;
+  }
+
+  /** Loads generation g from its dump; false if its segments are gone (a newer generation exists). */
+  private load(g: number): boolean {
+    const ctrl = this.ctrl;
+    const s = Stream.open(streamSegment(this.name, ctrl.tag, g), ctrl.idLo, ctrl.idHi, g);
+    if (s === null) return false;
+    try {
+      const d = s.dump;
+      const expect = { idLo: ctrl.idLo, idHi: ctrl.idHi, gen: g, len: d.len, checksum: d.checksum };
+      let map: Map<Key, unknown>;
+      if (d.kind === DUMP_NONE) {
+        map = new Map();
+      } else if (d.kind === DUMP_SEGMENT) {
+        const seg = Segment.tryOpen(dumpSegment(this.name, ctrl.tag, g));
+        if (seg === null) {
+          s.unmap();
+          return false;
+        }
+        try {
+          map = loadDumpSegment(seg, expect, this.ser);
+        } finally {
+          seg.unmap();
+        }
+      } else {
+        this.fixed ??= Segment.open(fixedDumpSegment(this.name, ctrl.tag));
+        const m = loadFixedDump(this.fixed, this.fullDumpSize, expect, this.ser);
+        if (m === null) {
+          s.unmap();
+          return false;
+        }
+        map = m;
+      }
+      const first = this.gen < 0;
+      this.map = map;
+      if (!first) this.stream.unmap();
+      this.stream = s;
+      this.gen = g;
+      this.pos = d.streamStart;
+      if (!first && this.listening) this.queueChange({ type: 'reload' });
+      return true;
+    } catch (e) {
+      if (this.stream !== s) s.unmap();
+      throw e;
+    }
+  }
+
+  /** Replays frames of the current stream from pos to `end`. */
+  private replay(end: number): number {
+    let pos = this.pos;
+    if (pos === end) return 0;
+    if (pos > end) throw new CorruptSegmentError(`${this.stream.seg.name}: published end ${end} is before ${pos}`);
+    const s = this.stream;
+    const ops = this.ops;
+    let n = 0;
+    while (pos < end) {
+      ops.length = 0;
+      pos = s.readFrame(pos, end, this.ser, ops);
+      // verify every path before applying any of the frame
+      for (const o of ops) if (o.path && this.target(o.path) === undefined && !this.createdEarlier(ops, o)) this.missing(o.path, true);
+      for (const o of ops) this.apply(o);
+      this.pos = pos;
+      n += ops.length;
+      if (this.listening) for (const o of ops) this.queueChange(changeOf(o));
+    }
+    return n;
+  }
+
+  /** Whether an earlier op of the same frame creates the nested dict `o` writes into. */
+  private createdEarlier(ops: readonly DecodedOp[], o: DecodedOp): boolean {
+    const i = ops.indexOf(o);
+    for (let j = 0; j < i; j++) {
+      const p = ops[j]!;
+      if (p.op === OP_SET && p.value instanceof Node) return true;
+    }
+    return false;
+  }
+
+  private missing(path: Path, corrupt: boolean): never {
+    const where = path.map((k) => JSON.stringify(k)).join(' > ');
+    if (corrupt) throw new CorruptSegmentError(`${this.ctrl.name}: a frame writes into the missing nested dict ${where}`);
+    throw new NotFoundError(`the nested dict ${where} of ${JSON.stringify(this.name)} no longer exists (deleted or replaced)`);
+  }
+
+  /** The local map at `path` (null: the root), or undefined if it does not exist (or is not a dict). */
+  target(path: Path | null): Map<Key, unknown> | undefined {
+    let m: Map<Key, unknown> = this.map;
+    if (path === null) return m;
+    for (const k of path) {
+      const x = m.get(k);
+      if (!(x instanceof Node)) return undefined;
+      m = x;
+    }
+    return m;
+  }
+
+  private apply(o: DecodedOp): void {
+    const m = this.target(o.path ?? null);
+    if (m === undefined) return this.missing(o.path!, true);
+    if (o.op === OP_SET) nSet(m, o.key!, o.value);
+    else if (o.op === OP_DELETE) nDelete(m, o.key!);
+    else nClear(m);
+  }
+
+  private applyWithUndo(o: DecodedOp, undo: Undo[]): void {
+    const m = this.target(o.path ?? null);
+    if (m === undefined) return this.missing(o.path!, false);
+    if (o.op === OP_CLEAR) {
+      undo.push({ m, k: undefined, had: false, old: undefined, entries: [...m] });
+      nClear(m);
+      return;
+    }
+    const k = o.key!;
+    undo.push({ m, k, had: m.has(k), old: m.get(k) });
+    if (o.op === OP_SET) nSet(m, k, o.value);
+    else nDelete(m, k);
+  }
+
+  private undoAll(undo: Undo[], downTo = 0): void {
+    for (let i = undo.length - 1; i >= downTo; i--) {
+      const u = undo[i]!;
+      if (u.entries !== undefined) {
+        nClear(u.m);
+        for (const [k, v] of u.entries) nSet(u.m, k, v);
+      } else if (u.had) {
+        nSet(u.m, u.k!, u.old);
+      } else {
+        nDelete(u.m, u.k!);
+      }
+    }
+    undo.length = downTo;
+  }
+
+  // ---- writing --------------------------------------------------------------------------------
+
+  /** The fast path: one SET of a root key, outside a transaction. */
+  setRoot(key: Key, value: unknown): void {
+    if (this.tx !== null) return this.write([{ op: OP_SET, path: null, key, value }]);
+    const enc = this.enc;
+    enc.beginFrame();
+    enc.u8(OP_SET);
+    enc.key(key);
+    const local = enc.value(value, this.ser, true, this.recurse);
+    const len = enc.finishFrame();
+    const lock = this.lock;
+    lock.enter();
+    try {
+      this.sync(false);
+      const s = this.stream;
+      let at = s.end();
+      if (at !== this.pos) {
+        this.replay(at); // only after a writer died between publishing and bumping the counter
+        at = this.pos;
+      }
+      if (at + len <= s.capacity) {
+        s.append(enc, len, at);
+        this.pos = at + len;
+        this.published();
+        this.map.set(key, local);
+      } else {
+        const undo: Undo[] = [];
+        this.applyWithUndo({ op: OP_SET, key, value: local, path: null }, undo);
+        try {
+          this.switchGeneration(enc, len);
+        } catch (e) {
+          this.undoAll(undo);
+          throw e;
+        }
+      }
+      if (this.listening) this.queueChange({ type: 'set', key, value: local });
+    } finally {
+      lock.exit();
+    }
+  }
+
+  /** Encodes ops (values through the serializer) into enc; returns the local copies as DecodedOps. */
+  private encodeOps(enc: Encoder, raw: readonly RawOp[]): DecodedOp[] {
+    const out: DecodedOp[] = [];
+    for (const r of raw) {
+      if (r.path !== null && r.path.length > MAX_DEPTH) throw new UltraDictError(`nested deeper than ${MAX_DEPTH} levels`);
+      enc.path(r.path);
+      enc.u8(r.op);
+      let value: unknown;
+      if (r.op !== OP_CLEAR) enc.key(r.key!);
+      if (r.op === OP_SET) value = enc.value(r.value, this.ser, true, this.recurse);
+      out.push({ op: r.op, key: r.key, value, path: r.path });
+    }
+    return out;
+  }
+
+  /** Any writes (a batch, nested paths, deletes, clears): published as one frame, or added to the transaction. */
+  write(raw: readonly RawOp[]): void {
+    if (raw.length === 0) return;
+    const tx = this.tx;
+    if (tx !== null) {
+      const enc = tx.enc;
+      const mark = enc.pos;
+      const undoMark = tx.undo.length;
+      let ops: DecodedOp[];
+      try {
+        ops = this.encodeOps(enc, raw);
+        for (const o of ops) this.applyWithUndo(o, tx.undo);
+      } catch (e) {
+        enc.pos = mark;
+        this.undoAll(tx.undo, undoMark);
+        throw e;
+      }
+      for (const o of ops) tx.ops.push(o);
+      return;
+    }
+    const enc = this.enc;
+    enc.beginFrame();
+    let ops: DecodedOp[];
+    if (raw.length === 1) {
+      ops = this.encodeOps(enc, raw);
+    } else {
+      enc.u8(OP_BATCH);
+      const countAt = enc.pos;
+      enc.u32(0);
+      ops = this.encodeOps(enc, raw);
+      enc.patchU32(countAt, ops.length);
+    }
+    const len = enc.finishFrame();
+    const lock = this.lock;
+    lock.enter();
+    try {
+      this.sync(false);
+      const undo: Undo[] = [];
+      try {
+        for (const o of ops) this.applyWithUndo(o, undo);
+        this.publishFrame(enc, len);
+      } catch (e) {
+        this.undoAll(undo);
+        throw e;
+      }
+      if (this.listening) for (const o of ops) this.queueChange(changeOf(o));
+    } finally {
+      lock.exit();
+    }
+  }
+
+  /** Runs fn under the lock; its writes are published as one batch, or rolled back if it throws. */
+  transaction<R>(fn: () => R): R {
+    const outer = this.tx;
+    if (outer !== null) {
+      // a nested transaction joins the outer one; its failure rolls back to where it started
+      const mark = outer.enc.pos;
+      const undoMark = outer.undo.length;
+      const opsMark = outer.ops.length;
+      try {
+        return checkSync(fn(), 'transaction');
+      } catch (e) {
+        outer.enc.pos = mark;
+        this.undoAll(outer.undo, undoMark);
+        outer.ops.length = opsMark;
+        throw e;
+      }
+    }
+    const lock = this.lock;
+    lock.enter();
+    try {
+      this.sync(false);
+      const enc = (this.txEnc ??= new Encoder());
+      enc.beginFrame();
+      enc.u8(OP_BATCH);
+      const tx: Tx = { enc, countAt: enc.pos, ops: [], undo: [] };
+      enc.u32(0);
+      this.tx = tx;
+      let result: R;
+      try {
+        result = checkSync(fn(), 'transaction');
+      } catch (e) {
+        this.undoAll(tx.undo);
+        throw e;
+      } finally {
+        this.tx = null;
+      }
+      if (tx.ops.length > 0) {
+        enc.patchU32(tx.countAt, tx.ops.length);
+        const len = enc.finishFrame();
+        try {
+          this.publishFrame(enc, len);
+        } catch (e) {
+          this.undoAll(tx.undo);
+          throw e;
+        }
+        if (this.listening) for (const o of tx.ops) this.queueChange(changeOf(o));
+      }
+      if (enc.buf.length > 1 << 24) this.txEnc = null;
+      return result;
+    } finally {
+      lock.exit();
+    }
+  }
+
+  /** Publishes a finished frame (the write is already applied locally). Caller holds the lock, synced. */
+  private publishFrame(enc: Encoder, len: number): void {
+    const s = this.stream;
+    let at = s.end();
+    if (at !== this.pos) throw new CorruptSegmentError(`${s.seg.name}: the published end moved under the lock`);
+    if (at + len <= s.capacity) {
+      s.append(enc, len, at);
+      this.pos = at + len;
+      this.published();
+      return;
+    }
+    this.switchGeneration(enc, len);
+  }
+
+  /** After a publish: bump the change counter and wake listeners of any process (only if there are any). */
+  private published(): void {
+    this.seen = this.ctrl.bump();
+    if (this.ctrl.listeners !== 0) native.futexWake(this.ctrl.seg.buffer, OFF_COUNTER, WAKE_ALL);
+  }
+
+  /** Forces a full dump now (a new generation). */
+  dump(): void {
+    const lock = this.lock;
+    lock.enter();
+    try {
+      this.sync(false);
+      this.switchGeneration(null, 0);
+    } finally {
+      lock.exit();
+    }
+  }
+
+  /**
+   * Starts generation gen+1: a dump of the dict (the pending write already applied locally) and a new
+   * stream whose first frame (if len > 0) is that write, sized so that dumps stay amortised. Nothing is
+   * visible to others until the generation number is published; a failure leaves the dict as it was.
+   */
+  private switchGeneration(frame: Encoder | null, len: number): void {
+    const ctrl = this.ctrl;
+    const tag = ctrl.tag;
+    const g = this.gen;
+    const g1 = g + 1;
+    const enc = (this.dumpEnc ??= new Encoder(64 * 1024));
+    const [dumpLen, count] = encodeDump(enc, this.map, this.ser);
+    const fixed = this.fullDumpSize > 0;
+    if (fixed && count > 0 && dumpLen > this.fullDumpSize) {
+      throw new FullDumpMemoryFullError(
+        `a full dump of ${JSON.stringify(this.name)} needs ${dumpLen} bytes but fullDumpSize is ${this.fullDumpSize}; the write was not applied`,
+      );
+    }
+    const capacity = capacityFor(this.bufferSize, dumpLen, len);
+    const sName = streamSegment(this.name, tag, g1);
+    const dName = dumpSegment(this.name, tag, g1);
+    // leftovers of a writer that died before publishing g1
+    Segment.unlink(sName);
+    if (!fixed) Segment.unlink(dName);
+    const sum = count > 0 ? checksum(enc.i32, enc.buf, 0, dumpLen) : 0;
+    let kind = DUMP_NONE;
+    let stream: Stream | null = null;
+    try {
+      if (count > 0) {
+        if (fixed) {
+          this.fixed ??= Segment.open(fixedDumpSegment(this.name, tag));
+          writeFixedDump(this.fixed, this.fullDumpSize, ctrl.idLo, ctrl.idHi, g1, enc, dumpLen, sum);
+          kind = DUMP_FIXED;
+        } else {
+          writeDumpSegment(dName, this.mode, ctrl.idLo, ctrl.idHi, g1, enc, dumpLen, sum).unmap();
+          kind = DUMP_SEGMENT;
+        }
+      }
+      stream = Stream.create(sName, this.mode, ctrl.idLo, ctrl.idHi, g1, capacity, {
+        kind,
+        len: count > 0 ? dumpLen : 0,
+        checksum: sum,
+        streamStart: len,
+      });
+      if (frame !== null && len > 0) stream.append(frame, len, 0);
+    } catch (e) {
+      stream?.unmap();
+      Segment.unlink(sName);
+      if (!fixed) Segment.unlink(dName);
+      throw e;
+    }
+    ctrl.publishGen(g1);
+    ctrl.recordDump(count > 0 ? dumpLen : 0);
+    this.published();
+    // the old generation's names; readers that mapped them keep their mappings
+    Segment.unlink(streamSegment(this.name, tag, g));
+    if (!fixed) Segment.unlink(dumpSegment(this.name, tag, g));
+    if (g > 0) {
+      Segment.unlink(streamSegment(this.name, tag, g - 1));
+      if (!fixed) Segment.unlink(dumpSegment(this.name, tag, g - 1));
+    }
+    this.stream.unmap();
+    this.stream = stream;
+    this.gen = g1;
+    this.pos = len;
+    if (enc.buf.length > 1 << 24) this.dumpEnc = null; // do not keep a huge scratch buffer
+  }
+
+  /** Runs under the lock after it was taken over from a dead owner. */
+  private recover(): void {
+    const ctrl = this.ctrl;
+    const g = ctrl.gen();
+    const tag = ctrl.tag;
+    // a dead writer's unpublished next generation, and the old one it may not have unlinked
+    Segment.unlink(streamSegment(this.name, tag, g + 1));
+    if (this.fullDumpSize === 0) Segment.unlink(dumpSegment(this.name, tag, g + 1));
+    if (g > 0) {
+      Segment.unlink(streamSegment(this.name, tag, g - 1));
+      if (this.fullDumpSize === 0) Segment.unlink(dumpSegment(this.name, tag, g - 1));
+    }
+    // it may have published an end without bumping the counter
+    ctrl.bump();
+  }
+
+  sharedMemoryBytes(): number {
+    const d = this.stream.dump;
+    return (
+      CONTROL_SIZE +
+      this.stream.seg.size +
+      (this.fullDumpSize > 0 ? 2 * fixedHalfSize(this.fullDumpSize) : d.kind === DUMP_SEGMENT ? d.len + 64 : 0)
+    );
+  }
+
+  // ---- change events --------------------------------------------------------------------------
+
+  private queueChange(c: Change): void {
+    this.queue.push(c);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Delivers queued changes (in order) to the facade. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.queue.length === 0) return;
+    const q = this.queue;
+    this.queue = [];
+    this.onChanges?.(q);
+  }
+
+  /** Starts delivering changes of other processes (native watcher thread + listener count in shared memory). */
+  startListening(): void {
+    if (this.listening || this.closed) return;
+    this.watcherId = native.watchStart(this.ctrlSegName(), OFF_COUNTER, () => {
+      if (this.closed) return;
+      try {
+        this.sync(false);
+      } catch (e) {
+        this.onError?.(e);
+      }
+      this.flush();
+    }, this.seen, ...this.ctrl.listeningOffsets(this.entry.slot));
+    this.listening = true;
+    this.ctrl.addListening(this.entry.slot, 1);
+    this.applyRef();
+  }
+
+  /** The name the control segment currently has (it is renamed when the dict is unlinked). */
+  private ctrlSegName(): string {
+    if (!this.ctrl.unlinked) return this.ctrl.seg.name;
+    return `${this.ctrl.seg.name}.${this.ctrl.tag}.ctl`;
+  }
+
+  stopListening(): void {
+    if (!this.listening) return;
+    this.listening = false;
+    this.queue = [];
+    if (this.watcherId !== 0) native.watchStop(this.watcherId);
+    this.watcherId = 0;
+    if (!this.closed) this.ctrl.addListening(this.entry.slot, -1);
+  }
+
+  /** ref(true): listening keeps the event loop alive; hold(+1/-1): an explicit wait does, while it lasts. */
+  setRef(ref: boolean): void {
+    this.refd = ref;
+    this.applyRef();
+  }
+  hold(delta: number): void {
+    this.holds += delta;
+    this.applyRef();
+  }
+  private applyRef(): void {
+    if (this.watcherId !== 0) native.watchRef(this.watcherId, this.refd || this.holds > 0);
+  }
+}
+
+function changeOf(o: DecodedOp): Change {
+  const c: Change =
+    o.op === OP_SET ? { type: 'set', key: o.key!, value: o.value } : o.op === OP_DELETE ? { type: 'delete', key: o.key! } : { type: 'clear' };
+  if (o.path) c.path = [...o.path];
+  return c;
+}
+
+function checkSync<R>(result: R, what: string): R {
+  if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+    throw new TypeError(`${what}(fn): fn returned a Promise; the lock is synchronous and cannot cover awaited work`);
+  }
+  return result;
+}
+
+export function capacityFor(bufferSize: number, dumpLen: number, frameLen: number): number {
+  const want = Math.max(bufferSize, GROWTH * dumpLen, frameLen + bufferSize);
+  if (!Number.isSafeInteger(want) || want > MAX_CAPACITY) {
+    throw new UltraDictError(`the dict (or one write) is too large for a stream: ${want} bytes, limit ${MAX_CAPACITY}`);
+  }
+  return Math.ceil(want / 8) * 8;
+}
