@@ -189,11 +189,25 @@ export class Encoder {
   }
 
   private string(s: string): void {
-    const max = s.length * 3;
+    const len = s.length;
+    const max = len * 3;
     this.ensure(4 + max);
-    const n = max < 64 && isAscii(s) ? writeAscii(this.buf, s, this.pos + 4) : this.buf.write(s, this.pos + 4, max, 'utf8');
+    const buf = this.buf;
+    const at = this.pos + 4;
+    let n = -1;
+    if (len < 64) {
+      // short strings: copy ASCII by hand (cheaper than a call into the UTF-8 encoder)
+      let i = 0;
+      for (; i < len; i++) {
+        const c = s.charCodeAt(i);
+        if (c > 0x7f) break;
+        buf[at + i] = c;
+      }
+      if (i === len) n = len;
+    }
+    if (n < 0) n = buf.write(s, at, max, 'utf8');
     this.dv.setUint32(this.pos, n, true);
-    this.pos += 4 + n;
+    this.pos = at + n;
   }
 
   key(k: Key): void {
@@ -299,22 +313,12 @@ export class Encoder {
     const bodyLen = this.pos - FRAME_HEADER;
     const total = align8(this.pos);
     this.ensure(total - this.pos);
-    this.buf.fill(0, this.pos, total);
+    for (let i = this.pos; i < total; i++) this.buf[i] = 0;
     this.dv.setUint32(0, bodyLen, true);
     this.dv.setUint32(4, checksum(this.i32, this.buf, FRAME_HEADER, bodyLen), true);
     this.pos = total;
     return total;
   }
-}
-
-function isAscii(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
-  return true;
-}
-
-function writeAscii(buf: Buffer, s: string, at: number): number {
-  for (let i = 0; i < s.length; i++) buf[at + i] = s.charCodeAt(i);
-  return s.length;
 }
 
 /** One operation (SET, DELETE or CLEAR) at a path (null: the root). Batches are flattened. */
