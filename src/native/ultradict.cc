@@ -135,6 +135,18 @@ void MappingDeleter(void* data, size_t length, void* deleter_data) {
   delete m;
 }
 
+// Node-API's own call for this, where the running Node has it (experimental since 2026; not in Node 20).
+// A weak reference: null when the symbol is absent from the node binary, and then we use V8 directly.
+extern "C" napi_status node_api_create_external_sharedarraybuffer(napi_env env, void* external_data,
+                                                                   size_t byte_length,
+                                                                   void (*finalize_cb)(void* data, void* hint),
+                                                                   void* finalize_hint, napi_value* result)
+    __attribute__((weak));
+
+void MappingFinalizer(void* data, void* hint) {
+  MappingDeleter(data, 0, hint);
+}
+
 v8::Local<v8::Value> ToV8(napi_value v) {
   v8::Local<v8::Value> local;
   static_assert(sizeof(local) == sizeof(v), "napi_value and v8::Local differ in size");
@@ -156,12 +168,21 @@ Napi::Value WrapMapping(Napi::Env env, void* addr, size_t length) {
     g_mappings[m->id] = m;
     g_live_mappings++;
   }
-  v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  std::unique_ptr<v8::BackingStore> store =
-      v8::SharedArrayBuffer::NewBackingStore(addr, length, MappingDeleter, m);
-  v8::Local<v8::SharedArrayBuffer> sab = v8::SharedArrayBuffer::New(isolate, std::move(store));
+  napi_value buffer = nullptr;
+  if (node_api_create_external_sharedarraybuffer != nullptr) {
+    if (node_api_create_external_sharedarraybuffer(env, addr, length, MappingFinalizer, m, &buffer) != napi_ok) {
+      buffer = nullptr;
+    }
+  }
+  if (buffer == nullptr) {
+    v8::Isolate* isolate = v8::Isolate::GetCurrent();
+    std::unique_ptr<v8::BackingStore> store =
+        v8::SharedArrayBuffer::NewBackingStore(addr, length, MappingDeleter, m);
+    v8::Local<v8::SharedArrayBuffer> sab = v8::SharedArrayBuffer::New(isolate, std::move(store));
+    buffer = FromV8(sab);
+  }
   Napi::Object result = Napi::Object::New(env);
-  result.Set("buffer", Napi::Value(env, FromV8(sab)));
+  result.Set("buffer", Napi::Value(env, buffer));
   result.Set("id", Napi::Number::New(env, m->id));
   return result;
 }
