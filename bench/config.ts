@@ -29,10 +29,10 @@ export interface Config {
   /** hard limit for one job (host process and its workers are killed past it) */
   jobTimeoutMs: number;
   /**
-   * Contenders measured in workloads 3-5 (null: all). The quick run keeps one row per kind of store
+   * Contenders measured in workloads 2-5 (null: all). The quick run keeps one row per kind of store
    * there (it has a minute for everything); the full run measures every contender everywhere.
    */
-  multiContenders: string[] | null;
+  reducedSet: string[] | null;
 }
 
 const w2 = (keysSmall: number, keysLarge: number): ValueCase[] => [
@@ -50,22 +50,22 @@ export function config(quick: boolean): Config {
         quick,
         reps: 5,
         w1Keys: 10_000,
-        w1TargetMs: 20,
-        warmupMs: 40,
+        w1TargetMs: 15,
+        warmupMs: 20,
         w2Cases: [
           { kind: 'string', bytes: 100, keys: 1_000 },
           { kind: 'object', bytes: 1_000, keys: 1_000 },
           { kind: 'string', bytes: 100_000, keys: 100 },
         ],
-        w2TargetMs: 8,
+        w2TargetMs: 5,
         w3Ns: [1, 2],
         w3DurationMs: 30,
         w4SamplesPerRep: 40,
-        w5Sizes: [1_000, 100_000],
+        w5Sizes: [1_000, 50_000],
         w5Sample: 10_000,
         w5TargetMs: 10,
         jobTimeoutMs: 60_000,
-        multiContenders: ['map', 'ultradict-msgpack', 'redis', 'memcached', 'lmdb', 'sqlite', 'manager'],
+        reducedSet: ['map', 'ultradict-msgpack', 'redis', 'memcached', 'lmdb', 'sqlite', 'manager'],
       }
     : {
         quick,
@@ -82,6 +82,6 @@ export function config(quick: boolean): Config {
         w5Sample: 10_000,
         w5TargetMs: 60,
         jobTimeoutMs: 240_000,
-        multiContenders: null,
+        reducedSet: null,
       };
 }

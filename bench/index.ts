@@ -18,7 +18,7 @@ import { serializerCosts } from './lib/serializers.js';
 import { msSince, nowNs } from './lib/timing.js';
 import type { Job } from './workloads/common.js';
 import type { SingleCaseResult, SingleParams } from './workloads/single.js';
-import type { MultiParams, MultiPoint } from './workloads/multi.js';
+import type { MultiParams, MultiPoint, MultiResult } from './workloads/multi.js';
 import type { PropagationParams, PropagationResult } from './workloads/propagation.js';
 import type { GrowthParams, GrowthResult } from './workloads/growth.js';
 import { writeReport, type Outcome, type RunResults } from './report.js';
@@ -30,17 +30,20 @@ interface Args {
   only: string[];
   out: string | null;
   writeDocs: boolean;
+  /** overrides the time limit of one job (seconds) */
+  jobTimeout: number | null;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: [], out: null, writeDocs: false };
+  const a: Args = { quick: false, only: [], out: null, writeDocs: false, jobTimeout: null };
   for (const arg of argv) {
     if (arg === '--quick') a.quick = true;
     else if (arg === '--write-docs') a.writeDocs = true;
     else if (arg.startsWith('--only=')) a.only.push(...arg.slice(7).split(',').map((s) => s.trim()).filter(Boolean));
     else if (arg.startsWith('--out=')) a.out = arg.slice(6);
+    else if (arg.startsWith('--job-timeout=')) a.jobTimeout = Number(arg.slice(14));
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: npm run bench -- [--quick] [--only=CONTENDER|GROUP|w1..w5[,...]] [--out=DIR] [--write-docs]');
+      console.log('usage: npm run bench -- [--quick] [--only=CONTENDER|GROUP|w1..w5[,...]] [--out=DIR] [--write-docs] [--job-timeout=SECONDS]');
       console.log(`contenders: ${CONTENDERS.map((c) => c.id).join(', ')}`);
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (try --help)`);
@@ -105,11 +108,15 @@ async function loadUltraDict(): Promise<string | null> {
   }
 }
 
-/** Everything a job created in /dev/shm must be gone after it: record leftovers, then remove them. */
-function shmAfterJob(name: string, leaks: string[]): void {
+/**
+ * Everything a job created in /dev/shm must be gone after it. Leftovers of a job that succeeded (every
+ * dict was closed normally) are recorded as leaks; after a failed job they are expected (its processes
+ * were killed). Either way they are removed.
+ */
+function shmAfterJob(name: string, succeeded: boolean, leaks: string[]): void {
   const left = shmFiles(name);
   if (left.length === 0) return;
-  leaks.push(...left);
+  if (succeeded) leaks.push(...left);
   if (ultraDict) {
     const candidates = new Set<string>([name, ...Array.from({ length: 10 }, (_, i) => `${name}c${i}`)]);
     for (const c of candidates) {
@@ -129,8 +136,10 @@ async function runJob<T>(job: Job, cfg: Config, leaks: string[]): Promise<Outcom
   const host = forkChild(HOST, { defaultTimeoutMs: cfg.jobTimeoutMs, detached: true });
   hosts.add(host);
   const t0 = nowNs();
+  let ok = false;
   try {
     const value = await host.call<T>('run', job, cfg.jobTimeoutMs);
+    ok = true;
     return { ok: true, value, seconds: msSince(t0) / 1000 };
   } catch (err) {
     return { ok: false, error: errorText(err), seconds: msSince(t0) / 1000 };
@@ -138,7 +147,7 @@ async function runJob<T>(job: Job, cfg: Config, leaks: string[]): Promise<Outcom
     host.kill(); // the whole process group: host and any worker left behind
     await Promise.race([host.exited, new Promise((r) => setTimeout(r, 5000))]);
     hosts.delete(host);
-    shmAfterJob(job.name, leaks);
+    shmAfterJob(job.name, ok, leaks);
   }
 }
 
@@ -148,6 +157,7 @@ const fmt = (x: number): string =>
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const cfg = config(args.quick);
+  if (args.jobTimeout !== null && args.jobTimeout > 0) cfg.jobTimeoutMs = args.jobTimeout * 1000;
   const root = repoRoot();
   const started = nowNs();
   const shmBefore = new Set(listShm());
@@ -252,7 +262,7 @@ async function main(): Promise<void> {
     };
     const forWorkload = (w: WorkloadId): ContenderDef[] =>
       sel.workloads.includes(w)
-        ? runnable.filter((c) => c.workloads.includes(w) && (w === 'w1' || w === 'w2' || !cfg.multiContenders || cfg.multiContenders.includes(c.id)))
+        ? runnable.filter((c) => c.workloads.includes(w) && (w === 'w1' || !cfg.reducedSet || cfg.reducedSet.includes(c.id)))
         : [];
 
     // workloads 1 and 2 run in the same job (one fresh process per contender, workload 1 first, a
@@ -276,12 +286,16 @@ async function main(): Promise<void> {
         log('w2', c, r, r.ok ? r.value.map((v) => `${v.kind} ${v.bytes} B: r ${fmt(v.reads?.median ?? NaN)}/s w ${fmt(v.writes.median)}/s`).join(', ') : '');
       }
     }
-    for (const mode of ['readers', 'writers'] as const) {
-      for (const c of forWorkload('w3')) {
-        const p: MultiParams = { mode, ns: cfg.w3Ns, durationMs: cfg.w3DurationMs, reps: cfg.reps, keys: cfg.w1Keys };
-        const o = await runJob<MultiPoint[]>(job('w3', c, p), cfg, results.leaks);
-        (mode === 'readers' ? results.w3readers : results.w3writers)[c.id] = o;
-        log(`w3 ${mode}`, c, o, o.ok ? o.value.map((x) => `N=${x.n}: ${fmt(x.main.median)}/s${x.exact === false ? ' INEXACT' : ''}`).join(', ') : '');
+    for (const c of forWorkload('w3')) {
+      const modes: MultiParams['modes'] = ['readers', 'writers'];
+      const p: MultiParams = { modes, ns: cfg.w3Ns, durationMs: cfg.w3DurationMs, reps: cfg.reps, keys: cfg.w1Keys, startDelayMs: cfg.quick ? 10 : 40 };
+      const o = await runJob<MultiResult>(job('w3', c, p), cfg, results.leaks);
+      for (const mode of modes) {
+        const r: Outcome<MultiPoint[]> = o.ok
+          ? o.value[mode] ? { ok: true, value: o.value[mode]!, seconds: o.seconds } : { ok: false, error: 'not measured', seconds: o.seconds }
+          : o;
+        (mode === 'readers' ? results.w3readers : results.w3writers)[c.id] = r;
+        log(`w3 ${mode}`, c, r, r.ok ? r.value.map((x) => `N=${x.n}: ${fmt(x.main.median)}/s${x.exact === false ? ' INEXACT' : ''}`).join(', ') : '');
       }
     }
     for (const c of forWorkload('w4')) {
@@ -304,6 +318,7 @@ async function main(): Promise<void> {
     }
 
     results.seconds = msSince(started) / 1000;
+    results.loadAvgEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
     // /dev/shm must be as before the run
     results.shmLeftover = listShm().filter((f) => !shmBefore.has(f) && f.startsWith(SHM_PREFIX));
     for (const f of results.shmLeftover) removeShm(f);

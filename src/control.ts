@@ -41,6 +41,7 @@ const OFF_DUMPS = 296;
 const OFF_UNLINKED = 300;
 const OFF_LAST_DUMP_BYTES = 304; // f64
 const OFF_RECOVERIES = 312;
+const OFF_UNLINK_PENDING = 316; // i32: the creator closed (autoUnlink) while others were attached
 
 export const I_LOCK = OFF_LOCK >> 2;
 export const I_COUNTER = OFF_COUNTER >> 2;
@@ -270,6 +271,23 @@ export class Control {
   get recoveries(): number {
     return Atomics.load(this.i32, OFF_RECOVERIES >> 2) >>> 0;
   }
+  /** autoUnlink deferred to the last attached process. */
+  get unlinkPending(): boolean {
+    return Atomics.load(this.i32, OFF_UNLINK_PENDING >> 2) !== 0;
+  }
+  setUnlinkPending(): void {
+    Atomics.store(this.i32, OFF_UNLINK_PENDING >> 2, 1);
+  }
+
+  /** Whether a live thread other than slot `except` is attached. */
+  othersAttached(except: number): boolean {
+    for (let i = 0; i < SLOT_COUNT; i++) {
+      if (i === except || Atomics.load(this.i32, (this.slotBase(i) + S_PID) >> 2) === 0) continue;
+      if (this.slotAlive(i)) return true;
+    }
+    return false;
+  }
+
   recordRecovery(): void {
     Atomics.add(this.i32, OFF_RECOVERIES >> 2, 1);
   }

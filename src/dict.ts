@@ -163,28 +163,41 @@ function trackOpen(c: Core): void {
   }
 }
 
+/**
+ * Detaches a handle. autoUnlink: the dict is unlinked now if no other live thread is attached;
+ * otherwise the last of them to close does it. (Unlinking under attached processes would let the next
+ * attach-or-create silently start a new, empty dict while they keep the old one: a restarting creator,
+ * as in `pm2 reload`, would split the processes in two.)
+ */
 function closeCore(core: Core): void {
   if (core.closed) return;
   const ctrl = core.ctrl;
+  const slot = core.entry.slot;
   try {
-    if (core.autoUnlink && !ctrl.unlinked) {
-      ctrl.markUnlinked();
-      removeIncarnation(core.name, ctrl.tag, { controlOnly: true });
-    }
+    if (core.autoUnlink && !ctrl.unlinked) ctrl.setUnlinkPending();
   } finally {
     core.stopListening();
     core.closed = true;
     openCores.delete(core);
-    if (dropThreadEntry(core.entry)) {
+    const lastInThread = dropThreadEntry(core.entry);
+    if (lastInThread) {
       core.lock.forceExit();
-      ctrl.releaseSlot(core.entry.slot);
+      ctrl.releaseSlot(slot);
     }
-    // last one out of an unlinked dict frees its segments (slots of SIGKILLed processes do not count)
-    if (ctrl.unlinked && ctrl.attached().length === 0) removeIncarnation(core.name, ctrl.tag, { controlOnly: false });
-    core.stream.unmap();
-    core.fixed?.unmap();
-    ctrl.seg.unmap();
-    core.map = new Map();
+    try {
+      if (lastInThread && ctrl.unlinkPending && !ctrl.unlinked && !ctrl.othersAttached(slot)) {
+        ctrl.markUnlinked();
+        removeIncarnation(core.name, ctrl.tag, { controlOnly: false });
+      } else if (ctrl.unlinked && ctrl.attached().length === 0) {
+        // last one out of an unlinked dict frees its segments (slots of SIGKILLed processes do not count)
+        removeIncarnation(core.name, ctrl.tag, { controlOnly: false });
+      }
+    } finally {
+      core.stream.unmap();
+      core.fixed?.unmap();
+      ctrl.seg.unmap();
+      core.map = new Map();
+    }
   }
 }
 

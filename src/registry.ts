@@ -5,6 +5,7 @@ import { Control, STATE_INITIALIZING, STATE_READY } from './control.js';
 import { native } from './native.js';
 import { controlSegment, PREFIX, parseSegmentFile } from './names.js';
 import { Segment, SHM_DIR } from './segment.js';
+import { SharedMemoryError } from './errors.js';
 
 function shmFiles(): string[] {
   try {
@@ -129,11 +130,14 @@ export function listDicts(): DictInfo[] {
 }
 
 /**
- * Removes dicts no live process uses: every attached thread dead (SIGKILLed, crashed), creators that
- * died while initialising, and data segments whose control segment is gone. Returns the names removed.
+ * Removes dicts left behind by crashes: dicts whose attached threads are all dead (SIGKILLed, crashed;
+ * their slots were never freed), unlinked dicts nobody uses any more, creators that died while
+ * initialising, and data segments whose control segment is gone. A dict that every process closed
+ * cleanly (kept with autoUnlink: false) is kept, unless includeDetached. Returns the names removed.
  */
-export function gc(options: { graceMs?: number } = {}): string[] {
+export function gc(options: { graceMs?: number; includeDetached?: boolean } = {}): string[] {
   const grace = options.graceMs ?? 2000;
+  const includeDetached = options.includeDetached ?? false;
   const removed: string[] = [];
   const files = shmFiles();
   const liveTags = new Set<string>();
@@ -149,21 +153,21 @@ export function gc(options: { graceMs?: number } = {}): string[] {
       if (state === STATE_INITIALIZING) {
         const pid = ctrl.creatorPid;
         const alive = pid !== 0 && native.threadStartTime(pid, ctrl.creatorTid) !== -1;
-        if (!alive && ageMs(f) > grace) {
-          Segment.unlink('/' + f);
-          removed.push(p.name);
-        }
+        if (!alive && ageMs(f) > grace && gcUnlink('/' + f)) removed.push(p.name);
         continue;
       }
       const tag = ctrl.tag;
-      if (ctrl.attached().length > 0) {
+      // live users: keep. Nobody attached and every slot freed by a clean close: kept on purpose
+      // (autoUnlink: false), unless includeDetached. Dead threads still in slots: crashed, remove.
+      const keptOnPurpose = p.control && !includeDetached && !ctrl.unlinkPending && ctrl.occupiedSlots() === 0;
+      if (keptOnPurpose || ctrl.attached().length > 0) {
         liveTags.add(`${p.name}.${tag}`);
         continue;
       }
+      if (p.control && !gcUnlink('/' + f)) continue; // not ours to remove (another user's)
       ctrl.markUnlinked();
-      if (p.control) Segment.unlink('/' + f);
       const prefix = `${PREFIX}${p.name}.${tag}.`;
-      for (const g of files) if (g.startsWith(prefix)) Segment.unlink('/' + g);
+      for (const g of files) if (g.startsWith(prefix)) gcUnlink('/' + g);
       removed.push(p.name);
     } finally {
       ctrl.seg.unmap();
@@ -171,6 +175,9 @@ export function gc(options: { graceMs?: number } = {}): string[] {
   }
   // data segments whose control segment no longer exists
   const ctrlTags = new Set<string>();
+  // names whose control segment exists but cannot be read (another user's, or foreign): their data
+  // segments are not orphans, whatever their tag
+  const unreadable = new Set<string>();
   for (const f of shmFiles()) {
     const p = parseSegmentFile(f);
     if (p === null) continue;
@@ -179,6 +186,8 @@ export function gc(options: { graceMs?: number } = {}): string[] {
       if (c !== null) {
         if (c.state !== STATE_INITIALIZING) ctrlTags.add(`${p.name}.${c.tag}`);
         c.seg.unmap();
+      } else {
+        unreadable.add(p.name);
       }
     } else if (f.endsWith(RETIRED)) {
       ctrlTags.add(f.slice(PREFIX.length, -RETIRED.length));
@@ -191,10 +200,20 @@ export function gc(options: { graceMs?: number } = {}): string[] {
     const parts = rest.split('.');
     if (parts.length < 3) continue;
     const key = `${parts[0]}.${parts[1]}`;
-    if (ctrlTags.has(key) || liveTags.has(key)) continue;
-    if (ageMs(f) > grace && Segment.unlink('/' + f) && !removed.includes(p.name)) removed.push(p.name);
+    if (ctrlTags.has(key) || liveTags.has(key) || unreadable.has(p.name)) continue;
+    if (ageMs(f) > grace && gcUnlink('/' + f) && !removed.includes(p.name)) removed.push(p.name);
   }
   return removed;
+}
+
+/** gc's unlink: a segment this user may not remove (another user's) is left alone, not an error. */
+function gcUnlink(segName: string): boolean {
+  try {
+    return Segment.unlink(segName);
+  } catch (e) {
+    if (e instanceof SharedMemoryError && (e.osCode === 'EACCES' || e.osCode === 'EPERM')) return false;
+    throw e;
+  }
 }
 
 function ageMs(file: string): number {

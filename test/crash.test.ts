@@ -158,3 +158,21 @@ test('UltraDict.unlink(name) removes every segment after a crash; gc() removes d
     live.close();
   }
 });
+
+test('kill matrix (short): writers SIGKILLed at random, holding the lock, mid-dump and mid-attach; exactly the acknowledged writes survive', async () => {
+  // the full matrix (hundreds of kills): npm run reliability:kill; see docs/reliability.md
+  const { runKillMatrix } = await import('./reliability/killmatrix.js');
+  const { PROFILES } = await import('./reliability/writer-ops.js');
+  const r = await runKillMatrix({
+    rounds: 4, // one round per profile: writes, dumps, bigdump (mid-dump kills), attach (a big dump to load)
+    seedBase: Number(process.env.ULTRADICT_SEED ?? 1),
+    kills: 3,
+    writers: 2,
+    freshProcessEvery: 2,
+    profiles: PROFILES,
+  });
+  assert.deepEqual(r.failures, []);
+  assert.equal(r.lostWrites, 0);
+  assert.ok(r.trials >= 16, `trials ${r.trials}`);
+  assert.ok(r.heldLock > 0, 'some victims held the lock when killed');
+});

@@ -78,7 +78,7 @@ export class Child {
     return found;
   }
 
-  send(m: object): void {
+  send(m: object | string): void {
     this.proc.send(m);
   }
 

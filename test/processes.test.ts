@@ -214,3 +214,23 @@ test('SIGTERM/SIGINT of a creator without its own handler still removes its segm
     assert.deepEqual(shmEntries(name), []);
   }
 });
+
+test('autoUnlink waits for the last attached process: a restarting creator re-attaches, never a new empty dict', async () => {
+  const name = uniqueName('handover');
+  const creator = new UltraDict<number>({ name });
+  creator.set('kept', 1);
+  const c = new Child('child', { op: 'attachWait', name });
+  await c.message('ready');
+  creator.close(); // the creator goes (pm2 reload): another process is still attached
+  assert.equal(UltraDict.exists(name), true);
+  const restarted = new UltraDict<number>({ name }); // attach-or-create attaches
+  assert.equal(restarted.get('kept'), 1);
+  restarted.set('after', 2);
+  restarted.close(); // not the creator: no autoUnlink of its own, but the pending one is still there
+  assert.equal(UltraDict.exists(name), true, 'the child is still attached');
+  c.send('close');
+  await c.message('closed');
+  await c.done();
+  assert.equal(UltraDict.exists(name), false, 'the last one out unlinked it');
+  assert.deepEqual(shmEntries(name), []);
+});

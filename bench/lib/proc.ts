@@ -110,7 +110,6 @@ export function forkChild(script: string, options: ForkOptions): Child {
   return child;
 }
 
-export type Handler = (args: never) => unknown;
 
 /** Child side: serve calls from the parent; exits when the parent goes away. */
 export function serve(handlers: Record<string, (args: never) => unknown>): void {

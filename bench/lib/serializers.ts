@@ -11,15 +11,26 @@ export interface SerializerCost {
   v8: number;
 }
 
-function nsPerOp(fn: () => unknown, targetMs = 30): number {
-  let n = 100;
-  for (;;) {
+let sink: unknown;
+
+/** ns per call: calibrate n to about targetMs, warm up for at least 3 batches, median of 5 batches. */
+function nsPerOp(fn: () => unknown, targetMs: number): number {
+  const batch = (n: number): number => {
     const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) fn();
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    if (ms >= targetMs || n > 1e8) return (ms * 1e6) / n;
+    for (let i = 0; i < n; i++) sink = fn();
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  };
+  let n = 1;
+  while (n < 1e8) {
+    const ms = batch(n);
+    if (ms >= targetMs) break;
     n *= ms < targetMs / 10 ? 10 : 2;
   }
+  for (let i = 0; i < 3; i++) batch(n);
+  const samples: number[] = [];
+  for (let i = 0; i < 5; i++) samples.push((batch(n) * 1e6) / n);
+  samples.sort((a, b) => a - b);
+  return samples[2]!;
 }
 
 export function serializerCosts(quick: boolean): SerializerCost[] {
@@ -30,8 +41,8 @@ export function serializerCosts(quick: boolean): SerializerCost[] {
     ['object 1 KB', valuePool('object', 1000, 1)[0]],
     ['object 100 KB', valuePool('object', 100_000, 1)[0]],
   ];
-  const target = quick ? 5 : 30;
-  return cases.map(([label, v]) => {
+  const target = quick ? 3 : 20;
+  const out = cases.map(([label, v]) => {
     const item = ['k1234', v];
     return {
       value: label,
@@ -40,4 +51,6 @@ export function serializerCosts(quick: boolean): SerializerCost[] {
       v8: nsPerOp(() => v8.serialize(item), target),
     };
   });
+  sink = undefined;
+  return out;
 }

@@ -222,14 +222,22 @@ export function stepOf(store: Store): number {
 /**
  * Runs `runner` in steps from `startAt` until `durationMs` have passed; returns the operations done and
  * the time they took (several processes started at the same hrtime instant: a shared monotonic clock).
+ * `sync` runs before every step (lmdb's resetReadTxn, so its readers see the writer's data as it goes).
  */
-export async function runFor(runner: Runner, step: number, startAt: bigint, durationMs: number): Promise<{ ops: number; ms: number }> {
+export async function runFor(
+  runner: Runner,
+  step: number,
+  startAt: bigint,
+  durationMs: number,
+  sync?: () => void,
+): Promise<{ ops: number; ms: number }> {
   spinUntil(startAt);
   const t0 = nowNs();
   const end = t0 + BigInt(Math.round(durationMs * 1e6));
   let ops = 0;
   let t = t0;
   while (t < end) {
+    sync?.(); // snapshot stores (lmdb): see what other processes wrote, at least every `step` operations
     const done = await runner(step);
     if (done !== step) throw new Error(`contender returned ${done} correct results out of ${step}`);
     ops += step;

@@ -5,6 +5,7 @@
 import { accessKeys, valuePool } from '../lib/data.js';
 import { measure, msSince, nowNs, type Measurement } from '../lib/timing.js';
 import { rssAfterGc } from '../lib/proc.js';
+import { contender, loadModule } from '../contenders/registry.js';
 import { closeStore, currentStore, loadAll, openStore, readRunner, writeRunner, type HostContext, type OpenArgs } from './common.js';
 
 export interface GrowthParams {
@@ -32,6 +33,7 @@ const pool = valuePool('int', 0, 1021);
 
 export const workerFns = {
   growthLoad: async (args: { open: OpenArgs; size: number }) => {
+    await loadModule(contender(args.open.contender)); // module code is not the store's memory
     const rss0 = rssAfterGc();
     const store = await openStore(args.open);
     const t0 = nowNs();
@@ -58,6 +60,7 @@ export const workerFns = {
     return { storage, info: store.info?.() };
   },
   growthAttach: async (args: { open: OpenArgs; size: number }) => {
+    await loadModule(contender(args.open.contender));
     const rss0 = rssAfterGc();
     const t0 = nowNs();
     const store = await openStore(args.open);

@@ -1,4 +1,5 @@
 // Workload 3: several processes at once, aggregate throughput for N = 1, 2, 4, 8 (quick: 1, 2).
+//   (both in the same processes, readers first)
 //   readers: 1 writer (small int values over 10,000 keys) + N readers of the same keys;
 //   writers: N processes incrementing one counter with the store's atomic read-modify-write
 //            (ultradict: withLock(get + 1, set)); the final total must equal the increments done.
@@ -11,11 +12,14 @@ import {
 } from './common.js';
 
 export interface MultiParams {
-  mode: 'readers' | 'writers';
+  /** both run in the same processes, readers first */
+  modes: ('readers' | 'writers')[];
   ns: number[];
   durationMs: number;
   reps: number;
   keys: number;
+  /** every repetition starts this long after the host sends it, at the same instant in all processes */
+  startDelayMs: number;
 }
 
 export interface Rate {
@@ -62,7 +66,7 @@ export const workerFns = {
     const runner = runners[args.role];
     if (!runner) throw new Error(`no ${args.role} runner`);
     store.sync?.();
-    return runFor(runner, stepOf(store), BigInt(args.startAt), args.durationMs);
+    return runFor(runner, stepOf(store), BigInt(args.startAt), args.durationMs, store.sync?.bind(store));
   },
   readCounter: async () => {
     const store = currentStore();
@@ -76,60 +80,74 @@ function rate(values: number[]): Rate {
   return { median: median(values), min: Math.min(...values), max: Math.max(...values), reps: values };
 }
 
-export async function host(ctx: HostContext): Promise<MultiPoint[]> {
+export type MultiResult = Partial<Record<'readers' | 'writers', MultiPoint[]>>;
+
+export async function host(ctx: HostContext): Promise<MultiResult> {
   const { job } = ctx;
   const p = job.params as MultiParams;
   const workers: Child[] = [];
-  const need = (count: number): Promise<void>[] => {
-    const started: Promise<void>[] = [];
+  /** Forks workers up to `count`: the creator alone first (it loads the keys), then the others at once. */
+  const ensure = async (count: number): Promise<void> => {
+    const open = (create: boolean): OpenArgs => ({ contender: job.contender, name: job.name, create, env: job.env });
+    if (workers.length === 0) {
+      const w = ctx.fork();
+      workers.push(w);
+      await w.call('multiOpen', { open: open(true), keys: p.keys });
+    }
+    const started: Promise<unknown>[] = [];
     while (workers.length < count) {
       const w = ctx.fork();
-      const create = workers.length === 0;
       workers.push(w);
-      const open: OpenArgs = { contender: job.contender, name: job.name, create, env: job.env };
-      started.push(w.call('multiOpen', { open, keys: p.keys }).then(() => undefined));
-      if (create) break; // the creator must be ready before the others attach
+      started.push(w.call('multiOpen', { open: open(false), keys: p.keys }));
     }
-    return started;
+    await Promise.all(started);
   };
-  const out: MultiPoint[] = [];
-  try {
-    let total = 0;
-    for (const n of p.ns) {
-      const processes = p.mode === 'readers' ? n + 1 : n;
-      while (workers.length < processes) await Promise.all(need(processes));
-      const mains: number[] = [];
-      const writes: number[] = [];
-      let exact = true;
-      let detail = '';
-      for (let r = 0; r < p.reps; r++) {
-        const startAt = (nowNs() + 50_000_000n).toString();
-        const calls = workers.slice(0, processes).map((w, i) => {
-          const role = p.mode === 'writers' ? 'incr' : i === 0 ? 'write' : 'read';
+  let total = 0; // increments counted by the writers so far (the counter must equal it)
+
+  const point = async (mode: 'readers' | 'writers', n: number): Promise<MultiPoint> => {
+    const processes = mode === 'readers' ? n + 1 : n;
+    await ensure(processes);
+    const mains: number[] = [];
+    const writes: number[] = [];
+    let exact = true;
+    let detail = '';
+    for (let r = 0; r < p.reps; r++) {
+      const startAt = (nowNs() + BigInt(Math.round(p.startDelayMs * 1e6))).toString();
+      const res = await Promise.all(
+        workers.slice(0, processes).map((w, i) => {
+          const role = mode === 'writers' ? 'incr' : i === 0 ? 'write' : 'read';
           return w.call<{ ops: number; ms: number }>('multiRun', { role, startAt, durationMs: p.durationMs }, p.durationMs + 60_000);
-        });
-        const res = await Promise.all(calls);
-        const wall = Math.max(...res.map((x) => x.ms)) / 1000;
-        if (p.mode === 'readers') {
-          writes.push(res[0]!.ops / (res[0]!.ms / 1000));
-          mains.push(res.slice(1).reduce((a, x) => a + x.ops, 0) / wall);
-        } else {
-          const done = res.reduce((a, x) => a + x.ops, 0);
-          total += done;
-          mains.push(done / wall);
-          const seen = await workers[0]!.call<number>('readCounter');
-          if (seen !== total) {
-            exact = false;
-            detail = `counter ${seen}, expected ${total} (${total - seen} lost)`;
-            total = seen;
-          }
-        }
+        }),
+      );
+      const wall = Math.max(...res.map((x) => x.ms)) / 1000;
+      if (mode === 'readers') {
+        writes.push(res[0]!.ops / (res[0]!.ms / 1000));
+        mains.push(res.slice(1).reduce((a, x) => a + x.ops, 0) / wall);
+        continue;
       }
-      const point: MultiPoint = { n, processes, main: rate(mains) };
-      if (p.mode === 'readers') point.writer = rate(writes);
-      else point.exact = exact;
-      if (detail) point.detail = detail;
-      out.push(point);
+      const done = res.reduce((a, x) => a + x.ops, 0);
+      total += done;
+      mains.push(done / wall);
+      const seen = await workers[0]!.call<number>('readCounter');
+      if (seen !== total) {
+        exact = false;
+        detail = `counter ${seen}, expected ${total} (${total - seen} lost)`;
+        total = seen;
+      }
+    }
+    const pt: MultiPoint = { n, processes, main: rate(mains) };
+    if (mode === 'readers') pt.writer = rate(writes);
+    else pt.exact = exact;
+    if (detail) pt.detail = detail;
+    return pt;
+  };
+
+  const result: MultiResult = {};
+  try {
+    for (const mode of p.modes) {
+      const out: MultiPoint[] = [];
+      for (const n of p.ns) out.push(await point(mode, n));
+      result[mode] = out;
     }
   } finally {
     // attached processes first, the creator last
@@ -137,5 +155,5 @@ export async function host(ctx: HostContext): Promise<MultiPoint[]> {
     if (workers[0]) await workers[0].call('multiClose').catch(() => undefined);
     for (const w of workers) w.kill();
   }
-  return out;
+  return result;
 }

@@ -1,0 +1,61 @@
+// Short versions of the reliability suites (full runs: npm run reliability:full; see docs/reliability.md).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { runModel } from './reliability/model.js';
+import { runFuzz } from './reliability/fuzz-run.js';
+import { leakCycles } from './reliability/limits.js';
+import { gcScenario } from './reliability/gc.js';
+import { inPrivateShm, privateShmUnavailable } from './reliability/lib.js';
+import { fixture } from './helpers.js';
+
+test('model-based concurrency: 5 seeds (every profile), 3 processes x 250 ops, replay = every process', async () => {
+  const runs = await runModel({ seeds: 5, seedBase: Number(process.env.ULTRADICT_SEED ?? 1), processes: 3, ops: 250 });
+  const problems = runs.flatMap((r) => r.problems);
+  assert.deepEqual(problems, []);
+  for (const r of runs) assert.ok(r.committed > 600, `seed ${r.seed}: only ${r.committed} ops committed`);
+  assert.ok(runs.some((r) => (r.errors.FullDumpMemoryFullError ?? 0) > 0), 'the fixed-dump profile hit FullDumpMemoryFullError');
+  assert.ok(runs.every((r) => r.dumps > 5), 'tiny buffers forced dumps');
+});
+
+test('fuzz (short): segments, frames, dumps, control blocks, attaches, addon arguments, processes', async () => {
+  const r = await runFuzz(Number(process.env.ULTRADICT_SEED ?? 1), {
+    decoder: 20_000,
+    stream: 5_000,
+    dump: 5_000,
+    control: 2_000,
+    attach: 1_000,
+    addon: 5_000,
+    process: 3,
+  });
+  assert.deepEqual(r.problems, []);
+  assert.ok(r.inputs >= 38_000, `inputs ${r.inputs}`);
+});
+
+test('no descriptor or mapping leaks over 2,000 cycles (10,000 opens/creates/failed opens and closes)', () => {
+  const r = leakCycles(2000);
+  assert.equal(r.after.fds, r.before.fds, 'open file descriptors');
+  assert.equal(r.after.shmMaps, r.before.shmMaps, '/dev/shm mappings in /proc/self/maps');
+  assert.equal(r.after.live, r.before.live, "the addon's live mappings");
+});
+
+test('a full /dev/shm (private 4 MiB tmpfs): ENOSPC is a SharedMemoryError, nothing half-published, writes work once space is back', { skip: privateShmUnavailable() ?? false }, async () => {
+  const [cmd, argv] = inPrivateShm('4m', fixture('rel-enospc'), [JSON.stringify({ seedBase: 1, trials: 8 })]);
+  const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (b: Buffer) => (out += b));
+  p.stderr.on('data', (b: Buffer) => (err += b));
+  const code = await new Promise((r) => p.on('exit', (c, s) => r(c ?? s)));
+  assert.equal(code, 0, err);
+  const trials = JSON.parse(out.split('\n').find((l) => l.startsWith('ENOSPC '))!.slice(7)) as { problems: string[]; checks: number }[];
+  assert.equal(trials.length, 8);
+  assert.deepEqual(trials.flatMap((t) => t.problems), []);
+});
+
+test('gc() removes exactly the dicts of SIGKILLed processes (12 of them, plus retired, half-initialised and orphaned ones)', async () => {
+  const r = await gcScenario({ killedDicts: 12, processes: 3, gcCalls: 20 });
+  assert.deepEqual(r.problems, []);
+  assert.ok(r.removed <= r.dead);
+});
