@@ -378,8 +378,12 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   readonly #path: Path | null;
   readonly #root: UltraDict<unknown> | null;
 
+  /** Creates or attaches to the dict `options.name`. */
   constructor(options?: UltraDictOptions);
-  constructor(initial: Initial<V> | null | undefined, options?: UltraDictOptions);
+  /** With initial items (a Map or an iterable of [key, value]), written only if this call creates the dict. */
+  constructor(initial: Iterable<readonly [Key, V]> | ReadonlyMap<Key, V>, options?: UltraDictOptions);
+  /** With initial items given as a plain object: then options are required (a lone plain object is options). */
+  constructor(initial: Initial<V> | null | undefined, options: UltraDictOptions);
   constructor(a?: unknown, b?: unknown) {
     super();
     if (a === VIEW) {

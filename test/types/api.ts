@@ -45,7 +45,7 @@ expectTypeOf(UltraDict).toBeConstructibleWith([['a', 1] as const], { bufferSize:
 expectTypeOf(UltraDict).toBeConstructibleWith(null, { serializer: 'json' });
 expectTypeOf(new UltraDict<string>({ name: 'n' })).toEqualTypeOf<UltraDict<string>>();
 expectTypeOf(new UltraDict()).toEqualTypeOf<UltraDict<unknown>>();
-// (a lone plain object is also a valid `initial` type, so options are checked in the two-argument form)
+// options are checked in the one- and the two-argument form
 // @ts-expect-error: misspelt option
 new UltraDict(null, { nam: 'x' });
 // @ts-expect-error: unknown serializer name
@@ -172,3 +172,10 @@ expectTypeOf(new UltraDictError('m').code).toBeString();
 expectTypeOf(new LockTimeoutError('m', 1)).toExtend<UltraDictError>();
 expectTypeOf(new LockTimeoutError('m', 1).holderPid).toEqualTypeOf<number | null>();
 expectTypeOf(new SharedMemoryError('m', 'ENOSPC').osCode).toEqualTypeOf<string | undefined>();
+
+// a lone plain object is the options, never initial items
+// @ts-expect-error: { a: 1 } is not an option
+new UltraDict({ a: 1 });
+new UltraDict({ a: 1 }, {});
+new UltraDict(new Map([['a', 1]]));
+new UltraDict([['a', 1]] as const);
