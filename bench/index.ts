@@ -2,9 +2,9 @@
 //
 // Measures every contender on the same workloads in one run and writes docs/benchmarks.md and
 // docs/bench-chart.svg (a full run without --only), or .bench-tmp/ (quick or partial runs, which must
-// not overwrite the published figures unless --write-docs is given). Raw results: .bench-tmp/results.json.
+// not overwrite the published figures unless --write-docs is given). Raw results: .bench-tmp/results-*.json.
 import os from 'node:os';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { config, type Config } from './config.js';
@@ -32,18 +32,21 @@ interface Args {
   writeDocs: boolean;
   /** overrides the time limit of one job (seconds) */
   jobTimeout: number | null;
+  /** re-writes the report from a raw results file instead of measuring */
+  from: string | null;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: [], out: null, writeDocs: false, jobTimeout: null };
+  const a: Args = { quick: false, only: [], out: null, writeDocs: false, jobTimeout: null, from: null };
   for (const arg of argv) {
     if (arg === '--quick') a.quick = true;
     else if (arg === '--write-docs') a.writeDocs = true;
     else if (arg.startsWith('--only=')) a.only.push(...arg.slice(7).split(',').map((s) => s.trim()).filter(Boolean));
     else if (arg.startsWith('--out=')) a.out = arg.slice(6);
     else if (arg.startsWith('--job-timeout=')) a.jobTimeout = Number(arg.slice(14));
+    else if (arg.startsWith('--from=')) a.from = arg.slice(7);
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: npm run bench -- [--quick] [--only=CONTENDER|GROUP|w1..w5[,...]] [--out=DIR] [--write-docs] [--job-timeout=SECONDS]');
+      console.log('usage: npm run bench -- [--quick] [--only=CONTENDER|GROUP|w1..w5[,...]] [--out=DIR] [--write-docs] [--job-timeout=SECONDS] [--from=RESULTS.json]');
       console.log(`contenders: ${CONTENDERS.map((c) => c.id).join(', ')}`);
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (try --help)`);
@@ -156,6 +159,15 @@ const fmt = (x: number): string =>
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.from) {
+    // report only: re-render the markdown and the chart from a raw results file
+    const results = JSON.parse(readFileSync(resolve(args.from), 'utf8')) as RunResults;
+    const toDocs = (!results.quick && !results.partial) || args.writeDocs;
+    const outDir = args.out ? resolve(args.out) : join(repoRoot(), toDocs ? 'docs' : '.bench-tmp');
+    mkdirSync(outDir, { recursive: true });
+    console.log(`wrote ${writeReport(results, outDir).join(', ')}`);
+    return;
+  }
   const cfg = config(args.quick);
   if (args.jobTimeout !== null && args.jobTimeout > 0) cfg.jobTimeoutMs = args.jobTimeout * 1000;
   const root = repoRoot();
@@ -327,9 +339,10 @@ async function main(): Promise<void> {
     const outDir = args.out ? resolve(args.out) : toDocs ? join(root, 'docs') : join(root, '.bench-tmp');
     mkdirSync(outDir, { recursive: true });
     mkdirSync(join(root, '.bench-tmp'), { recursive: true });
-    writeFileSync(join(root, '.bench-tmp', 'results.json'), JSON.stringify(results, null, 2));
+    const raw = join('.bench-tmp', `results-${args.quick ? 'quick' : 'full'}${results.partial ? '-partial' : ''}.json`);
+    writeFileSync(join(root, raw), JSON.stringify(results, null, 2));
     const files = writeReport(results, outDir);
-    console.log(`\nwrote ${files.join(', ')} (raw results: .bench-tmp/results.json) in ${results.seconds.toFixed(0)} s`);
+    console.log(`\nwrote ${files.join(', ')} (raw results: ${raw}) in ${results.seconds.toFixed(0)} s`);
     if (results.leaks.length) console.log(`warning: ${results.leaks.length} shared-memory segment(s) outlived their dict (removed): ${results.leaks.slice(0, 5).join(', ')}`);
   } finally {
     for (const s of servers) await s.stop().catch(() => undefined);

@@ -219,7 +219,7 @@ export function chartSvg(r: RunResults): string {
   const width = left + plotW + right;
   const height = top + bars.length * rowH + 60;
   const all = bars.flatMap((b) => [b.reads, b.writes]).filter((x): x is number => x !== null && x > 0);
-  const lo = Math.floor(Math.log10(Math.min(...all, 1e4)));
+  const lo = Math.floor(Math.log10(Math.min(...all, 1e3)));
   const hi = Math.ceil(Math.log10(Math.max(...all, 1e6)));
   const x = (v: number): number => left + ((Math.log10(v) - lo) / (hi - lo)) * plotW;
   const out: string[] = [];
@@ -439,7 +439,7 @@ export function markdown(r: RunResults): string {
   // workload 5
   L.push('## 5. Growth');
   L.push('');
-  L.push(`The store is loaded with ${cfg.w5Sizes.map(sizeName).join(', ')} keys (small integers, bulk load: \`update()\` batches of 10,000 for ultradict, MSET, transactions), then writes and reads of ${cfg.w5Sample.toLocaleString('en-US')} distinct keys spread over the whole key space are measured. At the largest size another process opens the store and reads one key ("attach"). Memory: RSS growth of the creating process and of the attached process after a full GC; "outside the processes": shared memory allocated in /dev/shm (ultradict), the server's \`used_memory\` (Redis) or \`bytes\` (memcached), the file size (lmdb, SQLite), the manager process's RSS growth (manager).`);
+  L.push(`The store is loaded with ${cfg.w5Sizes.map(sizeName).join(', ')} keys (small integers, bulk load: \`update()\` batches of 10,000 for ultradict, MSET, transactions), then writes and reads of ${cfg.w5Sample.toLocaleString('en-US')} distinct keys spread over the whole key space are measured. At the largest size another process opens the store and reads one key ("attach"). Memory: RSS growth of the creating process (which also keeps whatever heap V8 grew while building the load batches) and of the attached process, after a full GC; "outside the processes": shared memory allocated in /dev/shm (ultradict), the server's \`used_memory\` (Redis) or \`bytes\` (memcached), the file size (lmdb, SQLite), the manager process's RSS growth (manager).`);
   L.push('');
   const w5rows: string[][] = [];
   for (const c of CONTENDERS) {

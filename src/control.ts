@@ -66,6 +66,8 @@ const S_LISTENING = 24; // i32: change listeners of this thread (summed in OFF_L
 export const CONTROL_SIZE = SLOTS_OFFSET + SLOT_COUNT * SLOT_SIZE;
 
 export const FLAG_FIXED_DUMP = 1;
+/** Largest bufferSize / fullDumpSize accepted from a header (the stream limit: 16 GiB). */
+const MAX_SEGMENT = 0x7fffffff * 8;
 
 export interface ControlOptions {
   bufferSize: number;
@@ -165,7 +167,7 @@ export class Control {
     if (this.dv.getUint32(H_SIZE, true) !== CONTROL_SIZE) throw new CorruptSegmentError(`${name}: control size mismatch`);
     const bs = this.bufferSize;
     const fd = this.fullDumpSize;
-    if (!Number.isSafeInteger(bs) || bs < 64 || !Number.isSafeInteger(fd) || fd < 0) {
+    if (!Number.isSafeInteger(bs) || bs < 64 || bs > MAX_SEGMENT || !Number.isSafeInteger(fd) || fd < 0 || fd > MAX_SEGMENT) {
       throw new CorruptSegmentError(`${name}: invalid sizes in the header`);
     }
     const serLen = this.seg.u8[H_SER_LEN]!;

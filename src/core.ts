@@ -61,8 +61,11 @@ interface Tx {
   undo: Undo[];
 }
 
-/** A new stream is at least GROWTH times the dump just written: dumps cost at most 1/GROWTH per streamed byte. */
-const GROWTH = 2;
+/**
+ * A new stream holds at least GROWTH times the dump just written: the dump work per streamed byte is at
+ * most 1/GROWTH. Stream pages are allocated as the stream fills, so the size costs nothing up front.
+ */
+const GROWTH = 8;
 const WAKE_ALL = 0x7fffffff;
 
 export interface CoreConfig {
@@ -94,6 +97,8 @@ export class Core {
   stream!: Stream;
   gen = -1;
   pos = 0;
+  /** Stream bytes known to have pages (a cache of the stream header's reserved size; reloaded when passed). */
+  reservedCache = 0;
   closed = false;
   fixed: Segment | null = null;
   tx: Tx | null = null;
@@ -157,12 +162,16 @@ export class Core {
         kind = DUMP_SEGMENT;
       }
     }
-    const s = Stream.create(streamSegment(this.name, ctrl.tag, 0), this.mode, ctrl.idLo, ctrl.idHi, 0, capacityFor(this.bufferSize, len, 0), {
-      kind,
-      len,
-      checksum: sum,
-      streamStart: 0,
-    });
+    const s = Stream.create(
+      streamSegment(this.name, ctrl.tag, 0),
+      this.mode,
+      ctrl.idLo,
+      ctrl.idHi,
+      0,
+      capacityFor(this.bufferSize, len, 0),
+      { kind, len, checksum: sum, streamStart: 0 },
+      0,
+    );
     s.unmap(); // sync() opens it like any attacher
     dumpSeg?.unmap();
     if (kind !== DUMP_NONE) ctrl.recordDump(len);
@@ -200,6 +209,7 @@ export class Core {
           n += this.replay(this.stream.end());
           this.stream.unmap();
           this.stream = next;
+          this.reservedCache = 0;
           this.gen = g;
           this.pos = 0;
           continue;
@@ -250,6 +260,7 @@ export class Core {
       this.map = map;
       if (!first) this.stream.unmap();
       this.stream = s;
+      this.reservedCache = 0;
       this.gen = g;
       this.pos = d.streamStart;
       if (!first && this.listening) this.queueChange({ type: 'reload' });
@@ -368,6 +379,7 @@ export class Core {
         at = this.pos;
       }
       if (at + len <= s.capacity) {
+        if (at + len > this.reservedCache) this.reservedCache = this.reserveFor(s, at + len);
         s.append(enc, len, at);
         this.pos = at + len;
         this.published();
@@ -514,12 +526,19 @@ export class Core {
     let at = s.end();
     if (at !== this.pos) throw new CorruptSegmentError(`${s.seg.name}: the published end moved under the lock`);
     if (at + len <= s.capacity) {
+      if (at + len > this.reservedCache) this.reservedCache = this.reserveFor(s, at + len);
       s.append(enc, len, at);
       this.pos = at + len;
       this.published();
       return;
     }
     this.switchGeneration(enc, len);
+  }
+
+  /** Allocates stream pages up to `end` (any writer may have done it already); returns the reserved size. */
+  private reserveFor(s: Stream, end: number): number {
+    s.ensureReserved(end);
+    return s.reserved;
   }
 
   /** After a publish: bump the change counter and wake listeners of any process (only if there are any). */
@@ -578,12 +597,16 @@ export class Core {
           kind = DUMP_SEGMENT;
         }
       }
-      stream = Stream.create(sName, this.mode, ctrl.idLo, ctrl.idHi, g1, capacity, {
-        kind,
-        len: count > 0 ? dumpLen : 0,
-        checksum: sum,
-        streamStart: len,
-      });
+      stream = Stream.create(
+        sName,
+        this.mode,
+        ctrl.idLo,
+        ctrl.idHi,
+        g1,
+        capacity,
+        { kind, len: count > 0 ? dumpLen : 0, checksum: sum, streamStart: len },
+        len,
+      );
       if (frame !== null && len > 0) stream.append(frame, len, 0);
     } catch (e) {
       stream?.unmap();
@@ -603,6 +626,7 @@ export class Core {
     }
     this.stream.unmap();
     this.stream = stream;
+    this.reservedCache = stream.reserved;
     this.gen = g1;
     this.pos = len;
     if (enc.buf.length > 1 << 24) this.dumpEnc = null; // do not keep a huge scratch buffer
@@ -624,11 +648,13 @@ export class Core {
     ctrl.bump();
   }
 
+  /** Bytes of shared memory this dict holds (allocated pages: the stream's reserved part). */
   sharedMemoryBytes(): number {
     const d = this.stream.dump;
     return (
       CONTROL_SIZE +
-      this.stream.seg.size +
+      64 +
+      this.stream.reserved +
       (this.fullDumpSize > 0 ? 2 * fixedHalfSize(this.fullDumpSize) : d.kind === DUMP_SEGMENT ? d.len + 64 : 0)
     );
   }

@@ -20,7 +20,10 @@ export interface SelfInfo {
 
 export interface NativeAddon {
   supported: boolean;
-  create(name: string, size: number, mode: number): Mapped;
+  /** reserve: bytes allocated up front from offset 0 (default: all) */
+  create(name: string, size: number, mode: number, reserve?: number): Mapped;
+  /** Allocates the pages of a byte range of a mapped segment (ENOSPC if /dev/shm is full). */
+  reserve(buffer: SharedArrayBuffer, byteOffset: number, length: number, name: string): boolean;
   open(name: string): Mapped;
   unmap(id: number): boolean;
   liveMappings(): number;

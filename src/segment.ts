@@ -26,10 +26,13 @@ export class Segment {
     this.buf = Buffer.from(buffer);
   }
 
-  /** Creates a new segment (exclusively); throws SharedMemoryError with osCode 'EEXIST' if taken. */
-  static create(name: string, size: number, mode: number): Segment {
+  /**
+   * Creates a new segment (exclusively); throws SharedMemoryError with osCode 'EEXIST' if taken. Only
+   * the first `reserve` bytes (default: all) are allocated; reserve() the rest before writing there.
+   */
+  static create(name: string, size: number, mode: number, reserve?: number): Segment {
     try {
-      const m = native.create(name, size, mode);
+      const m = native.create(name, size, mode, reserve);
       return new Segment(name, m.buffer, m.id);
     } catch (e) {
       throw osError(e, `cannot create shared memory segment ${name} (${size} bytes)`);
@@ -68,6 +71,15 @@ export class Segment {
       return native.unlink(name);
     } catch (e) {
       throw osError(e, `cannot unlink shared memory segment ${name}`);
+    }
+  }
+
+  /** Allocates the pages of [offset, offset + length), so that writing there cannot fault. */
+  reserve(offset: number, length: number): void {
+    try {
+      native.reserve(this.buffer, offset, length, this.name);
+    } catch (e) {
+      throw osError(e, `cannot allocate ${length} bytes of shared memory segment ${this.name}`);
     }
   }
 

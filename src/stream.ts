@@ -18,6 +18,9 @@ const H_DUMP_KIND = 36;
 const H_DUMP_LEN = 40;
 const H_STREAM_START = 48;
 const H_DUMP_CHECKSUM = 56;
+const H_RESERVED8 = 60; // u32: bytes of frame data whose pages are allocated, in 8-byte units (writers only)
+/** Pages of a stream are allocated in steps of this many bytes as it fills. */
+export const RESERVE_STEP = 1 << 20;
 /** Frames start here. */
 export const DATA = 64;
 const I_END8 = H_END8 >> 2;
@@ -49,9 +52,24 @@ export class Stream {
     this.decoder = new Decoder(seg.u8, seg.dv, seg.buf, seg.name);
   }
 
-  static create(segName: string, mode: number, idLo: number, idHi: number, gen: number, capacity: number, dump: DumpRef): Stream {
-    const seg = Segment.create(segName, DATA + capacity, mode);
+  /**
+   * Creates the stream of a generation. Only the first `reserve` bytes of its capacity get pages now;
+   * writers reserve more, RESERVE_STEP at a time, as it fills (so a large capacity costs nothing).
+   */
+  static create(
+    segName: string,
+    mode: number,
+    idLo: number,
+    idHi: number,
+    gen: number,
+    capacity: number,
+    dump: DumpRef,
+    reserve: number,
+  ): Stream {
+    const reserved = Math.min(capacity, Math.ceil(Math.max(reserve, RESERVE_STEP) / 8) * 8);
+    const seg = Segment.create(segName, DATA + capacity, mode, DATA + reserved);
     const dv = seg.dv;
+    dv.setUint32(H_RESERVED8, reserved / 8, true);
     dv.setUint32(H_VERSION, VERSION, true);
     dv.setUint32(H_ID_LO, idLo, true);
     dv.setUint32(H_ID_HI, idHi, true);
@@ -114,6 +132,24 @@ export class Stream {
       throw new CorruptSegmentError(`${this.seg.name}: published end ${end} outside the stream (capacity ${this.capacity})`);
     }
     return end;
+  }
+
+  /**
+   * Makes sure the pages up to `end` (bytes of frame data) are allocated, before a frame is written
+   * there. Throws SharedMemoryError (ENOSPC) when /dev/shm is full; nothing is written then.
+   */
+  ensureReserved(end: number): void {
+    const dv = this.seg.dv;
+    const reserved = dv.getUint32(H_RESERVED8, true) * 8;
+    if (end <= reserved) return;
+    const want = Math.min(this.capacity, Math.ceil(Math.max(end, reserved + RESERVE_STEP) / 8) * 8);
+    this.seg.reserve(DATA + reserved, want - reserved);
+    dv.setUint32(H_RESERVED8, want / 8, true);
+  }
+
+  /** Bytes of frame data whose pages are allocated. */
+  get reserved(): number {
+    return this.seg.dv.getUint32(H_RESERVED8, true) * 8;
   }
 
   /** Copies a finished frame (enc.buf[0, len)) to `at` and publishes the new end. Caller holds the lock. */

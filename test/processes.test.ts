@@ -178,7 +178,7 @@ test('a worker thread terminated while holding the lock does not wedge it', asyn
 test('segments are removed when the creator closes (nothing left in /dev/shm)', async () => {
   const name = uniqueName('cleanup');
   const d = new UltraDict<string>({ name, bufferSize: 1024 });
-  for (let i = 0; i < 200; i++) d.set(`k${i % 20}`, 'x'.repeat(100));
+  for (let i = 0; i < 2000; i++) d.set(`k${i % 20}`, 'x'.repeat(100));
   await runChild('child', { op: 'set', name, key: 'c', value: 1 });
   assert.ok(d.stats().dumps > 3);
   assert.ok(shmEntries(name).length >= 2);

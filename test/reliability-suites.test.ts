@@ -28,7 +28,7 @@ test('fuzz (short): segments, frames, dumps, control blocks, attaches, addon arg
     attach: 1_000,
     addon: 5_000,
     process: 3,
-  });
+  }, undefined, 180_000);
   assert.deepEqual(r.problems, []);
   assert.ok(r.inputs >= 38_000, `inputs ${r.inputs}`);
 });

@@ -75,7 +75,7 @@ export function entries(from: number, to: number, pool: readonly Value[]): [stri
 }
 
 export async function loadAll(store: Store, count: number, pool: readonly Value[]): Promise<void> {
-  for (let i = 0; i < count; i += 100_000) await store.load(entries(i, Math.min(count, i + 100_000), pool));
+  for (let i = 0; i < count; i += 10_000) await store.load(entries(i, Math.min(count, i + 10_000), pool));
 }
 
 type Runner = (n: number) => number | Promise<number>;

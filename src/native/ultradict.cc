@@ -52,6 +52,9 @@ const char* ErrnoName(int err) {
     case ENFILE: return "ENFILE";
     case EFBIG: return "EFBIG";
     case EINTR: return "EINTR";
+    case ELOOP: return "ELOOP";
+    case ENOTDIR: return "ENOTDIR";
+    case EBUSY: return "EBUSY";
     default: return "EUNKNOWN";
   }
 }
@@ -201,9 +204,9 @@ Napi::Value MapFd(Napi::Env env, int fd, size_t length, const std::string& name)
 }
 #endif
 
-// create(name, size, mode) -> { buffer, id }. Exclusive: EEXIST if the name is taken. The pages are
-// reserved up front (posix_fallocate) so that a full /dev/shm is an ENOSPC error here, never a SIGBUS
-// on a later write.
+// create(name, size, mode, reserve = size) -> { buffer, id }. Exclusive: EEXIST if the name is taken.
+// The first `reserve` bytes are allocated up front (posix_fallocate) so that a full /dev/shm is an
+// ENOSPC error here, never a SIGBUS on a later write; the rest must be reserved (reserve()) before use.
 Napi::Value Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!CheckSupported(env)) return env.Undefined();
@@ -221,6 +224,11 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   }
 #if UD_SUPPORTED
   size_t size = static_cast<size_t>(sizeD);
+  size_t reserve = size;
+  if (info.Length() >= 4 && info[3].IsNumber()) {
+    double r = info[3].As<Napi::Number>().DoubleValue();
+    if (r >= 0 && r < sizeD) reserve = static_cast<size_t>(r);
+  }
   int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0) {
     ThrowErrno(env, "shm_open " + name, errno);
@@ -229,8 +237,8 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   int err = 0;
   if (fchmod(fd, static_cast<mode_t>(mode)) != 0) err = errno;  // exact mode, whatever the umask
   if (err == 0 && ftruncate(fd, static_cast<off_t>(size)) != 0) err = errno;
-  if (err == 0) {
-    int r = posix_fallocate(fd, 0, static_cast<off_t>(size));
+  if (err == 0 && reserve > 0) {
+    int r = posix_fallocate(fd, 0, static_cast<off_t>(reserve));
     if (r != 0 && r != EOPNOTSUPP && r != EINVAL) err = r;
   }
   if (err != 0) {
@@ -240,6 +248,56 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   return MapFd(env, fd, size, name);
+#else
+  return env.Undefined();
+#endif
+}
+
+// reserve(buffer, offset, length, name): allocates the pages of [offset, offset + length) of a mapped
+// segment, so that writing there cannot SIGBUS; ENOSPC if /dev/shm is full. Uses the mapping
+// (MADV_POPULATE_WRITE, Linux 5.14+), else posix_fallocate on the segment by name.
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+bool GetCell(const Napi::CallbackInfo& info, int32_t** cell);
+Napi::Value Reserve(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckSupported(env)) return env.Undefined();
+  int32_t* base;
+  if (!GetCell(info, &base)) return env.Undefined();  // validates buffer and a 4-aligned offset
+  std::string name;
+  if (!GetName(info, 3, &name)) return env.Undefined();
+  v8::Local<v8::SharedArrayBuffer> sab = ToV8(info[0]).As<v8::SharedArrayBuffer>();
+  double off = info[1].As<Napi::Number>().DoubleValue();
+  double len = info.Length() >= 3 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+  if (!(len > 0) || off + len > static_cast<double>(sab->ByteLength())) {
+    ThrowCode(env, "EINVAL", "reserve: range beyond the segment");
+    return env.Undefined();
+  }
+#if UD_SUPPORTED
+  long page = sysconf(_SC_PAGESIZE);
+  uintptr_t start = reinterpret_cast<uintptr_t>(sab->Data()) + static_cast<size_t>(off);
+  uintptr_t stop = start + static_cast<size_t>(len);
+  uintptr_t a = start & ~static_cast<uintptr_t>(page - 1);
+  if (madvise(reinterpret_cast<void*>(a), stop - a, MADV_POPULATE_WRITE) == 0) return Napi::Boolean::New(env, true);
+  int err = errno;
+  if (err == EFAULT || err == ENOMEM) {
+    ThrowCode(env, "ENOSPC", "allocate " + name + ": no space left in shared memory", ENOSPC);
+    return env.Undefined();
+  }
+  // no MADV_POPULATE_WRITE (older kernel): allocate through the file
+  int fd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, "shm_open " + name, errno);
+    return env.Undefined();
+  }
+  int r = posix_fallocate(fd, static_cast<off_t>(off), static_cast<off_t>(len));
+  close(fd);
+  if (r != 0 && r != EOPNOTSUPP && r != EINVAL) {
+    ThrowErrno(env, "allocate " + name, r);
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, true);
 #else
   return env.Undefined();
 #endif
@@ -523,7 +581,8 @@ void WatchLoop(Watcher* w, int32_t last) {
       }
       continue;
     }
-    struct timespec ts = {0, 500 * 1000 * 1000};  // re-check the stop flag twice a second at worst
+    // re-check the stop flag at least every 100 ms (a stop's wake-up can come just before the wait)
+    struct timespec ts = {0, 100 * 1000 * 1000};
     syscall(SYS_futex, w->cell, FUTEX_WAIT, v, &ts, nullptr, 0);
   }
 }
@@ -677,6 +736,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supported", Napi::Boolean::New(env, UD_SUPPORTED != 0));
   exports.Set("create", Napi::Function::New(env, Create, "create"));
   exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("reserve", Napi::Function::New(env, Reserve, "reserve"));
   exports.Set("unmap", Napi::Function::New(env, Unmap, "unmap"));
   exports.Set("liveMappings", Napi::Function::New(env, LiveMappings, "liveMappings"));
   exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));

@@ -5,7 +5,12 @@ import { fixture } from '../helpers.js';
 import type { FuzzStats } from './fuzz.js';
 import { inPrivateShm, privateShmUnavailable, type SuiteResult } from './lib.js';
 
-export async function runFuzz(seed: number, counts: Record<string, number>, log?: (s: string) => void): Promise<SuiteResult & { targets: FuzzStats[]; privateShm: string | null }> {
+export async function runFuzz(
+  seed: number,
+  counts: Record<string, number>,
+  log?: (s: string) => void,
+  timeoutMs = 30 * 60_000,
+): Promise<SuiteResult & { targets: FuzzStats[]; privateShm: string | null }> {
   const t = Date.now();
   const reason = privateShmUnavailable();
   // writes after a corrupt attach may allocate what a corrupt header asks for: only inside a small private tmpfs
@@ -20,9 +25,16 @@ export async function runFuzz(seed: number, counts: Record<string, number>, log?
     for (const line of b.toString().split('\n')) if (line.startsWith('FUZZ ')) log?.(line.slice(0, 400));
   });
   child.stderr.on('data', (b: Buffer) => (err += b));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
   const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on('exit', (c, s) => resolve({ code: c, signal: s })),
   );
+  clearTimeout(timer);
+  if (timedOut) err = `no result within ${timeoutMs} ms (a hang); ${err}`;
   const targets = out
     .split('\n')
     .filter((l) => l.startsWith('FUZZ '))

@@ -190,7 +190,7 @@ function randomBuf(r: Rng, n: number): Buffer {
   return b;
 }
 
-const STREAM_HOT = [0, 4, 8, 12, 16, 24, 32, 36, 40, 48, 56, DATA, DATA + 4];
+const STREAM_HOT = [0, 4, 8, 12, 16, 24, 32, 36, 40, 48, 56, 60, DATA, DATA + 4];
 const DUMP_HOT = [0, 4, 8, 12, 16, 24, 32, 36, DUMP_HEADER, DUMP_HEADER + 1];
 const CONTROL_HOT = [0, 4, 8, 12, 16, 20, 24, 32, 36, 40, 48, 56, 64, 68, 72, 144, 256, 264, 272, 276, 280, 284, 288, 296, 300, 304, 312, 4096, 4100, 4104, 4112, 4120, 4128, 4132];
 
@@ -509,6 +509,9 @@ export function fuzzAddon(n: number, seed: number, prefix: string): FuzzStats {
   const st = newStats('addon');
   const r = new Rng(seed);
   const sab = new SharedArrayBuffer(64);
+  const watchSeg = `/${prefix}.watched`;
+  const watched = native.create(watchSeg, 64, 0o600);
+  const running: number[] = [];
   const junk = (): unknown =>
     r.pick<unknown>([
       undefined,
@@ -557,7 +560,7 @@ export function fuzzAddon(n: number, seed: number, prefix: string): FuzzStats {
     `/${prefix}.missing${r.int(1000)}`,
   ];
   const fns: (() => unknown)[] = [
-    () => native.create(r.chance(0.5) ? r.pick(names) : (junk() as string), r.chance(0.5) ? r.pick([0, -1, 1, 4096, 1.5, 2 ** 50, 2 ** 62, Number.NaN, Infinity]) : (junk() as number), r.chance(0.5) ? r.pick([0o600, 0, -1, 0o1777, 4096, Number.NaN]) : (junk() as number)),
+    () => native.create(r.chance(0.5) ? r.pick(names) : (junk() as string), r.chance(0.5) ? r.pick([0, -1, 1, 4096, 1.5, 2 ** 50, 2 ** 62, Number.NaN, Infinity]) : (junk() as number), r.chance(0.5) ? r.pick([0o600, 0, -1, 0o1777, 4096, Number.NaN]) : (junk() as number), ...(r.chance(0.5) ? [] : [r.pick([0, -1, 1, 64, 4096, 2 ** 53, Number.NaN]) as number])),
     () => native.open(r.chance(0.7) ? r.pick(names) : (junk() as string)),
     () => native.unlink(r.chance(0.7) ? r.pick(names) : (junk() as string)),
     () => native.unmap(r.chance(0.5) ? r.pick([0, -1, 2 ** 32 - 1, 2 ** 32 + 1, 123456, Number.NaN, 1.5]) : (junk() as number)),
@@ -570,6 +573,33 @@ export function fuzzAddon(n: number, seed: number, prefix: string): FuzzStats {
     () => native.processAlive(r.chance(0.5) ? r.pick([0, -1, 1, process.pid, 2 ** 31 - 1, 2 ** 31, 2 ** 32 + 1, -(2 ** 31)]) : (junk() as number)),
     () => native.liveMappings(),
     () => native.self(),
+    // change watchers: a thread per watcher waiting on a futex in its own mapping of the segment
+    () => native.watchStart(r.chance(0.5) ? r.pick(names) : (junk() as string), junk() as number, junk() as () => void, junk() as number),
+    () => {
+      const id = native.watchStart(
+        watchSeg,
+        r.pick([0, 4, 60, 61, 64, 4096, -4, 2, 2 ** 53, Number.NaN]),
+        r.chance(0.9) ? () => {} : (junk() as () => void),
+        junk() as number,
+        r.pick([0, 4, 60, 64, -4, 3, 2 ** 40, Number.NaN]),
+        junk() as number,
+      );
+      if (r.chance(0.5)) native.watchRef(id, r.chance(0.5));
+      if (r.chance(0.9)) native.watchStop(id);
+      else running.push(id); // left running for a while (a ref'd one would keep the process alive: stopped at the end)
+      if (r.chance(0.3)) native.watchStop(id); // twice
+    },
+    () => native.watchStop(r.chance(0.5) ? r.pick([0, -1, 2 ** 32 - 1, 123456, Number.NaN, 1.5]) : (junk() as number)),
+    // page reservation in a mapped segment (where the addon has it)
+    () => {
+      const reserve = (native as unknown as { reserve?: (...a: unknown[]) => unknown }).reserve;
+      if (typeof reserve !== 'function') return;
+      const buf = r.chance(0.8) ? watched.buffer : junk();
+      const off = r.chance(0.8) ? r.pick([0, 4, 8, 60, 63, 64, 65, -1, -8, 4096, 2 ** 32, 2 ** 53, Number.NaN, 1.5]) : junk();
+      const len = r.chance(0.8) ? r.pick([0, 1, 8, 56, 64, 65, -1, 4096, 2 ** 31, 2 ** 53, Number.NaN]) : junk();
+      reserve(buf, off, len, r.chance(0.9) ? watchSeg : junk());
+    },
+    () => native.watchRef(r.chance(0.5) ? r.pick([0, -1, 2 ** 32 - 1, 123456, Number.NaN]) : (junk() as number), junk() as boolean),
   ];
   for (let i = 0; i < n; i++) {
     const f = r.int(fns.length);
@@ -590,6 +620,8 @@ export function fuzzAddon(n: number, seed: number, prefix: string): FuzzStats {
     if (ms > st.slowestMs) st.slowestMs = ms;
     if (ms > HANG_MS && st.findings.length < 20) st.findings.push(`addon fn ${f} input ${i}: took ${ms.toFixed(0)} ms`);
   }
+  for (const id of running) native.watchStop(id);
+  native.unmap(watched.id);
   for (const f of readdirSync('/dev/shm')) if (f.startsWith(prefix)) unlinkSync(shm(f));
   return st;
 }

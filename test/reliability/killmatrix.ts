@@ -9,11 +9,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { UltraDict } from '../../src/index.js';
 import { Control } from '../../src/control.js';
 import { controlSegment } from '../../src/names.js';
+import { Segment } from '../../src/segment.js';
 import { Child, runChild, shmEntries, uniqueName } from '../helpers.js';
 import { canonEntries, hashStr, PHASE_ATTACHED, PHASE_STARTED, readAck, readBytes, Rng, tempDir } from './lib.js';
 import { checkWriter, type Profile } from './writer-ops.js';
 
-export type KillMode = 'random' | 'lock' | 'dump' | 'attach';
+export type KillMode = 'random' | 'lock' | 'dump' | 'frame' | 'attach';
 
 export interface KillTotals {
   trials: number;
@@ -150,8 +151,34 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
       const deadline = Date.now() + 30_000;
       while (readAck(w.ackFile).phase < PHASE_STARTED && Date.now() < deadline) await sleep(1);
       await sleep(rng.int(Math.ceil(attachMs * 1.2) + 1));
-    }
-    else {
+    } else if (mode === 'frame') {
+      // spin until the victim holds the lock and has begun copying a frame beyond the published end
+      // (large frames: the copy takes tens of microseconds); the stream is mapped here for speed
+      let seg: Segment | null = null;
+      let segGen = -1;
+      const deadline = performance.now() + 3000;
+      try {
+        while (performance.now() < deadline) {
+          if (ownerPid() !== pid) continue;
+          const g = ctrl.gen();
+          if (g !== segGen || seg === null) {
+            seg?.unmap();
+            seg = null;
+            segGen = g;
+            try {
+              seg = Segment.tryOpen(`/ud.${name}.${tag}.s${g}`);
+            } catch {
+              seg = null;
+            }
+            if (seg === null) continue;
+          }
+          const at = 64 + Atomics.load(seg.i32, 8) * 8;
+          if (at + 8 <= seg.size && (seg.i32[at >> 2] !== 0 || seg.i32[(at >> 2) + 1] !== 0)) break;
+        }
+      } finally {
+        seg?.unmap();
+      }
+    } else {
       // spin (blocking this process on purpose: the moment is short) until the victim holds the lock
       // and, for 'dump', has created the next generation's segments
       const deadline = performance.now() + 3000;
@@ -314,6 +341,7 @@ const PLAN: { profile: string; modes: KillMode[] }[] = [
   { profile: 'dumps', modes: ['random', 'lock', 'dump'] },
   { profile: 'bigdump', modes: ['dump', 'lock', 'random'] },
   { profile: 'attach', modes: ['attach', 'attach', 'random'] },
+  { profile: 'bigframes', modes: ['frame', 'frame', 'lock'] },
 ];
 
 /** Runs `rounds` rounds (seeds seedBase, seedBase+1, ...) over every profile in turn. */
@@ -328,8 +356,8 @@ export async function runKillMatrix(opts: {
 }): Promise<KillTotals> {
   const totals = emptyTotals();
   for (let r = 0; r < opts.rounds; r++) {
-    const plan = PLAN[r % PLAN.length]!;
     const seed = opts.seedBase + r;
+    const plan = PLAN[seed % PLAN.length]!; // by seed: ULTRADICT_SEED=<seed> ULTRADICT_KILL_ROUNDS=1 repeats a round
     const t = Date.now();
     const failuresBefore = totals.failures.length;
     await killRound(

@@ -16,7 +16,7 @@ const suites: Record<string, () => Promise<SuiteResult>> = {
     const t = Date.now();
     const seedBase = envInt('ULTRADICT_SEED', 1000);
     const rounds = envInt('ULTRADICT_KILL_ROUNDS', 40);
-    console.log(`kill matrix: ${rounds} rounds from seed ${seedBase} (reproduce one: ULTRADICT_SEED=<seed> ULTRADICT_KILL_ROUNDS=1 ...; profile = round index mod 4)`);
+    console.log(`kill matrix: ${rounds} rounds from seed ${seedBase} (reproduce a round: ULTRADICT_SEED=<its seed> ULTRADICT_KILL_ROUNDS=1)`);
     const r = await runKillMatrix({
       rounds,
       seedBase,

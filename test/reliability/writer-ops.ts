@@ -36,6 +36,7 @@ export const PROFILES: Record<string, Profile> = {
   writes: { name: 'writes', bufferSize: 1 << 16, keys: 64, minValue: 1, maxValue: 64, dumpRate: 0, staticEntries: 0, staticValue: 0 },
   dumps: { name: 'dumps', bufferSize: 1024, keys: 12, minValue: 200, maxValue: 3000, dumpRate: 0.05, staticEntries: 0, staticValue: 0 },
   bigdump: { name: 'bigdump', bufferSize: 1024, keys: 16, minValue: 10, maxValue: 400, dumpRate: 0.2, staticEntries: 3000, staticValue: 100 },
+  bigframes: { name: 'bigframes', bufferSize: 4 << 20, keys: 8, minValue: 50_000, maxValue: 400_000, dumpRate: 0, staticEntries: 0, staticValue: 0 },
   attach: { name: 'attach', bufferSize: 1 << 20, keys: 32, minValue: 1, maxValue: 200, dumpRate: 0, staticEntries: 40000, staticValue: 60 },
 };
 
