@@ -312,9 +312,12 @@ export function markdown(r: RunResults): string {
     ['date', m.date],
     ['duration of the run', `${r.seconds.toFixed(0)} s`],
   ], false));
-  if (m.loadAvg[0]! >= 0.5) {
+  const endLoad = r.loadAvgEnd?.[0] ?? 0;
+  if (m.loadAvg[0]! >= 0.5 || endLoad >= m.cores + 0.5) {
+    // the last workload runs one measuring process: a 1-minute load well above the core count at the
+    // end means other processes were running too
     L.push('');
-    L.push(`> **The machine was not idle when the run started** (load average ${m.loadAvg[0]} over the last minute, before the harness started anything): other processes competed for the ${m.cores} cores, so the figures are noisier and lower than on an idle machine, the multi-process and latency ones most.`);
+    L.push(`> **The machine was not idle during this run** (1-minute load average ${m.loadAvg[0]} before the harness started anything, ${endLoad} at the end, when the harness itself keeps about one core busy): other processes competed for the ${m.cores} cores, so the figures are noisier and lower than on an idle machine, the multi-process and latency ones most. Compare the min – max ranges before drawing conclusions.`);
   }
   L.push('');
   L.push(`Software: ${Object.entries(m.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`);

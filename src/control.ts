@@ -42,6 +42,8 @@ const OFF_UNLINKED = 300;
 const OFF_LAST_DUMP_BYTES = 304; // f64
 const OFF_RECOVERIES = 312;
 const OFF_UNLINK_PENDING = 316; // i32: the creator closed (autoUnlink) while others were attached
+/** i32: 1 while a waiter woken by a lock release has not run yet (releases skip the wake syscall) */
+export const I_WAKE_PENDING = 320 >> 2;
 
 export const I_LOCK = OFF_LOCK >> 2;
 export const I_COUNTER = OFF_COUNTER >> 2;

@@ -4,7 +4,7 @@
 // Lock word: 0 = free; otherwise (owner slot + 1) | WAITERS. The owner is named by the same atomic
 // compare-exchange that takes the lock, so there is no window in which the lock is held by nobody known.
 
-import { Control, I_LOCK, OFF_LOCK } from './control.js';
+import { Control, I_LOCK, I_WAKE_PENDING, OFF_LOCK } from './control.js';
 import { LockTimeoutError } from './errors.js';
 import { native } from './native.js';
 
@@ -109,8 +109,13 @@ export class SharedLock {
     if (e.depth <= 0) throw new Error('ultradict: lock released more often than taken');
     if (--e.depth > 0) return;
     this.ctrl.setLockSince(0);
-    const v = Atomics.exchange(this.ctrl.i32, I_LOCK, 0);
-    if ((v & WAITERS) !== 0) native.futexWake(this.ctrl.seg.buffer, OFF_LOCK, 1);
+    const i32 = this.ctrl.i32;
+    const v = Atomics.exchange(i32, I_LOCK, 0);
+    // wake one waiter, unless one woken earlier has not run yet: under contention (more writers than
+    // cores) a holder releases many times per wake-up, and a syscall per release would be the bottleneck
+    if ((v & WAITERS) !== 0 && Atomics.compareExchange(i32, I_WAKE_PENDING, 0, 1) === 0) {
+      native.futexWake(this.ctrl.seg.buffer, OFF_LOCK, 1);
+    }
   }
 
   /** Releases the lock whatever the depth (close() while holding it). */
@@ -173,6 +178,8 @@ export class SharedLock {
         );
       }
       native.futexWait(this.ctrl.seg.buffer, OFF_LOCK, v, Math.min(CHECK_INTERVAL_MS, left, nextCheck - now + 1));
+      // woken (or timed out): the next release may wake someone again
+      Atomics.store(i32, I_WAKE_PENDING, 0);
     }
   }
 

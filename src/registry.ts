@@ -86,46 +86,55 @@ export interface DictInfo {
   ready: boolean;
 }
 
+/**
+ * Calls fn for every control segment among `files` (attachable `ud.<name>` or retired
+ * `ud.<name>.<tag>.ctl`) that can be opened; unmaps it afterwards.
+ */
+function eachControl(files: readonly string[], fn: (file: string, name: string, attachable: boolean, ctrl: Control) => void): void {
+  for (const f of files) {
+    const p = parseSegmentFile(f);
+    if (p === null) continue;
+    if (!p.control && !f.endsWith(RETIRED)) continue;
+    const ctrl = safeOpen('/' + f);
+    if (ctrl === null) continue;
+    try {
+      fn(f, p.name, p.control, ctrl);
+    } finally {
+      ctrl.seg.unmap();
+    }
+  }
+}
+
 /** Every dict (incarnation) whose control segment is in /dev/shm. */
 export function listDicts(): DictInfo[] {
   const files = shmFiles();
   const sizes = new Map<string, number>();
   for (const f of files) {
     try {
-      sizes.set(f, statSync(`${SHM_DIR}/${f}`).size);
+      sizes.set(f, statSync(`${SHM_DIR}/${f}`).blocks * 512); // allocated, not apparent: streams are sparse
     } catch {
       // vanished
     }
   }
   const out: DictInfo[] = [];
-  for (const f of files) {
-    const p = parseSegmentFile(f);
-    if (p === null) continue;
-    const retired = !p.control && f.endsWith(RETIRED);
-    if (!p.control && !retired) continue;
-    const ctrl = safeOpen('/' + f);
-    if (ctrl === null) continue;
-    try {
-      const ready = ctrl.state === STATE_READY;
-      const tag = ready || ctrl.state !== STATE_INITIALIZING ? ctrl.tag : '';
-      let bytes = 0;
-      const prefix = `${PREFIX}${p.name}.${tag}.`;
-      for (const [g, s] of sizes) if (g === f || (tag && g.startsWith(prefix))) bytes += s;
-      out.push({
-        name: p.name,
-        tag,
-        attachable: p.control,
-        creatorPid: ctrl.creatorPid,
-        createdAt: ready ? ctrl.createdAt : 0,
-        serializer: ready ? ctrl.serializerName : '',
-        attachedPids: [...new Set(ctrl.attached().map((s) => s.pid))],
-        sharedMemoryBytes: bytes,
-        ready,
-      });
-    } finally {
-      ctrl.seg.unmap();
-    }
-  }
+  eachControl(files, (f, name, attachable, ctrl) => {
+    const ready = ctrl.state === STATE_READY;
+    const tag = ready || ctrl.state !== STATE_INITIALIZING ? ctrl.tag : '';
+    let bytes = 0;
+    const prefix = `${PREFIX}${name}.${tag}.`;
+    for (const [g, s] of sizes) if (g === f || (tag && g.startsWith(prefix))) bytes += s;
+    out.push({
+      name,
+      tag,
+      attachable,
+      creatorPid: ctrl.creatorPid,
+      createdAt: ready ? ctrl.createdAt : 0,
+      serializer: ready ? ctrl.serializerName : '',
+      attachedPids: [...new Set(ctrl.attached().map((s) => s.pid))],
+      sharedMemoryBytes: bytes,
+      ready,
+    });
+  });
   return out;
 }
 
@@ -141,38 +150,27 @@ export function gc(options: { graceMs?: number; includeDetached?: boolean } = {}
   const removed: string[] = [];
   const files = shmFiles();
   const liveTags = new Set<string>();
-  for (const f of files) {
-    const p = parseSegmentFile(f);
-    if (p === null) continue;
-    const retired = !p.control && f.endsWith(RETIRED);
-    if (!p.control && !retired) continue;
-    const ctrl = safeOpen('/' + f);
-    if (ctrl === null) continue;
-    try {
-      const state = ctrl.state;
-      if (state === STATE_INITIALIZING) {
-        const pid = ctrl.creatorPid;
-        const alive = pid !== 0 && native.threadStartTime(pid, ctrl.creatorTid) !== -1;
-        if (!alive && ageMs(f) > grace && gcUnlink('/' + f)) removed.push(p.name);
-        continue;
-      }
-      const tag = ctrl.tag;
-      // live users: keep. Nobody attached and every slot freed by a clean close: kept on purpose
-      // (autoUnlink: false), unless includeDetached. Dead threads still in slots: crashed, remove.
-      const keptOnPurpose = p.control && !includeDetached && !ctrl.unlinkPending && ctrl.occupiedSlots() === 0;
-      if (keptOnPurpose || ctrl.attached().length > 0) {
-        liveTags.add(`${p.name}.${tag}`);
-        continue;
-      }
-      if (p.control && !gcUnlink('/' + f)) continue; // not ours to remove (another user's)
-      ctrl.markUnlinked();
-      const prefix = `${PREFIX}${p.name}.${tag}.`;
-      for (const g of files) if (g.startsWith(prefix)) gcUnlink('/' + g);
-      removed.push(p.name);
-    } finally {
-      ctrl.seg.unmap();
+  eachControl(files, (f, name, attachable, ctrl) => {
+    if (ctrl.state === STATE_INITIALIZING) {
+      const pid = ctrl.creatorPid;
+      const alive = pid !== 0 && native.threadStartTime(pid, ctrl.creatorTid) !== -1;
+      if (!alive && ageMs(f) > grace && gcUnlink('/' + f)) removed.push(name);
+      return;
     }
-  }
+    const tag = ctrl.tag;
+    // live users: keep. Nobody attached and every slot freed by a clean close: kept on purpose
+    // (autoUnlink: false), unless includeDetached. Dead threads still in slots: crashed, remove.
+    const keptOnPurpose = attachable && !includeDetached && !ctrl.unlinkPending && ctrl.occupiedSlots() === 0;
+    if (keptOnPurpose || ctrl.attached().length > 0) {
+      liveTags.add(`${name}.${tag}`);
+      return;
+    }
+    if (attachable && !gcUnlink('/' + f)) return; // not ours to remove (another user's)
+    ctrl.markUnlinked();
+    const prefix = `${PREFIX}${name}.${tag}.`;
+    for (const g of files) if (g.startsWith(prefix)) gcUnlink('/' + g);
+    removed.push(name);
+  });
   // data segments whose control segment no longer exists
   const ctrlTags = new Set<string>();
   // names whose control segment exists but cannot be read (another user's, or foreign): their data

@@ -2,21 +2,14 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { CorruptSegmentError, LockTimeoutError, UltraDict } from '../src/index.js';
 import { checksum, Decoder, type DecodedOp } from '../src/codec.js';
 import { builtinSerializers } from '../src/serializer.js';
 import { Child, shmEntries, uniqueName } from './helpers.js';
+import { poke } from './shm-poke.js';
 
-function poke(file: string, offset: number, bytes: Uint8Array): void {
-  const fd = openSync(`/dev/shm/${file}`, 'r+');
-  try {
-    writeSync(fd, bytes, 0, bytes.length, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 test('a foreign segment under a dict name is rejected with CorruptSegmentError', () => {
   const name = uniqueName('foreign');

@@ -2,20 +2,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { CorruptSegmentError, gc, LockTimeoutError, UltraDict, UltraDictError } from '../src/index.js';
 import { native } from '../src/native.js';
 import { Child, shmEntries, uniqueName } from './helpers.js';
+import { poke } from './shm-poke.js';
 
-function poke(file: string, offset: number, bytes: Uint8Array): void {
-  const fd = openSync(`/dev/shm/${file}`, 'r+');
-  try {
-    writeSync(fd, bytes, 0, bytes.length, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 test('kill matrix: the creator closing after a writer was SIGKILLed still frees every segment', async () => {
   const name = uniqueName('deadslot');

@@ -1,9 +1,9 @@
 // Shared pieces of the reliability suites: seeded PRNG, canonical value strings, ack files, shm probes, summaries.
 
+import { withPrivateShm } from '../private-shm.js';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 
 /** mulberry32: small, fast, seedable; good enough to drive tests reproducibly. */
 export class Rng {
@@ -147,27 +147,11 @@ export function readBytes(path: string, offset: number, n: number): Buffer | nul
 
 // ---- private /dev/shm ------------------------------------------------------------------------------
 
-let nsChecked: string | null | undefined;
-/**
- * Whether this machine lets us run a program in a private mount namespace with its own small tmpfs on
- * /dev/shm (root + unshare). Returns null if it can, else the reason it cannot (tests then skip).
- */
-export function privateShmUnavailable(): string | null {
-  if (nsChecked !== undefined) return nsChecked;
-  if (process.getuid?.() !== 0) return (nsChecked = 'not root: cannot mount a private tmpfs on /dev/shm');
-  const r = spawnSync('unshare', ['-m', 'sh', '-c', 'mount -t tmpfs -o size=64k tmpfs /dev/shm && test -z "$(ls /dev/shm)"'], {
-    encoding: 'utf8',
-    timeout: 10_000,
-  });
-  if (r.error) return (nsChecked = `unshare is not available: ${r.error.message}`);
-  if (r.status !== 0) return (nsChecked = `unshare -m + mount tmpfs not permitted here: ${(r.stderr || '').trim() || `exit ${r.status}`}`);
-  return (nsChecked = null);
-}
+export { privateShmUnavailable } from '../private-shm.js';
 
 /** argv for running `node script args` inside a private mount namespace with a tmpfs of `size` on /dev/shm. */
 export function inPrivateShm(size: string, script: string, args: string[]): [string, string[]] {
-  const quoted = [process.execPath, script, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  return ['unshare', ['-m', 'sh', '-c', `mount -t tmpfs -o size=${size},mode=1777 tmpfs /dev/shm && exec ${quoted}`]];
+  return withPrivateShm([process.execPath, script, ...args], size);
 }
 
 // ---- summaries -----------------------------------------------------------------------------------
