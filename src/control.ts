@@ -42,8 +42,10 @@ const OFF_UNLINKED = 300;
 const OFF_LAST_DUMP_BYTES = 304; // f64
 const OFF_RECOVERIES = 312;
 const OFF_UNLINK_PENDING = 316; // i32: the creator closed (autoUnlink) while others were attached
-/** i32: 1 while a waiter woken by a lock release has not run yet (releases skip the wake syscall) */
-export const I_WAKE_PENDING = 320 >> 2;
+/** i32: lock hand-off to a starving waiter: its slot + 1, | 0x20000000 once granted (see lock.ts) */
+export const I_HANDOFF = 320 >> 2;
+const OFF_LAST_WAKE = 328; // f64: ms since epoch of the last wake-up a lock release sent
+const OFF_HANDOFFS = 336; // u32: number of lock hand-offs to starving waiters
 
 export const I_LOCK = OFF_LOCK >> 2;
 export const I_COUNTER = OFF_COUNTER >> 2;
@@ -294,6 +296,18 @@ export class Control {
 
   recordRecovery(): void {
     Atomics.add(this.i32, OFF_RECOVERIES >> 2, 1);
+  }
+  get handoffs(): number {
+    return Atomics.load(this.i32, OFF_HANDOFFS >> 2) >>> 0;
+  }
+  recordHandoff(): void {
+    Atomics.add(this.i32, OFF_HANDOFFS >> 2, 1);
+  }
+  get lastWake(): number {
+    return this.dv.getFloat64(OFF_LAST_WAKE, true);
+  }
+  set lastWake(ms: number) {
+    this.dv.setFloat64(OFF_LAST_WAKE, ms, true);
   }
   get lockSince(): number {
     return this.dv.getFloat64(OFF_LOCK_SINCE, true);

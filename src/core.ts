@@ -277,11 +277,27 @@ export class Core {
     if (pos === end) return 0;
     if (pos > end) throw new CorruptSegmentError(`${this.stream.seg.name}: published end ${end} is before ${pos}`);
     const s = this.stream;
+    const d = s.decoder;
     const ops = this.ops;
     let n = 0;
     while (pos < end) {
+      const next = s.frameBody(pos, end);
+      if (d.u8[d.pos] === OP_SET) {
+        // the common frame, a SET of a root key: applied without allocating an operation
+        d.pos++;
+        const key = d.key();
+        const value = d.value(this.ser);
+        if (d.pos !== d.limit) d.fail(`${d.limit - d.pos} trailing bytes after an operation`);
+        this.map.set(key, value);
+        pos = next;
+        this.pos = pos;
+        n++;
+        if (this.listening) this.queueChange({ type: 'set', key, value });
+        continue;
+      }
       ops.length = 0;
-      pos = s.readFrame(pos, end, this.ser, ops);
+      d.body(this.ser, ops);
+      pos = next;
       // verify every path before applying any of the frame
       for (const o of ops) if (o.path && this.target(o.path) === undefined && !this.createdEarlier(ops, o)) this.missing(o.path, true);
       for (const o of ops) this.apply(o);

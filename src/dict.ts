@@ -63,6 +63,8 @@ export interface UltraDictStats {
   recurse: boolean;
   lockHolder: LockOwner | null;
   lockRecoveries: number;
+  /** times the lock was handed directly to a waiter that had waited over 200 ms */
+  lockHandoffs: number;
   attached: number;
   listeners: number;
   creatorPid: number;
@@ -812,6 +814,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       recurse: core.recurse,
       lockHolder: core.lock.owner(),
       lockRecoveries: ctrl.recoveries,
+      lockHandoffs: ctrl.handoffs,
       attached: ctrl.attached().length,
       listeners: ctrl.listeners,
       creatorPid: ctrl.creatorPid,

@@ -4,13 +4,20 @@
 // Lock word: 0 = free; otherwise (owner slot + 1) | WAITERS. The owner is named by the same atomic
 // compare-exchange that takes the lock, so there is no window in which the lock is held by nobody known.
 
-import { Control, I_LOCK, I_WAKE_PENDING, OFF_LOCK } from './control.js';
+import { Control, I_HANDOFF, I_LOCK, OFF_LOCK } from './control.js';
 import { LockTimeoutError } from './errors.js';
 import { native } from './native.js';
 
 const WAITERS = 0x40000000;
 const OWNER_MASK = 0x3fffffff;
 const SPINS = 200;
+const WAKE_ALL = 0x7fffffff;
+/** Releases wake a waiter at most this often (see exit()). */
+const WAKE_INTERVAL_MS = 1;
+/** A waiter that waited this long asks for a direct hand-off, so barging writers cannot starve it. */
+const STARVE_MS = 200;
+/** Hand-off word: (slot + 1) of a starving waiter, | GRANTED once the holder has handed the lock over. */
+const GRANTED = 0x20000000;
 /** How long one futex wait lasts before the owner's liveness is checked again. */
 const CHECK_INTERVAL_MS = 50;
 
@@ -108,13 +115,28 @@ export class SharedLock {
     const e = this.entry;
     if (e.depth <= 0) throw new Error('ultradict: lock released more often than taken');
     if (--e.depth > 0) return;
-    this.ctrl.setLockSince(0);
-    const i32 = this.ctrl.i32;
+    const ctrl = this.ctrl;
+    ctrl.setLockSince(0);
+    const i32 = ctrl.i32;
+    const h = Atomics.load(i32, I_HANDOFF);
+    if (h > 0 && h < GRANTED && h !== this.me) {
+      // a waiter has starved (waited longer than STARVE_MS while others barged in): hand the lock to
+      // it directly; the grant is visible before the lock word names it
+      Atomics.store(i32, I_HANDOFF, h | GRANTED);
+      Atomics.store(i32, I_LOCK, h | WAITERS);
+      ctrl.recordHandoff();
+      native.futexWake(ctrl.seg.buffer, OFF_LOCK, WAKE_ALL);
+      return;
+    }
     const v = Atomics.exchange(i32, I_LOCK, 0);
-    // wake one waiter, unless one woken earlier has not run yet: under contention (more writers than
-    // cores) a holder releases many times per wake-up, and a syscall per release would be the bottleneck
-    if ((v & WAITERS) !== 0 && Atomics.compareExchange(i32, I_WAKE_PENDING, 0, 1) === 0) {
-      native.futexWake(this.ctrl.seg.buffer, OFF_LOCK, 1);
+    if ((v & WAITERS) === 0) return;
+    // wake one waiter, at most once per WAKE_INTERVAL_MS: a woken waiter preempts the running holder
+    // (the scheduler favours it), and with more writers than cores, a wake-up per release turns into a
+    // context switch per write; waiters also wake up on their own every CHECK_INTERVAL_MS
+    const now = Date.now();
+    if (now - ctrl.lastWake >= WAKE_INTERVAL_MS) {
+      ctrl.lastWake = now;
+      native.futexWake(ctrl.seg.buffer, OFF_LOCK, 1);
     }
   }
 
@@ -141,19 +163,37 @@ export class SharedLock {
     for (let i = 0; i < SPINS; i++) {
       if (Atomics.load(i32, I_LOCK) === 0 && Atomics.compareExchange(i32, I_LOCK, 0, me) === 0) return;
     }
-    const deadline = performance.now() + timeout;
-    let nextCheck = performance.now() + CHECK_INTERVAL_MS;
+    const start = performance.now();
+    const deadline = start + timeout;
+    let nextCheck = start + CHECK_INTERVAL_MS;
+    let requested = false; // we asked for a direct hand-off (I_HANDOFF = me)
+    const withdraw = (): boolean => {
+      // false: too late, the hand-off was granted (the lock is, or is about to be, ours)
+      return !requested || Atomics.compareExchange(i32, I_HANDOFF, me, 0) === me;
+    };
     for (;;) {
       let v = Atomics.load(i32, I_LOCK);
+      if (requested && Atomics.load(i32, I_HANDOFF) === (me | GRANTED)) {
+        if ((v & OWNER_MASK) === me) {
+          Atomics.store(i32, I_HANDOFF, 0);
+          return; // handed over to us
+        }
+        continue; // granted: the lock word names us in a moment
+      }
       if (v === 0) {
         // we may not be the only waiter: keep the flag so our release wakes the next one
-        if (Atomics.compareExchange(i32, I_LOCK, 0, me | WAITERS) === 0) return;
+        if (Atomics.compareExchange(i32, I_LOCK, 0, me | WAITERS) === 0) {
+          if (!withdraw()) Atomics.store(i32, I_HANDOFF, 0); // cannot be granted while we hold it
+          return;
+        }
         continue;
       }
       if ((v & OWNER_MASK) === me) {
-        // the word names our slot but this thread does not hold it: only a dead thread that had our
-        // slot before us can have left it (slots are reclaimed from the dead); take it back
+        // the word names our slot but this thread does not hold it (and no hand-off was granted): only
+        // a dead thread that had our slot before us can have left it (slots are reclaimed from the
+        // dead); take it back
         if (Atomics.compareExchange(i32, I_LOCK, v, me | WAITERS) === v) {
+          withdraw();
           this.recovered(-1, 0);
           return;
         }
@@ -164,12 +204,17 @@ export class SharedLock {
         v |= WAITERS;
       }
       const now = performance.now();
+      if (!requested && now - start > STARVE_MS) requested = Atomics.compareExchange(i32, I_HANDOFF, 0, me) === 0;
       if (now >= nextCheck) {
         nextCheck = now + CHECK_INTERVAL_MS;
-        if (this.tryRecover(v)) return;
+        if (this.tryRecover(v)) {
+          withdraw();
+          return;
+        }
       }
       const left = deadline - now;
       if (left <= 0) {
+        if (!withdraw()) continue; // granted in the last moment: take it
         const o = this.owner();
         throw new LockTimeoutError(
           `could not take the lock of ${this.ctrl.name} within ${timeout} ms` +
@@ -178,8 +223,6 @@ export class SharedLock {
         );
       }
       native.futexWait(this.ctrl.seg.buffer, OFF_LOCK, v, Math.min(CHECK_INTERVAL_MS, left, nextCheck - now + 1));
-      // woken (or timed out): the next release may wake someone again
-      Atomics.store(i32, I_WAKE_PENDING, 0);
     }
   }
 
@@ -195,13 +238,16 @@ export class SharedLock {
 
   /** Runs after the lock was taken over from a dead owner. */
   private recovered(deadSlot: number, deadPid: number): void {
+    const i32 = this.ctrl.i32;
+    // a hand-off requested (or granted) by the dead owner is void
+    const h = Atomics.load(i32, I_HANDOFF);
+    if (deadSlot >= 0 && h !== 0 && (h & ~GRANTED) === deadSlot + 1) Atomics.compareExchange(i32, I_HANDOFF, h, 0);
     // the dead owner's slot is free for reuse once the word no longer names it
     if (deadSlot >= 0 && deadPid !== 0) this.ctrl.freeDeadSlot(deadSlot, deadPid);
-    const dead = { pid: deadPid };
     this.ctrl.recordRecovery();
     this.entry.depth = 1; // onRecover may write (under the lock)
     try {
-      this.onRecover(Math.abs(dead.pid));
+      this.onRecover(Math.abs(deadPid));
     } finally {
       this.entry.depth = 0; // enter() sets it again
     }

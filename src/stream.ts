@@ -171,6 +171,16 @@ export class Stream {
    * position of the next frame. Throws CorruptSegmentError for anything malformed.
    */
   readFrame(pos: number, end: number, serializer: Parameters<Decoder['body']>[0], ops: DecodedOp[]): number {
+    const next = this.frameBody(pos, end);
+    this.decoder.body(serializer, ops);
+    return next;
+  }
+
+  /**
+   * Verifies the frame at `pos` (below `end`: length, checksum) and points this.decoder at its body.
+   * Returns the position of the next frame. Throws CorruptSegmentError for anything malformed.
+   */
+  frameBody(pos: number, end: number): number {
     const seg = this.seg;
     const at = DATA + pos;
     if (pos + FRAME_HEADER > end) throw new CorruptSegmentError(`${seg.name}: truncated frame header at ${pos}`);
@@ -182,9 +192,7 @@ export class Stream {
     if (checksum(seg.i32, seg.u8, at + FRAME_HEADER, len) !== sum) {
       throw new CorruptSegmentError(`${seg.name}: checksum mismatch in frame at ${pos}`);
     }
-    const d = this.decoder;
-    d.reset(at + FRAME_HEADER, at + FRAME_HEADER + len);
-    d.body(serializer, ops);
+    this.decoder.reset(at + FRAME_HEADER, at + FRAME_HEADER + len);
     return pos + align8(FRAME_HEADER + len);
   }
 

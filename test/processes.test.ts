@@ -234,3 +234,36 @@ test('autoUnlink waits for the last attached process: a restarting creator re-at
   assert.equal(UltraDict.exists(name), false, 'the last one out unlinked it');
   assert.deepEqual(shmEntries(name), []);
 });
+
+test('a waiter that waited over 200 ms gets the lock handed over directly at the next release', async () => {
+  const name = uniqueName('handoff');
+  const d = new UltraDict<number>({ name });
+  try {
+    const c = new Child('child', { op: 'holdFor', name, ms: 600 });
+    await c.message('locked');
+    assert.equal(d.stats().lockHandoffs, 0);
+    d.withLock(() => d.set('after', 1)); // waits ~600 ms: asks for a hand-off after 200 ms
+    assert.equal(d.stats().lockHandoffs, 1);
+    await c.done();
+    d.withLock(() => d.set('again', 2)); // the hand-off word is clear again: the lock works as usual
+    assert.equal(d.get('again'), 2);
+  } finally {
+    d.close();
+  }
+});
+
+test('a waiter is not starved by processes that take the lock again and again', async () => {
+  const name = uniqueName('starve');
+  const d = new UltraDict<number>({ name, lockTimeout: 1500 });
+  try {
+    const hogs = Array.from({ length: 3 }, () => new Child('child', { op: 'hog', name, ms: 5000 }));
+    await Promise.all(hogs.map((h) => h.message('ready')));
+    await waitFor(() => (d.get('hog') ?? 0) > 1000, 'the hogs to run');
+    // without a hand-off, barging hogs can keep a waiter out past its lockTimeout
+    for (let i = 0; i < 20; i++) d.withLock(() => d.set(`mine${i}`, i));
+    assert.equal(d.get('mine19'), 19);
+    await Promise.all(hogs.map((h) => h.done()));
+  } finally {
+    d.close();
+  }
+});
