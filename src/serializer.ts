@@ -15,7 +15,9 @@ export interface Serializer {
 export type BuiltinSerializerName = 'msgpack' | 'json' | 'v8';
 export type SerializerOption = BuiltinSerializerName | Serializer;
 
-const packr = new Packr({ structuredClone: true, moreTypes: true, int64AsType: 'bigint', useRecords: true });
+// records (shared shapes) for objects, Map/Set/Date/BigInt/typed arrays/Buffer/undefined preserved;
+// no structuredClone: it doubles the cost of packing, and cyclic values are refused before packing
+const packr = new Packr({ moreTypes: true, int64AsType: 'bigint', useRecords: true });
 
 const msgpack: Serializer = {
   name: 'msgpack',
@@ -88,51 +90,78 @@ export function resolveSerializer(option: SerializerOption): Serializer {
 /**
  * Throws SerializationError for what the built-in serializer would drop or mangle silently:
  * functions and symbols anywhere (msgpack, json), and for json also BigInt, Map, Set and typed arrays.
+ * (Symbol-keyed properties are ignored, as JSON.stringify does.) The path of the offending value is
+ * only built when there is one: the walk itself allocates nothing but a stack of keys.
  */
 export function assertSerializable(value: unknown, kind: 'msgpack' | 'json'): void {
-  const seen = new Set<object>();
-  const visit = (v: unknown, path: string): void => {
+  const json = kind === 'json';
+  const path: unknown[] = [];
+  let seen: Set<object> | null = null;
+  const where = (): string => {
+    const shown = path.length > 12 ? [...path.slice(0, 12), '…'] : path;
+    return 'value' + shown.map((k) => (typeof k === 'number' ? `[${k}]` : typeof k === 'string' ? `.${k}` : `<${String(k)}>`)).join('');
+  };
+  const fail = (what: string): never => {
+    throw new SerializationError(`${what} (at ${where()})`);
+  };
+  const visit = (v: unknown, depth: number): void => {
     const t = typeof v;
-    if (t === 'function' || t === 'symbol') {
-      throw new SerializationError(`cannot store a ${t} (at ${path}): values must be data, not code`);
-    }
-    if (t === 'bigint' && kind === 'json') {
-      throw new SerializationError(`the json serializer cannot store a BigInt (at ${path}); use 'msgpack' or 'v8'`);
-    }
-    if (t !== 'object' || v === null) return;
-    const o = v as object;
-    if (seen.has(o)) {
-      if (kind === 'json') throw new SerializationError(`the json serializer cannot store a cyclic structure (at ${path})`);
+    if (t !== 'object') {
+      if (t === 'function' || t === 'symbol') fail(`cannot store a ${t}: values must be data, not code`);
+      if (t === 'bigint' && json) fail("the json serializer cannot store a BigInt; use 'msgpack' or 'v8'");
       return;
     }
-    seen.add(o);
+    if (v === null) return;
+    const o = v as object;
+    if (depth > 64) {
+      // deep structures may be cyclic: only then pay for a set of visited objects (a cycle is walked
+      // round until the set sees an object again)
+      seen ??= new Set();
+      if (seen.has(o)) fail(`the ${kind} serializer cannot store a cyclic structure; use 'v8'`);
+      seen.add(o);
+      if (depth > 10_000) fail('nested too deeply');
+    }
+    if (Array.isArray(o)) {
+      for (let i = 0; i < o.length; i++) {
+        const x = o[i];
+        if (typeof x === 'object' || typeof x === 'function' || typeof x === 'symbol' || (json && typeof x === 'bigint')) {
+          path.push(i);
+          visit(x, depth + 1);
+          path.pop();
+        }
+      }
+      return;
+    }
     if (ArrayBuffer.isView(o) || o instanceof ArrayBuffer) {
-      if (kind === 'json') throw new SerializationError(`the json serializer cannot store binary data (at ${path}); use 'msgpack' or 'v8'`);
+      if (json) fail("the json serializer cannot store binary data; use 'msgpack' or 'v8'");
       return;
     }
     if (o instanceof Date || o instanceof RegExp) return;
     if (o instanceof Map) {
-      if (kind === 'json') throw new SerializationError(`the json serializer cannot store a Map (at ${path}); use 'msgpack' or 'v8'`);
+      if (json) fail("the json serializer cannot store a Map; use 'msgpack' or 'v8'");
       for (const [k, x] of o) {
-        visit(k, `${path}<key>`);
-        visit(x, `${path}.get(${String(k)})`);
+        path.push(k);
+        visit(k, depth + 1);
+        visit(x, depth + 1);
+        path.pop();
       }
       return;
     }
     if (o instanceof Set) {
-      if (kind === 'json') throw new SerializationError(`the json serializer cannot store a Set (at ${path}); use 'msgpack' or 'v8'`);
-      for (const x of o) visit(x, `${path}<item>`);
+      if (json) fail("the json serializer cannot store a Set; use 'msgpack' or 'v8'");
+      for (const x of o) visit(x, depth + 1);
       return;
     }
-    if (Array.isArray(o)) {
-      for (let i = 0; i < o.length; i++) visit(o[i], `${path}[${i}]`);
-      return;
-    }
-    if (kind === 'json' && typeof (o as { toJSON?: unknown }).toJSON === 'function') return;
-    for (const k of Object.keys(o)) visit((o as Record<string, unknown>)[k], `${path}.${k}`);
-    if (Object.getOwnPropertySymbols(o).length > 0) {
-      throw new SerializationError(`cannot store symbol-keyed properties (at ${path})`);
+    if (json && typeof (o as { toJSON?: unknown }).toJSON === 'function') return;
+    for (const k in o) {
+      if (!Object.hasOwn(o, k)) continue;
+      const x = (o as Record<string, unknown>)[k];
+      if (typeof x === 'object' || typeof x === 'function' || typeof x === 'symbol' || (json && typeof x === 'bigint')) {
+        path.push(k);
+        visit(x, depth + 1);
+        path.pop();
+      }
     }
   };
-  visit(value, 'value');
+  visit(value, 0);
 }

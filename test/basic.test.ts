@@ -293,7 +293,17 @@ test('json and v8 serializers, and a custom one', () => {
   const v = new UltraDict<any>({ name: uniqueName(), serializer: 'v8' });
   v.set('o', { m: new Map([[1, 2]]), r: /x/g });
   assert.deepEqual(v.get('o').m, new Map([[1, 2]]));
+  const cyclic: any = { a: 1 };
+  cyclic.self = cyclic;
+  v.set('cyclic', cyclic); // v8 keeps cycles
+  assert.equal(v.get('cyclic').self, v.get('cyclic'));
   v.close();
+  for (const serializer of ['msgpack', 'json'] as const) {
+    const m = new UltraDict<any>({ name: uniqueName(), serializer });
+    assert.throws(() => m.set('cyclic', cyclic), /cyclic structure/);
+    assert.equal(m.size, 0);
+    m.close();
+  }
   const upper = {
     name: 'upper-json',
     serialize: (x: unknown) => Buffer.from(JSON.stringify(x).toUpperCase()),
