@@ -239,10 +239,10 @@ test('a waiter that waited over 200 ms gets the lock handed over directly at the
   const name = uniqueName('handoff');
   const d = new UltraDict<number>({ name });
   try {
-    const c = new Child('child', { op: 'holdFor', name, ms: 600 });
+    const c = new Child('child', { op: 'holdFor', name, ms: 1500 });
     await c.message('locked');
     assert.equal(d.stats().lockHandoffs, 0);
-    d.withLock(() => d.set('after', 1)); // waits ~600 ms: asks for a hand-off after 200 ms
+    d.withLock(() => d.set('after', 1)); // waits until the child releases: asks for a hand-off after 200 ms
     assert.equal(d.stats().lockHandoffs, 1);
     await c.done();
     d.withLock(() => d.set('again', 2)); // the hand-off word is clear again: the lock works as usual
@@ -254,7 +254,7 @@ test('a waiter that waited over 200 ms gets the lock handed over directly at the
 
 test('a waiter is not starved by processes that take the lock again and again', async () => {
   const name = uniqueName('starve');
-  const d = new UltraDict<number>({ name, lockTimeout: 1500 });
+  const d = new UltraDict<number>({ name, lockTimeout: 4000 });
   try {
     const hogs = Array.from({ length: 3 }, () => new Child('child', { op: 'hog', name, ms: 5000 }));
     await Promise.all(hogs.map((h) => h.message('ready')));
