@@ -472,12 +472,33 @@ export class Decoder {
   }
 }
 
+/** A short ASCII string from bytes (undefined if any byte is not ASCII); the hot path of key decoding. */
 function readAscii(u8: Uint8Array, at: number, n: number): string | undefined {
-  let s = '';
-  for (let i = 0; i < n; i++) {
-    const c = u8[at + i]!;
-    if (c > 0x7f) return undefined;
-    s += String.fromCharCode(c);
+  for (let i = 0; i < n; i++) if (u8[at + i]! > 0x7f) return undefined;
+  const f = String.fromCharCode;
+  switch (n) {
+    case 0:
+      return '';
+    case 1:
+      return f(u8[at]!);
+    case 2:
+      return f(u8[at]!, u8[at + 1]!);
+    case 3:
+      return f(u8[at]!, u8[at + 1]!, u8[at + 2]!);
+    case 4:
+      return f(u8[at]!, u8[at + 1]!, u8[at + 2]!, u8[at + 3]!);
+    case 5:
+      return f(u8[at]!, u8[at + 1]!, u8[at + 2]!, u8[at + 3]!, u8[at + 4]!);
+    case 6:
+      return f(u8[at]!, u8[at + 1]!, u8[at + 2]!, u8[at + 3]!, u8[at + 4]!, u8[at + 5]!);
+    case 7:
+      return f(u8[at]!, u8[at + 1]!, u8[at + 2]!, u8[at + 3]!, u8[at + 4]!, u8[at + 5]!, u8[at + 6]!);
+    case 8:
+      return f(u8[at]!, u8[at + 1]!, u8[at + 2]!, u8[at + 3]!, u8[at + 4]!, u8[at + 5]!, u8[at + 6]!, u8[at + 7]!);
+    default: {
+      let s = '';
+      for (let i = 0; i < n; i++) s += f(u8[at + i]!);
+      return s;
+    }
   }
-  return s;
 }
