@@ -107,10 +107,6 @@ export function checksum(i32: Int32Array, u8: Uint8Array, off: number, len: numb
   return h >>> 0;
 }
 
-export function isKey(key: unknown): key is Key {
-  return typeof key === 'string' || typeof key === 'number';
-}
-
 export function checkKey(key: unknown): asserts key is Key {
   if (typeof key === 'number') return;
   if (typeof key === 'string') {

@@ -4,7 +4,6 @@
 import {
   checksum,
   Encoder,
-  MAX_DEPTH,
   nClear,
   nDelete,
   Node,
@@ -387,24 +386,16 @@ export class Core {
     const lock = this.lock;
     lock.enter();
     try {
-      this.sync(false);
-      const s = this.stream;
-      let at = s.end();
-      if (at !== this.pos) {
-        this.replay(at); // only after a writer died between publishing and bumping the counter
-        at = this.pos;
-      }
-      if (at + len <= s.capacity) {
-        if (at + len > this.reservedCache) this.reservedCache = this.reserveFor(s, at + len);
-        s.append(enc, len, at);
-        this.pos = at + len;
-        this.published();
+      this.syncForWrite();
+      if (this.pos + len <= this.stream.capacity) {
+        this.publishFrame(enc, len); // appends: the local copy changes only once that worked
         this.map.set(key, local);
       } else {
+        // a new generation dumps the dict with this write in it: apply it first, undo if that fails
         const undo: Undo[] = [];
         this.applyWithUndo({ op: OP_SET, key, value: local, path: null }, undo);
         try {
-          this.switchGeneration(enc, len);
+          this.publishFrame(enc, len);
         } catch (e) {
           this.undoAll(undo);
           throw e;
@@ -420,8 +411,7 @@ export class Core {
   private encodeOps(enc: Encoder, raw: readonly RawOp[]): DecodedOp[] {
     const out: DecodedOp[] = [];
     for (const r of raw) {
-      if (r.path !== null && r.path.length > MAX_DEPTH) throw new UltraDictError(`nested deeper than ${MAX_DEPTH} levels`);
-      enc.path(r.path);
+      enc.path(r.path); // throws for paths deeper than MAX_DEPTH
       enc.u8(r.op);
       let value: unknown;
       if (r.op !== OP_CLEAR) enc.key(r.key!);
@@ -467,7 +457,7 @@ export class Core {
     const lock = this.lock;
     lock.enter();
     try {
-      this.sync(false);
+      this.syncForWrite();
       const undo: Undo[] = [];
       try {
         for (const o of ops) this.applyWithUndo(o, undo);
@@ -502,7 +492,7 @@ export class Core {
     const lock = this.lock;
     lock.enter();
     try {
-      this.sync(false);
+      this.syncForWrite();
       const enc = (this.txEnc ??= new Encoder());
       enc.beginFrame();
       enc.u8(OP_BATCH);
@@ -536,11 +526,24 @@ export class Core {
     }
   }
 
-  /** Publishes a finished frame (the write is already applied locally). Caller holds the lock, synced. */
+  /**
+   * Under the lock, before a write: brings the local copy up to the published end. The end can be
+   * ahead of what the counter announced only if a writer died between publishing and bumping it.
+   */
+  private syncForWrite(): void {
+    this.sync(false);
+    const end = this.stream.end();
+    if (end !== this.pos) this.replay(end);
+  }
+
+  /**
+   * Publishes a finished frame: appended at the end, or as the start of a new generation if it does
+   * not fit (then the write must already be applied locally: the dump includes it). Caller holds the
+   * lock and has called syncForWrite().
+   */
   private publishFrame(enc: Encoder, len: number): void {
     const s = this.stream;
-    let at = s.end();
-    if (at !== this.pos) throw new CorruptSegmentError(`${s.seg.name}: the published end moved under the lock`);
+    const at = this.pos;
     if (at + len <= s.capacity) {
       if (at + len > this.reservedCache) this.reservedCache = this.reserveFor(s, at + len);
       s.append(enc, len, at);
@@ -568,7 +571,7 @@ export class Core {
     const lock = this.lock;
     lock.enter();
     try {
-      this.sync(false);
+      this.syncForWrite();
       this.switchGeneration(null, 0);
     } finally {
       lock.exit();

@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
-import { checkKey, Encoder, Node, OP_CLEAR, OP_DELETE, OP_SET, type DecodedOp, type Key, type Path } from './codec.js';
+import { checkKey, Encoder, Node, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec.js';
 import { Control, I_COUNTER, I_LOCK, self, STATE_ABANDONED, STATE_INITIALIZING } from './control.js';
 import { Core, type Change, type RawOp } from './core.js';
 import {
@@ -913,5 +913,3 @@ function snapshotNode(d: UltraDict<unknown>): Node {
   return n;
 }
 
-export { self };
-export type { DecodedOp };

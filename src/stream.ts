@@ -1,7 +1,7 @@
 // The update stream of one generation (segment "/ud.<name>.<tag>.s<gen>"): frames appended under the lock,
 // the end published with one atomic store, replayed by readers below that end. Never reset or rewritten.
 
-import { align8, checksum, Decoder, FRAME_HEADER, type DecodedOp, type Encoder } from './codec.js';
+import { align8, checksum, Decoder, FRAME_HEADER, type Encoder } from './codec.js';
 import { CorruptSegmentError } from './errors.js';
 import { Segment } from './segment.js';
 
@@ -164,16 +164,6 @@ export class Stream {
       this.seg.u8.set(enc.buf.subarray(0, len), dst);
     }
     Atomics.store(this.seg.i32, I_END8, (at + len) / 8);
-  }
-
-  /**
-   * Verifies and decodes the frame at `pos` (which must be below `end`); fills `ops`. Returns the
-   * position of the next frame. Throws CorruptSegmentError for anything malformed.
-   */
-  readFrame(pos: number, end: number, serializer: Parameters<Decoder['body']>[0], ops: DecodedOp[]): number {
-    const next = this.frameBody(pos, end);
-    this.decoder.body(serializer, ops);
-    return next;
   }
 
   /**

@@ -5,6 +5,18 @@ import type { AsyncStore, OpenOptions, Store, SyncStore, Value } from './types.j
 
 type Serializer = 'msgpack' | 'json' | 'v8';
 
+/** Detaches; the process that created the store also removes the dict. */
+function closeDict(d: UltraDict<Value>, owner: boolean): void {
+  if (owner) {
+    try {
+      d.unlink();
+    } catch {
+      /* autoUnlink may already have done it */
+    }
+  }
+  d.close();
+}
+
 class UltraDictStore implements SyncStore {
   readonly mode = 'sync' as const;
   constructor(
@@ -36,14 +48,7 @@ class UltraDictStore implements SyncStore {
     return this.d.stats();
   }
   close(): void {
-    if (this.owner) {
-      try {
-        this.d.unlink();
-      } catch {
-        /* autoUnlink may already have done it */
-      }
-    }
-    this.d.close();
+    closeDict(this.d, this.owner);
   }
 }
 
@@ -101,14 +106,7 @@ class UltraDictEventStore implements AsyncStore {
     return this.d.increment(key);
   }
   close(): void {
-    if (this.owner) {
-      try {
-        this.d.unlink();
-      } catch {
-        /* autoUnlink may already have done it */
-      }
-    }
-    this.d.close();
+    closeDict(this.d, this.owner);
   }
 }
 

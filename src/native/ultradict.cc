@@ -191,18 +191,54 @@ Napi::Value WrapMapping(Napi::Env env, void* addr, size_t length) {
 }
 
 #if UD_SUPPORTED
-// Maps an open shm fd; closes the fd in every case.
-Napi::Value MapFd(Napi::Env env, int fd, size_t length, const std::string& name) {
+// Maps an open shm fd read-write and shared; closes the fd in every case. Null (JS error thrown) on failure.
+void* MmapFd(Napi::Env env, int fd, size_t length, const std::string& name) {
   void* addr = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   int err = errno;
   close(fd);
   if (addr == MAP_FAILED) {
     ThrowErrno(env, "mmap " + name, err);
-    return env.Undefined();
+    return nullptr;
   }
+  return addr;
+}
+
+// Maps an open shm fd as a SharedArrayBuffer; closes the fd in every case.
+Napi::Value MapFd(Napi::Env env, int fd, size_t length, const std::string& name) {
+  void* addr = MmapFd(env, fd, length, name);
+  if (addr == nullptr) return env.Undefined();
   return WrapMapping(env, addr, length);
 }
+
+// Maps an existing segment at its current size (EEMPTY if it has none). Null (JS error thrown) on failure.
+void* MapExisting(Napi::Env env, const std::string& name, size_t* length) {
+  int fd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, "shm_open " + name, errno);
+    return nullptr;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, "fstat " + name, err);
+    return nullptr;
+  }
+  if (st.st_size <= 0) {
+    close(fd);
+    ThrowCode(env, "EEMPTY", "segment " + name + " is empty");
+    return nullptr;
+  }
+  *length = static_cast<size_t>(st.st_size);
+  return MmapFd(env, fd, *length, name);
+}
 #endif
+
+// The 32-bit cell at byte `offset` of [addr, addr + length), or null if it is outside or unaligned.
+int32_t* CellAt(void* addr, size_t length, double offset) {
+  if (!(offset >= 0) || offset + 4 > static_cast<double>(length) || static_cast<size_t>(offset) % 4 != 0) return nullptr;
+  return reinterpret_cast<int32_t*>(static_cast<char*>(addr) + static_cast<size_t>(offset));
+}
 
 // create(name, size, mode, reserve = size) -> { buffer, id }. Exclusive: EEXIST if the name is taken.
 // The first `reserve` bytes are allocated up front (posix_fallocate) so that a full /dev/shm is an
@@ -310,24 +346,10 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   std::string name;
   if (!GetName(info, 0, &name)) return env.Undefined();
 #if UD_SUPPORTED
-  int fd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
-  if (fd < 0) {
-    ThrowErrno(env, "shm_open " + name, errno);
-    return env.Undefined();
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int err = errno;
-    close(fd);
-    ThrowErrno(env, "fstat " + name, err);
-    return env.Undefined();
-  }
-  if (st.st_size <= 0) {
-    close(fd);
-    ThrowCode(env, "EEMPTY", "segment " + name + " is empty");
-    return env.Undefined();
-  }
-  return MapFd(env, fd, static_cast<size_t>(st.st_size), name);
+  size_t length = 0;
+  void* addr = MapExisting(env, name, &length);
+  if (addr == nullptr) return env.Undefined();
+  return WrapMapping(env, addr, length);
 #else
   return env.Undefined();
 #endif
@@ -386,13 +408,11 @@ bool GetCell(const Napi::CallbackInfo& info, int32_t** cell) {
     return false;
   }
   v8::Local<v8::SharedArrayBuffer> sab = v.As<v8::SharedArrayBuffer>();
-  double offset = info[1].As<Napi::Number>().DoubleValue();
-  size_t length = sab->ByteLength();
-  if (!(offset >= 0) || offset + 4 > static_cast<double>(length) || static_cast<size_t>(offset) % 4 != 0) {
+  *cell = CellAt(sab->Data(), sab->ByteLength(), info[1].As<Napi::Number>().DoubleValue());
+  if (*cell == nullptr) {
     ThrowCode(env, "EINVAL", "futex: offset out of bounds or unaligned");
     return false;
   }
-  *cell = reinterpret_cast<int32_t*>(static_cast<char*>(sab->Data()) + static_cast<size_t>(offset));
   return true;
 }
 
@@ -624,41 +644,21 @@ Napi::Value WatchStart(const Napi::CallbackInfo& info) {
   }
   double offset = info[1].As<Napi::Number>().DoubleValue();
 #if UD_SUPPORTED
-  int fd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
-  if (fd < 0) {
-    ThrowErrno(env, "shm_open " + name, errno);
-    return env.Undefined();
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !(offset >= 0) || offset + 4 > static_cast<double>(st.st_size) ||
-      static_cast<size_t>(offset) % 4 != 0) {
-    close(fd);
+  size_t length = 0;
+  void* addr = MapExisting(env, name, &length);
+  if (addr == nullptr) return env.Undefined();
+  int32_t* cell = CellAt(addr, length, offset);
+  if (cell == nullptr) {
+    munmap(addr, length);
     ThrowCode(env, "EINVAL", "watchStart: offset outside the segment");
-    return env.Undefined();
-  }
-  size_t length = static_cast<size_t>(st.st_size);
-  void* addr = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  int err = errno;
-  close(fd);
-  if (addr == MAP_FAILED) {
-    ThrowErrno(env, "mmap " + name, err);
     return env.Undefined();
   }
   Watcher* w = new Watcher();
   w->addr = addr;
   w->length = length;
-  w->cell = reinterpret_cast<int32_t*>(static_cast<char*>(addr) + static_cast<size_t>(offset));
-  for (int i = 0; i < 2; i++) {
-    size_t arg = 4 + static_cast<size_t>(i);
-    if (info.Length() > arg && info[arg].IsNumber()) {
-      double off = info[arg].As<Napi::Number>().DoubleValue();
-      if (off >= 0 && off + 4 <= static_cast<double>(length) && static_cast<size_t>(off) % 4 == 0) {
-        int32_t* p = reinterpret_cast<int32_t*>(static_cast<char*>(addr) + static_cast<size_t>(off));
-        if (i == 0) w->dec1 = p;
-        else w->dec2 = p;
-      }
-    }
-  }
+  w->cell = cell;
+  if (info.Length() > 4 && info[4].IsNumber()) w->dec1 = CellAt(addr, length, info[4].As<Napi::Number>().DoubleValue());
+  if (info.Length() > 5 && info[5].IsNumber()) w->dec2 = CellAt(addr, length, info[5].As<Napi::Number>().DoubleValue());
   w->tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "ultradict-watch", 0, 1, w,
                                           [](Napi::Env, Watcher* self) { delete self; });
   w->tsfn.Unref(env);

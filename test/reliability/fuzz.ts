@@ -342,7 +342,8 @@ export function fuzzStream(templates: Template[], n: number, seed: number, scrat
           if (pos > end) return;
           while (pos < end) {
             ops.length = 0;
-            pos = s.readFrame(pos, end, t.ser, ops);
+            pos = s.frameBody(pos, end); // as Core's replay: verify, then decode the body
+            s.decoder.body(t.ser, ops);
           }
         } finally {
           s.unmap();
