@@ -88,6 +88,20 @@ export function self(): SelfInfo {
   return (selfInfo ??= native.self());
 }
 
+/**
+ * Whether the thread (pid, tid) that started at `startTime` (clock ticks) is alive: a reused pid or tid
+ * has another start time. Unknown (another pid namespace, /proc unreadable) counts as alive: we never
+ * take over from a thread we cannot prove dead.
+ */
+export function threadAlive(pid: number, tid: number, startTime: number, pidNamespace: number): boolean {
+  if (pid <= 0) return false;
+  if (pidNamespace !== 0 && pidNamespace !== self().pidNamespace) return true;
+  const st = native.threadStartTime(pid, tid);
+  if (st === -1) return false;
+  if (st === -2) return true;
+  return st === startTime;
+}
+
 export interface SlotInfo {
   index: number;
   pid: number;
@@ -345,11 +359,12 @@ export class Control {
     const s = this.slot(i);
     if (s.pid === 0) return false;
     if (s.pid < 0) return native.processAlive(-s.pid); // being claimed
-    if (s.pidNamespace !== 0 && s.pidNamespace !== self().pidNamespace) return true;
-    const st = native.threadStartTime(s.pid, s.tid);
-    if (st === -1) return false;
-    if (st === -2) return true;
-    return st === s.startTime;
+    return threadAlive(s.pid, s.tid, s.startTime, s.pidNamespace);
+  }
+
+  /** Whether the thread that created this control block is alive (see threadAlive). */
+  creatorAlive(): boolean {
+    return threadAlive(this.creatorPid, this.creatorTid, this.creatorStart, this.creatorPidNamespace);
   }
 
   /** Claims a free slot for the calling thread; reclaims dead ones if none is free. -1 if all are live. */

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
 import { checkKey, Encoder, Node, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec.js';
-import { Control, I_COUNTER, I_LOCK, self, STATE_ABANDONED, STATE_INITIALIZING } from './control.js';
+import { Control, I_COUNTER, I_LOCK, STATE_ABANDONED, STATE_INITIALIZING } from './control.js';
 import { Core, type Change, type RawOp } from './core.js';
 import {
   AlreadyExistsError,
@@ -17,7 +17,6 @@ import {
   TooManyAttachedError,
 } from './errors.js';
 import { dropThreadEntry, threadEntry, type LockHandle, type LockOwner, type SharedLock } from './lock.js';
-import { native } from './native.js';
 import { controlSegment, randomName, validateName } from './names.js';
 import { removeDict, removeIncarnation } from './registry.js';
 import { builtinSerializers, resolveSerializer, type SerializerOption } from './serializer.js';
@@ -330,15 +329,8 @@ function waitReady(ctrl: Control, ctrlName: string, deadline: number): boolean {
     const state = ctrl.state;
     if (state !== STATE_INITIALIZING) return state !== STATE_ABANDONED;
     const pid = ctrl.creatorPid;
-    let creatorGone: boolean;
-    if (pid === 0) {
-      creatorGone = performance.now() - start > 1000; // died before writing its header
-    } else if (ctrl.creatorPidNamespace !== 0 && ctrl.creatorPidNamespace !== self().pidNamespace) {
-      creatorGone = false; // another pid namespace: we cannot tell, so we wait
-    } else {
-      const st = native.threadStartTime(pid, ctrl.creatorTid);
-      creatorGone = st === -1 || (st >= 0 && st !== ctrl.creatorStart);
-    }
+    // pid 0: the creator died before writing its header (or has not yet: give it a second)
+    const creatorGone = pid === 0 ? performance.now() - start > 1000 : !ctrl.creatorAlive();
     if (creatorGone) {
       if (ctrl.claimAbandoned()) removeIncarnation(ctrlName.slice('/ud.'.length), null, { controlOnly: true });
       return false;

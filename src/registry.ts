@@ -2,7 +2,6 @@
 
 import { readdirSync, renameSync, statSync } from 'node:fs';
 import { Control, STATE_INITIALIZING, STATE_READY } from './control.js';
-import { native } from './native.js';
 import { controlSegment, PREFIX, parseSegmentFile } from './names.js';
 import { Segment, SHM_DIR } from './segment.js';
 import { SharedMemoryError } from './errors.js';
@@ -152,9 +151,7 @@ export function gc(options: { graceMs?: number; includeDetached?: boolean } = {}
   const liveTags = new Set<string>();
   eachControl(files, (f, name, attachable, ctrl) => {
     if (ctrl.state === STATE_INITIALIZING) {
-      const pid = ctrl.creatorPid;
-      const alive = pid !== 0 && native.threadStartTime(pid, ctrl.creatorTid) !== -1;
-      if (!alive && ageMs(f) > grace && gcUnlink('/' + f)) removed.push(name);
+      if (!ctrl.creatorAlive() && ageMs(f) > grace && gcUnlink('/' + f)) removed.push(name);
       return;
     }
     const tag = ctrl.tag;
