@@ -297,24 +297,19 @@ export class Core {
       ops.length = 0;
       d.body(this.ser, ops);
       pos = next;
-      // verify every path before applying any of the frame
-      for (const o of ops) if (o.path && this.target(o.path) === undefined && !this.createdEarlier(ops, o)) this.missing(o.path, true);
+      // verify every path before applying any of the frame (a path may name a nested dict that an
+      // earlier operation of the same frame creates)
+      let creates = false;
+      for (const o of ops) {
+        if (o.path && !creates && this.target(o.path) === undefined) this.missing(o.path, true);
+        if (o.op === OP_SET && o.value instanceof Node) creates = true;
+      }
       for (const o of ops) this.apply(o);
       this.pos = pos;
       n += ops.length;
       if (this.listening) for (const o of ops) this.queueChange(changeOf(o));
     }
     return n;
-  }
-
-  /** Whether an earlier op of the same frame creates the nested dict `o` writes into. */
-  private createdEarlier(ops: readonly DecodedOp[], o: DecodedOp): boolean {
-    const i = ops.indexOf(o);
-    for (let j = 0; j < i; j++) {
-      const p = ops[j]!;
-      if (p.op === OP_SET && p.value instanceof Node) return true;
-    }
-    return false;
   }
 
   private missing(path: Path, corrupt: boolean): never {
