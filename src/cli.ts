@@ -36,6 +36,9 @@ const OPTIONS: Record<string, OptionSpec> = {
   'lock-timeout': { value: 'MS', help: 'longest wait for the dict lock (default 10000)' },
   grace: { value: 'MS', help: 'leave segments younger than this alone (default 2000)' },
   all: { short: 'a', help: 'also remove dicts that every process closed cleanly (kept with autoUnlink: false)' },
+  stream: { value: 'NAME', help: 'name of the replicated dict in Redis (default: the local NAME)' },
+  id: { value: 'ID', help: "this host's bridge id (default: the host name); keep it stable across restarts" },
+  prefix: { value: 'PREFIX', help: 'prefix of the Redis keys (default "ultradict:")' },
 };
 
 interface Parsed {
@@ -110,6 +113,16 @@ interface Command {
 const COMMON = ['help', 'lock-timeout'];
 
 const COMMANDS: Record<string, Command> = {
+  bridge: {
+    args: ['NAME', 'URL'],
+    options: ['json', 'help', 'stream', 'id', 'prefix'],
+    summary: 'replicate a dict across hosts through a Redis stream (runs until Ctrl-C)',
+    details:
+      'Joins the local dict NAME (created if missing) to the stream of the same name on the Redis server\n' +
+      'at URL (redis://host:port). Run one bridge per host per dict; hosts whose bridges share a stream\n' +
+      'converge to the same contents. Needs the ioredis package. See docs/replication.md.',
+    run: cmdBridge,
+  },
   ls: {
     args: [],
     options: ['json', 'help', 'lock-timeout'],
@@ -542,6 +555,31 @@ async function cmdWatch(ctx: Ctx): Promise<number> {
     d.off('change', onChange);
     d.close();
   }
+  return EXIT.ok;
+}
+
+/**
+ * Runs a bridge until SIGINT/SIGTERM: local writes go to the Redis stream, remote ones into the
+ * local dict. Prints one "ready" line on stdout once both directions run; events go to stderr.
+ */
+async function cmdBridge(ctx: Ctx): Promise<number> {
+  const [name, url] = ctx.args as [string, string];
+  if (!/^rediss?:\/\/[^/]/.test(url)) throw new UsageError(`URL must look like redis://host:port, not ${JSON.stringify(url)}`);
+  const { Bridge } = await import('./redis/index.js');
+  const log = (type: string, message: string): void =>
+    ctx.err(ctx.json ? JSON.stringify({ time: new Date().toISOString(), type, message }) : `${time()}  ${type.padEnd(7)}  ${message}`);
+  const b = await Bridge.start({ name, redis: url, stream: ctx.p.values.get('stream'), id: ctx.p.values.get('id'), prefix: ctx.p.values.get('prefix') });
+  b.on('error', (e: Error) => log('error', e.message));
+  b.on('warning', (e: Error) => log('warning', e.message));
+  b.on('offline', () => log('offline', 'Redis connection lost; local writes are queued and sent on reconnect'));
+  b.on('online', () => log('online', 'Redis connection back'));
+  const s = b.stats();
+  await ctx.out(ctx.json ? JSON.stringify({ type: 'ready', name, stream: b.stream, origin: b.origin, keys: b.dict.size, lastId: s.lastId }) : `ready: ${name} <-> ${url} stream ${b.stream} as ${b.origin} (${b.dict.size} keys)`);
+  if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
+  log('stop', 'forwarding what is left, then closing');
+  await b.close();
+  const st = b.stats();
+  log('stop', `closed: ${st.forwarded} local writes forwarded, ${st.applied} remote operations applied`);
   return EXIT.ok;
 }
 

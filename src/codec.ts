@@ -16,6 +16,8 @@ export const OP_CLEAR = 3;
 export const OP_BATCH = 4;
 /** A SET/DELETE/CLEAR inside a nested dict: u8 depth, depth keys, then the operation. */
 export const OP_IN = 5;
+/** An annotation that changes nothing: a string key (the Redis bridge marks the frames it writes). Only inside a batch. */
+export const OP_NOTE = 6;
 
 /** Deepest nesting of dicts (and of IN paths) that is encoded or accepted. */
 export const MAX_DEPTH = 64;
@@ -43,6 +45,37 @@ export class Node extends Map<Key, unknown> {
 }
 
 /** Writes to a local map that may be a Node. */
+/** A frozen plain-object snapshot of a nested dict (for events, toJSON and inspection); other values as they are. */
+export function plain(v: unknown): unknown {
+  if (!(v instanceof Node)) return v;
+  const o: Record<string, unknown> = {};
+  for (const [k, x] of v) o[String(k)] = plain(x);
+  return Object.freeze(o);
+}
+
+/** The map at `path` below root (null or []: the root), or undefined if it does not exist (or is not a dict). */
+export function targetOf(root: Map<Key, unknown>, path: Path | null | undefined): Map<Key, unknown> | undefined {
+  let m = root;
+  if (path == null) return m;
+  for (const k of path) {
+    const x = m.get(k);
+    if (!(x instanceof Node)) return undefined;
+    m = x;
+  }
+  return m;
+}
+
+/** Applies one decoded op to a tree of maps; false (nothing changed) if its nested dict does not exist. */
+export function applyOp(root: Map<Key, unknown>, o: DecodedOp): boolean {
+  if (o.op === OP_NOTE) return true;
+  const m = targetOf(root, o.path);
+  if (m === undefined) return false;
+  if (o.op === OP_SET) nSet(m, o.key!, o.value);
+  else if (o.op === OP_DELETE) nDelete(m, o.key!);
+  else nClear(m);
+  return true;
+}
+
 export function nSet(m: Map<Key, unknown>, k: Key, v: unknown): void {
   mapSet.call(m, k, v);
 }
@@ -453,14 +486,24 @@ export class Decoder {
     }
   }
 
+  /** The NOTE of the last body decoded (null: none); NOTE ops are not put in `out`. */
+  note: string | null = null;
+
   /** Decodes a whole body [pos, limit) into flat ops (a batch is expanded). Nothing is applied yet. */
   body(serializer: Serializer, out: DecodedOp[]): void {
     const op = this.u8v();
+    this.note = null;
     if (op === OP_BATCH) {
       const count = this.u32();
       // each inner op takes at least 1 byte: a count beyond that is corrupt, not a reason to loop
       if (count > this.limit - this.pos) this.fail(`batch count ${count} larger than its bytes`);
-      for (let i = 0; i < count; i++) this.simple(this.u8v(), serializer, out);
+      for (let i = 0; i < count; i++) {
+        const inner = this.u8v();
+        if (inner === OP_NOTE) {
+          const k = this.key();
+          this.note = typeof k === 'string' ? k : String(k);
+        } else this.simple(inner, serializer, out);
+      }
     } else {
       this.simple(op, serializer, out);
     }

@@ -2,15 +2,18 @@
 // sync, the write path, transactions, generation switches and change events. See docs/ARCHITECTURE.md.
 
 import {
+  applyOp,
   checksum,
   Encoder,
   nClear,
   nDelete,
   Node,
   nSet,
+  targetOf,
   OP_BATCH,
   OP_CLEAR,
   OP_DELETE,
+  OP_NOTE,
   OP_SET,
   type DecodedOp,
   type Key,
@@ -115,6 +118,12 @@ export class Core {
   private holds = 0;
   onChanges: ((changes: Change[]) => void) | null = null;
   onError: ((e: unknown) => void) | null = null;
+  /**
+   * Called for every frame replayed from another process (never for this handle's own writes) with a
+   * private copy of its body and its operations; called with null when frames were skipped because a
+   * whole generation was missed and loaded from its dump. Used by the Redis bridge.
+   */
+  onFrame: ((body: Buffer | null, ops: DecodedOp[], note: string | null) => void) | null = null;
 
   constructor(cfg: CoreConfig) {
     this.name = cfg.name;
@@ -263,6 +272,7 @@ export class Core {
       this.gen = g;
       this.pos = d.streamStart;
       if (!first && this.listening) this.queueChange({ type: 'reload' });
+      if (!first) this.onFrame?.(null, [], null);
       return true;
     } catch (e) {
       if (this.stream !== s) s.unmap();
@@ -279,8 +289,10 @@ export class Core {
     const d = s.decoder;
     const ops = this.ops;
     let n = 0;
+    const hook = this.onFrame;
     while (pos < end) {
       const next = s.frameBody(pos, end);
+      const bodyAt = d.pos;
       if (d.u8[d.pos] === OP_SET) {
         // the common frame, a SET of a root key: applied without allocating an operation
         d.pos++;
@@ -292,6 +304,7 @@ export class Core {
         this.pos = pos;
         n++;
         if (this.listening) this.queueChange({ type: 'set', key, value });
+        if (hook !== null) hook(Buffer.from(d.u8.subarray(bodyAt, d.limit)), [{ op: OP_SET, key, value, path: null }], null);
         continue;
       }
       ops.length = 0;
@@ -308,8 +321,24 @@ export class Core {
       this.pos = pos;
       n += ops.length;
       if (this.listening) for (const o of ops) this.queueChange(changeOf(o));
+      if (hook !== null) hook(Buffer.from(d.u8.subarray(bodyAt, d.limit)), ops.slice(), d.note);
     }
     return n;
+  }
+
+  /** Decodes (without applying) the frames of the current stream in [from, to), for the bridge's restart. */
+  framesBetween(from: number, to: number, cb: (body: Buffer, ops: DecodedOp[], end: number, note: string | null) => void): void {
+    const s = this.stream;
+    const d = s.decoder;
+    if (from < 0 || from > to || to > s.end()) throw new CorruptSegmentError(`${s.seg.name}: no frames at [${from}, ${to})`);
+    for (let pos = from; pos < to; ) {
+      const next = s.frameBody(pos, to);
+      const bodyAt = d.pos;
+      const ops: DecodedOp[] = [];
+      d.body(this.ser, ops);
+      cb(Buffer.from(d.u8.subarray(bodyAt, d.limit)), ops, next, d.note);
+      pos = next;
+    }
   }
 
   private missing(path: Path, corrupt: boolean): never {
@@ -320,25 +349,15 @@ export class Core {
 
   /** The local map at `path` (null: the root), or undefined if it does not exist (or is not a dict). */
   target(path: Path | null): Map<Key, unknown> | undefined {
-    let m: Map<Key, unknown> = this.map;
-    if (path === null) return m;
-    for (const k of path) {
-      const x = m.get(k);
-      if (!(x instanceof Node)) return undefined;
-      m = x;
-    }
-    return m;
+    return targetOf(this.map, path);
   }
 
   private apply(o: DecodedOp): void {
-    const m = this.target(o.path ?? null);
-    if (m === undefined) return this.missing(o.path!, true);
-    if (o.op === OP_SET) nSet(m, o.key!, o.value);
-    else if (o.op === OP_DELETE) nDelete(m, o.key!);
-    else nClear(m);
+    if (!applyOp(this.map, o)) this.missing(o.path!, true);
   }
 
   private applyWithUndo(o: DecodedOp, undo: Undo[]): void {
+    if (o.op === OP_NOTE) return;
     const m = this.target(o.path ?? null);
     if (m === undefined) return this.missing(o.path!, false);
     if (o.op === OP_CLEAR) {
@@ -402,18 +421,8 @@ export class Core {
     }
   }
 
-  /** Encodes ops (values through the serializer) into enc; returns the local copies as DecodedOps. */
   private encodeOps(enc: Encoder, raw: readonly RawOp[]): DecodedOp[] {
-    const out: DecodedOp[] = [];
-    for (const r of raw) {
-      enc.path(r.path); // throws for paths deeper than MAX_DEPTH
-      enc.u8(r.op);
-      let value: unknown;
-      if (r.op !== OP_CLEAR) enc.key(r.key!);
-      if (r.op === OP_SET) value = enc.value(r.value, this.ser, true, this.recurse);
-      out.push({ op: r.op, key: r.key, value, path: r.path });
-    }
-    return out;
+    return encodeOps(enc, raw, this.ser, this.recurse);
   }
 
   /** Any writes (a batch, nested paths, deletes, clears): published as one frame, or added to the transaction. */
@@ -438,16 +447,7 @@ export class Core {
     }
     const enc = this.enc;
     enc.beginFrame();
-    let ops: DecodedOp[];
-    if (raw.length === 1) {
-      ops = this.encodeOps(enc, raw);
-    } else {
-      enc.u8(OP_BATCH);
-      const countAt = enc.pos;
-      enc.u32(0);
-      ops = this.encodeOps(enc, raw);
-      enc.patchU32(countAt, ops.length);
-    }
+    const ops = encodeWrite(enc, raw, this.ser, this.recurse);
     const len = enc.finishFrame();
     const lock = this.lock;
     lock.enter();
@@ -512,7 +512,7 @@ export class Core {
           this.undoAll(tx.undo);
           throw e;
         }
-        if (this.listening) for (const o of tx.ops) this.queueChange(changeOf(o));
+        if (this.listening) for (const o of tx.ops) if (o.op !== OP_NOTE) this.queueChange(changeOf(o));
       }
       if (enc.buf.length > 1 << 24) this.txEnc = null;
       return result;
@@ -738,7 +738,32 @@ export class Core {
   }
 }
 
-function changeOf(o: DecodedOp): Change {
+/** Encodes one write (a single op, or a batch of several) into enc; returns the local copies. */
+export function encodeWrite(enc: Encoder, raw: readonly RawOp[], ser: Serializer, recurse: boolean): DecodedOp[] {
+  if (raw.length === 1) return encodeOps(enc, raw, ser, recurse);
+  enc.u8(OP_BATCH);
+  const countAt = enc.pos;
+  enc.u32(0);
+  const ops = encodeOps(enc, raw, ser, recurse);
+  enc.patchU32(countAt, ops.length);
+  return ops;
+}
+
+/** Encodes ops (values through the serializer) into enc; returns the local copies as DecodedOps. */
+export function encodeOps(enc: Encoder, raw: readonly RawOp[], ser: Serializer, recurse: boolean): DecodedOp[] {
+  const out: DecodedOp[] = [];
+  for (const r of raw) {
+    enc.path(r.path); // throws for paths deeper than MAX_DEPTH
+    enc.u8(r.op);
+    let value: unknown;
+    if (r.op !== OP_CLEAR) enc.key(r.key!); // NOTE: its text is encoded as a key
+    if (r.op === OP_SET) value = enc.value(r.value, ser, true, recurse);
+    out.push({ op: r.op, key: r.key, value, path: r.path });
+  }
+  return out;
+}
+
+export function changeOf(o: DecodedOp): Change {
   const c: Change =
     o.op === OP_SET ? { type: 'set', key: o.key!, value: o.value } : o.op === OP_DELETE ? { type: 'delete', key: o.key! } : { type: 'clear' };
   if (o.path) c.path = [...o.path];

@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
-import { checkKey, Encoder, Node, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec.js';
+import { checkKey, Encoder, Node, plain, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec.js';
 import { Control, I_COUNTER, I_LOCK, STATE_ABANDONED, STATE_INITIALIZING } from './control.js';
 import { Core, type Change, type RawOp } from './core.js';
 import {
@@ -83,6 +83,9 @@ type Initial<V> = Iterable<readonly [Key, V]> | Record<string, V> | ReadonlyMap<
 
 /** Passed as first constructor argument to make a nested view (module-private). */
 const VIEW = Symbol('view');
+
+/** @internal The engine behind a dict handle (used by the Redis bridge; not part of the API). */
+export let coreOf: (d: UltraDict<unknown>) => Core;
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {
   if (x === null || typeof x !== 'object') return false;
@@ -347,13 +350,6 @@ function sleepMs(ms: number): void {
   Atomics.wait(sleeper, 0, 0, ms);
 }
 
-/** A frozen plain-object snapshot of a nested dict (for events, toJSON and inspection). */
-function plain(v: unknown): unknown {
-  if (!(v instanceof Node)) return v;
-  const o: Record<string, unknown> = {};
-  for (const [k, x] of v) o[String(k)] = plain(x);
-  return Object.freeze(o);
-}
 
 function pathEq(a: Path, b: Path, n: number): boolean {
   for (let i = 0; i < n; i++) if (!Object.is(a[i], b[i])) return false;
@@ -371,6 +367,10 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   readonly #core: Core;
   readonly #path: Path | null;
   readonly #root: UltraDict<unknown> | null;
+
+  static {
+    coreOf = (d) => d.#core;
+  }
 
   /** Creates or attaches to the dict `options.name`. */
   constructor(options?: UltraDictOptions);

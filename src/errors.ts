@@ -81,3 +81,16 @@ export class TooManyAttachedError extends UltraDictError {
 export class UnsupportedPlatformError extends UltraDictError {
   override readonly code = 'ULTRADICT_UNSUPPORTED_PLATFORM';
 }
+
+/**
+ * Redis replication failed: Redis unreachable, a key that is not an ultradict stream, a write Redis
+ * rejected, or a flush that was not acknowledged in time. `cause` holds the underlying error.
+ */
+export class ReplicationError extends UltraDictError {
+  override readonly code = 'ULTRADICT_REPLICATION';
+}
+
+/** An atomic compute/increment/transaction on a Redis-backed dict kept conflicting past its timeout. */
+export class TransactionConflictError extends UltraDictError {
+  override readonly code = 'ULTRADICT_TRANSACTION_CONFLICT';
+}

@@ -101,7 +101,7 @@ function checkHeader(seg: Segment, at: number, x: DumpExpectation): void {
 }
 
 /** Decodes a dump body (a batch of SETs) at [from, from+len) of the decoder's memory into a new Map. */
-function decodeDump(d: Decoder, from: number, len: number, serializer: Serializer): Map<Key, unknown> {
+export function decodeDump(d: Decoder, from: number, len: number, serializer: Serializer): Map<Key, unknown> {
   d.reset(from, from + len);
   if (d.u8v() !== OP_BATCH) d.fail('a dump must be a batch');
   const count = d.u32();

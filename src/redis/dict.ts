@@ -1,0 +1,377 @@
+// RedisDict: the same dict across hosts. Reads are synchronous from a local copy; writes apply locally
+// at once and are appended to a Redis stream; compute/increment/transaction are atomic across hosts.
+
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { applyOp, checkKey, Encoder, Node, nDelete, nSet, OP_CLEAR, plain, OP_DELETE, OP_SET, type DecodedOp, type Key } from '../codec.js';
+import { changeOf, encodeWrite, type Change, type RawOp } from '../core.js';
+import { AlreadyClosedError, TransactionConflictError } from '../errors.js';
+import { validateName } from '../names.js';
+import { resolveSerializer, type SerializerOption } from '../serializer.js';
+import { DEFAULT_PREFIX, type RedisTarget } from './protocol.js';
+import { delay, Replica, type ReplicaStats, type ReplicaTarget } from './replica.js';
+
+export interface RedisDictOptions {
+  /** Name of the replicated dict (1-100 of A-Z a-z 0-9 _ -); every host opens the same name. */
+  name: string;
+  /** A redis:// URL or ioredis options. */
+  redis: RedisTarget;
+  /** Prefix of the Redis keys (default 'ultradict:'). */
+  prefix?: string;
+  /** 'msgpack' (default), 'json', 'v8' or a custom serializer: the same on every host. */
+  serializer?: SerializerOption;
+  /** Write a snapshot (and trim the stream) once it holds twice max(snapshotEvery, keys) entries (default 10000). */
+  snapshotEvery?: number;
+  /** ms to wait for the first connection (default 5000). */
+  connectTimeout?: number;
+  /** ms that compute/increment/transaction keep retrying on conflicts before TransactionConflictError (default 10000). */
+  conflictTimeout?: number;
+  /** ms that close() waits for unacknowledged writes (default 5000). */
+  closeTimeout?: number;
+}
+
+export interface RedisDictStats extends ReplicaStats {
+  name: string;
+  keys: number;
+  conflicts: number;
+}
+
+type Initial<V> = Iterable<readonly [Key, V]> | ReadonlyMap<Key, V> | Record<string, V>;
+
+interface Undo {
+  k: Key | undefined;
+  had: boolean;
+  old: unknown;
+  entries?: [Key, unknown][];
+}
+
+/**
+ * A dict replicated through a Redis stream. Every process (on any host) that opens the same name
+ * converges to the stream's order. Open it with `await RedisDict.open({ name, redis })`.
+ */
+export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> {
+  #map: Map<Key, unknown> = new Map();
+  readonly #replica: Replica;
+  readonly #enc = new Encoder();
+  readonly #ser;
+  readonly #conflictTimeout: number;
+  readonly #closeTimeout: number;
+  #undo: Undo[] | null = null;
+  #txOps: RawOp[] | null = null;
+  #closed = false;
+  #conflicts = 0;
+  /** transactions of this handle run one at a time (they would only conflict with each other) */
+  #txQueue: Promise<unknown> = Promise.resolve();
+  readonly name: string;
+
+  private constructor(name: string, replica: Replica, opts: RedisDictOptions, map: { m: Map<Key, unknown> }) {
+    super();
+    this.name = name;
+    this.#replica = replica;
+    this.#ser = replica.cfg.serializer;
+    this.#conflictTimeout = opts.conflictTimeout ?? 10_000;
+    this.#closeTimeout = opts.closeTimeout ?? 5000;
+    this.#map = map.m;
+  }
+
+  /** Connects, loads the snapshot and the stream after it, and starts tailing. */
+  static async open<V = unknown>(options: RedisDictOptions): Promise<RedisDict<V>> {
+    if (options === null || typeof options !== 'object') throw new TypeError('RedisDict.open(options): options must be an object');
+    const name = validateName(options.name);
+    if (options.redis === undefined) throw new TypeError('RedisDict.open: options.redis (a redis:// URL or ioredis options) is required');
+    const ser = resolveSerializer(options.serializer ?? 'msgpack');
+    const snapshotEvery = options.snapshotEvery ?? 10_000;
+    if (!Number.isSafeInteger(snapshotEvery) || snapshotEvery < 1) throw new RangeError('snapshotEvery must be a positive integer');
+    // the target is wired to the dict once it exists; the replica calls it only from load on
+    const holder: { d: RedisDict<V> | null; m: Map<Key, unknown> } = { d: null, m: new Map() };
+    const target: ReplicaTarget = {
+      applyRemote: (ops, reapply) => holder.d!.#applyRemote(ops, reapply),
+      reset: (map, reapply) => {
+        if (holder.d === null) {
+          holder.m = map;
+          for (const o of reapply()) applyOp(map, o);
+        } else holder.d.#reset(map, reapply);
+      },
+      snapshotSource: () => (holder.d === null || holder.d.#undo !== null ? null : holder.d.#map),
+    };
+    const replica = await Replica.open(
+      {
+        redis: options.redis,
+        name,
+        prefix: options.prefix ?? DEFAULT_PREFIX,
+        serializer: ser,
+        origin: randomBytes(8).toString('hex'),
+        snapshotEvery,
+        connectTimeout: options.connectTimeout ?? 5000,
+        originTtl: 86_400,
+      },
+      target,
+    );
+    try {
+      await replica.resync();
+    } catch (e) {
+      await replica.close(0).catch(() => {});
+      throw e;
+    }
+    const d = new RedisDict<V>(name, replica, options, holder);
+    holder.d = d;
+    replica.onError = (e) => {
+      if (d.listenerCount('error') > 0) d.emit('error', e);
+    };
+    replica.onState = (online) => d.emit(online ? 'online' : 'offline');
+    replica.startTail();
+    return d;
+  }
+
+  // ---- replica target -------------------------------------------------------------------------
+
+  #applyRemote(ops: DecodedOp[], reapply: () => DecodedOp[]): void {
+    const m = this.#map;
+    const events = this.listenerCount('change') > 0;
+    for (const o of ops) if (applyOp(m, o) && events) this.emit('change', outChange(changeOf(o)));
+    for (const o of reapply()) applyOp(m, o);
+  }
+
+  #reset(map: Map<Key, unknown>, reapply: () => DecodedOp[]): void {
+    for (const o of reapply()) applyOp(map, o);
+    this.#map = map;
+    if (this.listenerCount('change') > 0) this.emit('change', { type: 'reload' } satisfies Change);
+  }
+
+  // ---- reading (local copy) -------------------------------------------------------------------
+
+  #check(): void {
+    if (this.#closed) throw new AlreadyClosedError(`RedisDict ${JSON.stringify(this.name)} is closed`);
+  }
+
+  get(key: Key): V | undefined {
+    this.#check();
+    return plain(this.#map.get(key)) as V | undefined;
+  }
+  has(key: Key): boolean {
+    this.#check();
+    return this.#map.has(key);
+  }
+  get size(): number {
+    this.#check();
+    return this.#map.size;
+  }
+  /** A read-only view of the local copy. */
+  get data(): ReadonlyMap<Key, V> {
+    this.#check();
+    return this.#map as ReadonlyMap<Key, V>;
+  }
+  *entries(): MapIterator<[Key, V]> {
+    this.#check();
+    for (const [k, v] of this.#map) yield [k, plain(v) as V];
+  }
+  keys(): MapIterator<Key> {
+    this.#check();
+    return this.#map.keys();
+  }
+  *values(): MapIterator<V> {
+    for (const [, v] of this.entries()) yield v;
+  }
+  [Symbol.iterator](): MapIterator<[Key, V]> {
+    return this.entries();
+  }
+  forEach(fn: (value: V, key: Key, map: Map<Key, V>) => void, thisArg?: unknown): void {
+    for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
+  }
+  get [Symbol.toStringTag](): string {
+    return 'RedisDict';
+  }
+  toJSON(): Record<string, unknown> {
+    const o: Record<string, unknown> = {};
+    for (const [k, v] of this.entries()) o[String(k)] = v;
+    return o;
+  }
+
+  // ---- writing --------------------------------------------------------------------------------
+
+  /** Applies the ops locally and appends them to the stream as one entry (or adds them to the transaction). */
+  #write(raw: RawOp[]): void {
+    this.#check();
+    const enc = this.#enc;
+    enc.beginBody();
+    const ops = encodeWrite(enc, raw, this.#ser, false); // throws SerializationError before anything changed
+    if (this.#undo !== null) {
+      for (const o of ops) this.#applyWithUndo(o, this.#undo);
+      for (const r of raw) this.#txOps!.push(r);
+      return;
+    }
+    for (const o of ops) applyOp(this.#map, o);
+    this.#replica.push(this.#replica.newSeq(), Buffer.from(enc.buf.subarray(0, enc.pos)), ops);
+  }
+
+  #applyWithUndo(o: DecodedOp, undo: Undo[]): void {
+    const m = this.#map;
+    if (o.op === OP_CLEAR) {
+      undo.push({ k: undefined, had: false, old: undefined, entries: [...m] });
+      m.clear();
+      return;
+    }
+    undo.push({ k: o.key, had: m.has(o.key!), old: m.get(o.key!) });
+    if (o.op === OP_SET) nSet(m, o.key!, o.value);
+    else nDelete(m, o.key!);
+  }
+
+  #undoAll(undo: Undo[]): void {
+    const m = this.#map;
+    for (let i = undo.length - 1; i >= 0; i--) {
+      const u = undo[i]!;
+      if (u.entries !== undefined) {
+        m.clear();
+        for (const [k, v] of u.entries) m.set(k, v);
+      } else if (u.had) m.set(u.k!, u.old);
+      else m.delete(u.k!);
+    }
+  }
+
+  set(key: Key, value: V): this {
+    checkKey(key);
+    this.#write([{ op: OP_SET, path: null, key, value }]);
+    return this;
+  }
+
+  delete(key: Key): boolean {
+    checkKey(key);
+    this.#check();
+    if (!this.#map.has(key)) return false;
+    this.#write([{ op: OP_DELETE, path: null, key, value: undefined }]);
+    return true;
+  }
+
+  clear(): void {
+    this.#write([{ op: OP_CLEAR, path: null, key: undefined, value: undefined }]);
+  }
+
+  /** Sets several items as one entry (all or none). */
+  update(items: Initial<V>): this {
+    const raw: RawOp[] = [];
+    const it: Iterable<readonly [Key, V]> =
+      items instanceof Map || Symbol.iterator in Object(items) ? (items as Iterable<readonly [Key, V]>) : (Object.entries(items) as [Key, V][]);
+    for (const [k, v] of it) {
+      checkKey(k);
+      raw.push({ op: OP_SET, path: null, key: k, value: v });
+    }
+    if (raw.length > 0) this.#write(raw);
+    return this;
+  }
+
+  /** Resolves once every write made before the call is acknowledged by Redis. */
+  async flush(options: { timeout?: number } = {}): Promise<void> {
+    this.#check();
+    await this.#replica.flush(options.timeout);
+  }
+
+  /**
+   * Runs fn (synchronous) against the local copy at the stream's current end and appends its writes
+   * as one entry only if no other entry came first; otherwise catches up and runs it again. Atomic
+   * across every host. Resolves with fn's result once the entry is in the local copy.
+   */
+  transaction<R>(fn: () => R): Promise<R> {
+    this.#check();
+    if (this.#undo !== null) return Promise.resolve(fn()); // nested: part of the outer transaction
+    const run = this.#txQueue.then(() => this.#runTransaction(fn));
+    this.#txQueue = run.catch(() => {});
+    return run;
+  }
+
+  async #runTransaction<R>(fn: () => R): Promise<R> {
+    const replica = this.#replica;
+    const deadline = Date.now() + this.#conflictTimeout;
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 0 && Date.now() > deadline) {
+        throw new TransactionConflictError(`transaction on ${JSON.stringify(this.name)} conflicted ${attempt} times within ${this.#conflictTimeout} ms`);
+      }
+      this.#check();
+      await replica.flush();
+      if (!(await replica.catchUp())) await replica.resync();
+      if (replica.pendingCount > 0) continue; // writes made meanwhile from elsewhere in this process
+      const expected = replica.lastId;
+      const undo: Undo[] = [];
+      const ops: RawOp[] = [];
+      this.#undo = undo;
+      this.#txOps = ops;
+      let result: R;
+      try {
+        result = fn();
+        if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+          throw new TypeError('transaction(fn): fn must be synchronous (it may run more than once; do awaited work outside)');
+        }
+      } finally {
+        this.#undoAll(undo);
+        this.#undo = null;
+        this.#txOps = null;
+      }
+      if (ops.length === 0) return result;
+      const enc = this.#enc;
+      enc.beginBody();
+      encodeWrite(enc, ops, this.#ser, false);
+      const [status, id] = await replica.send(replica.newSeq(), Buffer.from(enc.buf.subarray(0, enc.pos)), expected);
+      if (status === 'ok') {
+        await replica.catchUpTo(id);
+        return result;
+      }
+      if (status === 'dup') {
+        // a resend after a reconnect of an entry that had landed
+        if (!(await replica.catchUp())) await replica.resync();
+        return result;
+      }
+      this.#conflicts++;
+      await delay(Math.random() * Math.min(20, attempt + 1));
+    }
+  }
+
+  /** Atomically replaces key's value by fn(old) (undefined deletes it); resolves with the new value. */
+  compute(key: Key, fn: (old: V | undefined) => V | undefined): Promise<V | undefined> {
+    checkKey(key);
+    return this.transaction(() => {
+      const v = fn(this.get(key));
+      if (v === undefined) this.delete(key);
+      else this.set(key, v);
+      return v;
+    });
+  }
+
+  /** Atomically adds `by` to a number (a missing key counts as 0); resolves with the new value. */
+  increment(key: Key, by = 1): Promise<number> {
+    checkKey(key);
+    if (typeof by !== 'number' || !Number.isFinite(by)) throw new TypeError('increment(key, by): by must be a finite number');
+    return this.transaction(() => {
+      const old = this.get(key) ?? 0;
+      if (typeof old !== 'number') throw new TypeError(`increment: the value of ${JSON.stringify(key)} is a ${typeof old}, not a number`);
+      const v = old + by;
+      this.set(key, v as V);
+      return v;
+    });
+  }
+
+  /** Writes a snapshot now and trims the stream (normally automatic). */
+  async snapshot(): Promise<void> {
+    this.#check();
+    await this.#replica.snapshot();
+  }
+
+  stats(): RedisDictStats {
+    this.#check();
+    return { name: this.name, keys: this.#map.size, conflicts: this.#conflicts, ...this.#replica.stats() };
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Waits (up to closeTimeout) for unacknowledged writes, then disconnects. Rejects if some were not acknowledged. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#replica.close(this.#closeTimeout);
+  }
+}
+
+function outChange(c: Change): Change {
+  if (c.value instanceof Node) c.value = plain(c.value);
+  return c;
+}

@@ -1,0 +1,225 @@
+// The Redis side of replication: key names, the Lua scripts that write entries and snapshots
+// atomically, stream-id order, entry parsing and the connection helper. See docs/FORMAT.md ("Redis").
+
+import type { Redis as RedisClient, RedisOptions } from 'ioredis';
+import { ReplicationError } from '../errors.js';
+
+/** Version of the layout below, recorded in the meta hash; a different one is refused. */
+export const REDIS_FORMAT = '1';
+export const DEFAULT_PREFIX = 'ultradict:';
+
+/** The keys of one replicated dict. The {name} hash tag keeps them in one Redis Cluster slot. */
+export interface Keys {
+  meta: string;
+  stream: string;
+  last: string;
+  snap: string;
+  origin(origin: string): string;
+}
+
+export function keysOf(prefix: string, name: string): Keys {
+  const base = `${prefix}{${name}}`;
+  return {
+    meta: `${base}:meta`,
+    stream: `${base}:stream`,
+    last: `${base}:last`,
+    snap: `${base}:snap`,
+    origin: (o) => `${base}:origin:${o}`,
+  };
+}
+
+const CMP = `
+local function cmpid(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  if am ~= bm then if am < bm then return -1 else return 1 end end
+  if as ~= bs then if as < bs then return -1 else return 1 end end
+  return 0
+end
+local function seqle(a, b)
+  if #a ~= #b then return #a < #b end
+  return a <= b
+end
+`;
+
+/**
+ * Checks the types of the dict's keys (a foreign key is refused, not overwritten) and records the
+ * format and serializer on first use. KEYS: meta stream last snap; ARGV: format serializer.
+ * Returns {status, format, serializer}.
+ */
+export const INIT_LUA = `
+local want = {'hash', 'stream', 'string', 'hash'}
+for i = 1, 4 do
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  if t ~= 'none' and t ~= want[i] then return {'foreign', KEYS[i], t} end
+end
+redis.call('HSETNX', KEYS[1], 'format', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'serializer', ARGV[2])
+return {'ok', redis.call('HGET', KEYS[1], 'format'), redis.call('HGET', KEYS[1], 'serializer')}
+`;
+
+/**
+ * Appends one entry: fields p (the id of the entry before it: a reader that applied p may apply this
+ * one, anything else is a gap), o (origin), s (the origin's sequence number) and d (the operation,
+ * encoded as a frame body of the shared-memory stream). A sequence number the origin already wrote
+ * is skipped (a command resent after a reconnect lands once); with ARGV[3] set, the entry is added
+ * only if the stream's last id is still ARGV[3] (optimistic transactions).
+ * KEYS: stream last origin; ARGV: origin seq expected body ttl. Returns {status, id-or-last, length}.
+ */
+export const WRITE_LUA = `${CMP}
+local last = redis.call('GET', KEYS[2]) or '0-0'
+local seen = redis.call('GET', KEYS[3])
+if seen and seqle(ARGV[2], seen) then return {'dup', last, 0} end
+if ARGV[3] ~= '' and ARGV[3] ~= last then return {'conflict', last, 0} end
+local id = redis.call('XADD', KEYS[1], '*', 'p', last, 'o', ARGV[1], 's', ARGV[2], 'd', ARGV[4])
+redis.call('SET', KEYS[2], id)
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
+return {'ok', id, redis.call('XLEN', KEYS[1])}
+`;
+
+/**
+ * Publishes a snapshot taken at entry ARGV[1] (only if newer than the current one) and trims the
+ * stream to the previous snapshot: readers keep one generation of entries to catch up with.
+ * KEYS: snap stream; ARGV: id dump. Returns 1 if published.
+ */
+export const SNAPSHOT_LUA = `${CMP}
+local cur = redis.call('HGET', KEYS[1], 'id')
+if cur and cmpid(cur, ARGV[1]) >= 0 then return 0 end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'd', ARGV[2])
+if cur then redis.call('XTRIM', KEYS[2], 'MINID', cur) end
+return 1
+`;
+
+/** Order of two stream ids ("ms-seq"): negative, 0 or positive. */
+export function cmpId(a: string, b: string): number {
+  if (a === b) return 0;
+  const [am, as] = splitId(a);
+  const [bm, bs] = splitId(b);
+  return am !== bm ? (am < bm ? -1 : 1) : as < bs ? -1 : as > bs ? 1 : 0;
+}
+
+function splitId(id: string): [bigint, bigint] {
+  const dash = id.indexOf('-');
+  if (dash <= 0 || !/^\d+-\d+$/.test(id)) throw new ReplicationError(`invalid stream id ${JSON.stringify(id)}`);
+  return [BigInt(id.slice(0, dash)), BigInt(id.slice(dash + 1))];
+}
+
+/** One stream entry, checked for shape (the body is checked when decoded). */
+export interface Entry {
+  id: string;
+  prev: string;
+  origin: string;
+  seq: bigint;
+  body: Buffer;
+}
+
+/** Parses XREAD/XRANGE entries ([id, [field, value, ...]], as Buffers). Malformed entries throw. */
+export function parseEntries(raw: unknown): Entry[] {
+  if (!Array.isArray(raw)) throw new ReplicationError('unexpected reply from Redis (not an array of entries)');
+  const out: Entry[] = [];
+  for (const e of raw) {
+    if (!Array.isArray(e) || e.length !== 2 || !Array.isArray(e[1])) throw new ReplicationError('malformed stream entry');
+    const id = String(e[0]);
+    const f = e[1] as Buffer[];
+    let prev: string | undefined, origin: string | undefined, seq: string | undefined, body: Buffer | undefined;
+    for (let i = 0; i + 1 < f.length; i += 2) {
+      const name = String(f[i]);
+      if (name === 'p') prev = String(f[i + 1]);
+      else if (name === 'o') origin = String(f[i + 1]);
+      else if (name === 's') seq = String(f[i + 1]);
+      else if (name === 'd') body = Buffer.isBuffer(f[i + 1]) ? f[i + 1] : Buffer.from(String(f[i + 1]));
+    }
+    if (prev === undefined || origin === undefined || seq === undefined || body === undefined || !/^\d{1,30}$/.test(seq)) {
+      throw new ReplicationError(`stream entry ${id} is not an ultradict entry (fields p, o, s, d)`);
+    }
+    out.push({ id, prev, origin, seq: BigInt(seq), body });
+  }
+  return out;
+}
+
+/** Where to connect: a redis:// URL or ioredis options. */
+export type RedisTarget = string | RedisOptions;
+
+/** Describes a target for error messages (no password). */
+export function describeTarget(t: RedisTarget): string {
+  if (typeof t === 'string') {
+    try {
+      const u = new URL(t);
+      u.password = '';
+      return u.toString();
+    } catch {
+      return t;
+    }
+  }
+  return `redis://${t.host ?? '127.0.0.1'}:${t.port ?? 6379}`;
+}
+
+type RedisCtor = new (a: string | RedisOptions, b?: RedisOptions) => RedisClient;
+let ctor: RedisCtor | null = null;
+
+/** Loads ioredis (an optional peer dependency) on first use, with a clear error when it is missing. */
+async function loadIoredis(): Promise<RedisCtor> {
+  if (ctor !== null) return ctor;
+  try {
+    const m = (await import('ioredis')) as unknown as { Redis?: RedisCtor; default?: RedisCtor };
+    ctor = (m.Redis ?? m.default)!;
+    return ctor;
+  } catch (e) {
+    throw new ReplicationError('ultradict/redis needs the ioredis package: npm install ioredis', { cause: e });
+  }
+}
+
+/**
+ * Opens a connection that waits through reconnects (commands are queued, never failed for being
+ * offline) and defines the scripts. Rejects with ReplicationError if the first connect fails within
+ * connectTimeout ms.
+ */
+export async function connect(target: RedisTarget, role: string, connectTimeout: number): Promise<RedisClient> {
+  const Redis = await loadIoredis();
+  const opts: RedisOptions = {
+    lazyConnect: true,
+    maxRetriesPerRequest: null,
+    enableAutoPipelining: true,
+    connectTimeout,
+    retryStrategy: (times) => Math.min(20 * times, 500),
+    connectionName: `ultradict-${role}`,
+  };
+  const client = typeof target === 'string' ? new Redis(target, opts) : new Redis({ ...target, ...opts });
+  let lastError: unknown = null;
+  const onError = (e: unknown): void => {
+    lastError = e;
+  };
+  client.on('error', onError);
+  client.defineCommand('udInit', { numberOfKeys: 4, lua: INIT_LUA });
+  client.defineCommand('udWrite', { numberOfKeys: 3, lua: WRITE_LUA });
+  client.defineCommand('udSnapshot', { numberOfKeys: 2, lua: SNAPSHOT_LUA });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no connection within ${connectTimeout} ms`)), connectTimeout);
+      }),
+    ]);
+  } catch (e) {
+    client.disconnect();
+    const why = (lastError as Error | null)?.message ?? (e as Error)?.message ?? String(e);
+    throw new ReplicationError(`cannot connect to ${describeTarget(target)}: ${why}`, { cause: lastError ?? e });
+  } finally {
+    clearTimeout(timer);
+  }
+  client.off('error', onError);
+  return client;
+}
+
+/** The scripts defined by connect(), as typed calls. */
+export interface Scripts {
+  udInit(meta: string, stream: string, last: string, snap: string, format: string, serializer: string): Promise<string[]>;
+  udWrite(stream: string, last: string, origin: string, o: string, seq: string, expected: string, body: Buffer, ttl: number): Promise<[string, string, number]>;
+  udSnapshot(snap: string, stream: string, id: string, dump: Buffer): Promise<number>;
+}
+
+export function scripts(c: RedisClient): Scripts {
+  return c as unknown as Scripts;
+}

@@ -1,0 +1,505 @@
+// The replication engine shared by RedisDict and the bridge: loads a snapshot and the stream after it,
+// tails the stream, sends this side's writes (pending until their echo comes back) and keeps the
+// local contents equal to "stream order + own pending writes" by re-applying pending writes after
+// each remote entry they must follow. See docs/ARCHITECTURE.md ("Replication through Redis").
+
+import type { Redis as RedisClient } from 'ioredis';
+import { Decoder, Encoder, OP_CLEAR, type DecodedOp, type Key } from '../codec.js';
+import { ParameterMismatchError, ReplicationError, UltraDictError } from '../errors.js';
+import type { Serializer } from '../serializer.js';
+import { decodeDump, encodeDump } from '../snapshot.js';
+import { cmpId, connect, describeTarget, keysOf, parseEntries, REDIS_FORMAT, scripts, type Entry, type Keys, type RedisTarget } from './protocol.js';
+
+/** What the replica keeps in sync: a local map (RedisDict) or a shared-memory dict (the bridge). */
+export interface ReplicaTarget {
+  /**
+   * Applies the operations of remote entries, in order, then the pending local operations that
+   * reapply() returns (it must be called after the target is up to date with its own local writes).
+   * An operation whose nested dict no longer exists is skipped, the same way on every side.
+   */
+  applyRemote(ops: DecodedOp[], reapply: () => DecodedOp[]): void;
+  /** Replaces the whole contents with a snapshot (a fresh map it may keep), then applies reapply(). */
+  reset(map: Map<Key, unknown>, reapply: () => DecodedOp[]): void;
+  /** The contents at lastId, for a snapshot; only asked while nothing is pending. null: not now. */
+  snapshotSource(): ReadonlyMap<Key, unknown> | null;
+}
+
+export interface ReplicaConfig {
+  redis: RedisTarget;
+  name: string;
+  prefix: string;
+  serializer: Serializer;
+  origin: string;
+  /** A snapshot is written once the stream holds twice max(snapshotEvery, keys) entries. */
+  snapshotEvery: number;
+  connectTimeout: number;
+  /** Seconds Redis remembers an origin's last sequence number (for resends and restarts). */
+  originTtl: number;
+}
+
+interface Pending {
+  seq: bigint;
+  ops: DecodedOp[];
+  /** root keys written; null: a root clear (touches every key) */
+  keys: Key[] | null;
+}
+
+export interface ReplicaStats {
+  lastId: string;
+  pending: number;
+  applied: number;
+  confirmed: number;
+  resyncs: number;
+  snapshots: number;
+  online: boolean;
+}
+
+const PAGE = 1000;
+
+export class Replica {
+  readonly keys: Keys;
+  lastId = '0-0';
+  closed = false;
+  online = true;
+  onError: (e: unknown) => void = () => {};
+  onState: (online: boolean) => void = () => {};
+
+  private pending: Pending[] = [];
+  private ph = 0;
+  private readonly pendingKeys = new Map<Key, number>();
+  private lastAck: Promise<unknown> = Promise.resolve();
+  private failure: ReplicationError | null = null;
+  private resyncing: Promise<void> | null = null;
+  private tailDone: Promise<void> | null = null;
+  private snapWanted = false;
+  private snapping = false;
+  private nextSeq = 1n;
+  private stats_ = { applied: 0, confirmed: 0, resyncs: 0, snapshots: 0 };
+
+  private constructor(
+    readonly cfg: ReplicaConfig,
+    private readonly target: ReplicaTarget,
+    readonly cmd: RedisClient,
+    private readonly tail: RedisClient,
+  ) {
+    this.keys = keysOf(cfg.prefix, cfg.name);
+    cmd.on('error', () => {}); // reported through 'close'/'ready' below; commands wait for the reconnect
+    tail.on('error', () => {});
+    cmd.on('close', () => this.setOnline(false));
+    cmd.on('ready', () => this.setOnline(true));
+  }
+
+  /** Connects (two connections: commands and the blocking tail) and checks or records the dict's format. */
+  static async open(cfg: ReplicaConfig, target: ReplicaTarget): Promise<Replica> {
+    const cmd = await connect(cfg.redis, `${cfg.name}-cmd`, cfg.connectTimeout);
+    let tail: RedisClient;
+    try {
+      tail = await connect(cfg.redis, `${cfg.name}-tail`, cfg.connectTimeout);
+    } catch (e) {
+      cmd.disconnect();
+      throw e;
+    }
+    const r = new Replica(cfg, target, cmd, tail);
+    try {
+      await r.checkMeta();
+    } catch (e) {
+      cmd.disconnect();
+      tail.disconnect();
+      throw e;
+    }
+    return r;
+  }
+
+  private async checkMeta(): Promise<void> {
+    const k = this.keys;
+    const ser = this.cfg.serializer.name;
+    const res = await scripts(this.cmd).udInit(k.meta, k.stream, k.last, k.snap, REDIS_FORMAT, ser);
+    if (res[0] === 'foreign') {
+      throw new ReplicationError(`Redis key ${res[1]} is a ${res[2]}, not part of an ultradict dict; refusing to touch it (choose another name or prefix)`);
+    }
+    if (res[1] !== REDIS_FORMAT) {
+      throw new ReplicationError(`${k.meta} has format ${JSON.stringify(res[1])}; this ultradict understands format ${REDIS_FORMAT}`);
+    }
+    if (res[2] !== ser) {
+      throw new ParameterMismatchError(`the replicated dict ${JSON.stringify(this.cfg.name)} uses serializer '${res[2]}', not '${ser}'`);
+    }
+  }
+
+  private setOnline(online: boolean): void {
+    if (this.online === online || this.closed) return;
+    this.online = online;
+    this.onState(online);
+  }
+
+  /** The last sequence number Redis recorded for this origin (null: none, or forgotten after originTtl). */
+  async landedSeq(): Promise<bigint | null> {
+    const v = await this.cmd.get(this.keys.origin(this.cfg.origin));
+    return v === null ? null : BigInt(v);
+  }
+
+  // ---- pending writes -------------------------------------------------------------------------
+
+  get pendingCount(): number {
+    return this.pending.length - this.ph;
+  }
+
+  /** A sequence number for a write of this replica (RedisDict; the bridge brings its own). */
+  newSeq(): bigint {
+    return this.nextSeq++;
+  }
+
+  /** Records a local write (already applied locally) and sends it. */
+  push(seq: bigint, body: Buffer, ops: DecodedOp[]): void {
+    let keys: Key[] | null = [];
+    for (const o of ops) {
+      if (o.path != null && o.path.length > 0) keys.push(o.path[0]!);
+      else if (o.op === OP_CLEAR) {
+        keys = null;
+        break;
+      } else keys.push(o.key!);
+    }
+    this.pending.push({ seq, ops, keys });
+    if (keys !== null) for (const k of keys) this.pendingKeys.set(k, (this.pendingKeys.get(k) ?? 0) + 1);
+    const p = this.send(seq, body, '').then(
+      (r) => {
+        if (r[0] === 'ok') this.noteLength(r[2]);
+      },
+      (e) => this.writeFailed(seq, e),
+    );
+    this.lastAck = p;
+  }
+
+  /** Sends one entry; expected !== '' makes it conditional on the stream's last id. */
+  send(seq: bigint, body: Buffer, expected: string): Promise<[string, string, number]> {
+    const k = this.keys;
+    const o = this.cfg.origin;
+    return scripts(this.cmd).udWrite(k.stream, k.last, k.origin(o), o, seq.toString(), expected, body, this.cfg.originTtl);
+  }
+
+  noteLength(len: number): void {
+    const size = this.target.snapshotSource()?.size ?? 0;
+    if (len >= 2 * Math.max(this.cfg.snapshotEvery, size)) this.snapWanted = true;
+    if (this.snapWanted) this.maybeSnapshot();
+  }
+
+  private writeFailed(seq: bigint, e: unknown): void {
+    if (this.closed) return;
+    const i = this.pending.findIndex((p, j) => j >= this.ph && p.seq === seq);
+    if (i >= 0) {
+      const [p] = this.pending.splice(i, 1);
+      this.unregister(p!);
+    }
+    const err = new ReplicationError(`Redis rejected a write of ${JSON.stringify(this.cfg.name)}: ${(e as Error)?.message ?? e}`, { cause: e });
+    this.failure ??= err;
+    this.onError(err);
+    // the write is applied locally: take the contents from Redis again (plus what is still pending)
+    void this.resync().catch((x: unknown) => this.onError(x));
+  }
+
+  private unregister(p: Pending): void {
+    if (p.keys === null) return;
+    for (const k of p.keys) {
+      const n = this.pendingKeys.get(k)! - 1;
+      if (n === 0) this.pendingKeys.delete(k);
+      else this.pendingKeys.set(k, n);
+    }
+  }
+
+  private popHead(): void {
+    this.unregister(this.pending[this.ph]!);
+    this.pending[this.ph] = undefined as never;
+    this.ph++;
+    if (this.ph === this.pending.length) {
+      this.pending = [];
+      this.ph = 0;
+    } else if (this.ph > 1024 && this.ph * 2 > this.pending.length) {
+      this.pending = this.pending.slice(this.ph);
+      this.ph = 0;
+    }
+  }
+
+  /** Ops of the pending writes that must be applied again after remote ops on `keys` (null: all). */
+  private reapplyFor(keys: Set<Key> | null): DecodedOp[] {
+    const pend = this.pending;
+    let from = -1;
+    if (keys === null) from = this.ph;
+    else {
+      for (let i = this.ph; i < pend.length; i++) {
+        const pk = pend[i]!.keys;
+        if (pk === null || pk.some((k) => keys.has(k))) {
+          from = i;
+          break;
+        }
+      }
+    }
+    const out: DecodedOp[] = [];
+    if (from < 0) return out;
+    for (let i = from; i < pend.length; i++) for (const o of pend[i]!.ops) out.push(o);
+    return out;
+  }
+
+  private allPending(): DecodedOp[] {
+    return this.reapplyFor(null);
+  }
+
+  /** Resolves once every write pushed before the call is acknowledged by Redis; rejects if one was refused. */
+  async flush(timeoutMs?: number): Promise<void> {
+    const p = this.lastAck;
+    if (timeoutMs === undefined) await p;
+    else {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          p,
+          new Promise((_, reject) => {
+            timer = setTimeout(
+              () =>
+                reject(
+                  new ReplicationError(
+                    `${this.pendingCount} write(s) of ${JSON.stringify(this.cfg.name)} not acknowledged by ${describeTarget(this.cfg.redis)} within ${timeoutMs} ms` +
+                      (this.online ? '' : ' (Redis is unreachable; they stay queued and are sent on reconnect)'),
+                  ),
+                ),
+              timeoutMs,
+            );
+          }),
+        ]);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    if (this.failure !== null) {
+      const f = this.failure;
+      this.failure = null;
+      throw f;
+    }
+  }
+
+  // ---- reading the stream ---------------------------------------------------------------------
+
+  private decode(e: Entry): DecodedOp[] | null {
+    const ops: DecodedOp[] = [];
+    try {
+      const d = new Decoder(e.body, new DataView(e.body.buffer, e.body.byteOffset, e.body.byteLength), e.body, `Redis entry ${e.id}`);
+      d.reset(0, e.body.length);
+      d.body(this.cfg.serializer, ops);
+      return ops;
+    } catch (x) {
+      // every reader skips the same entry, so all sides still converge
+      this.onError(new ReplicationError(`skipped the unreadable entry ${e.id} of ${this.keys.stream}: ${(x as Error).message}`, { cause: x }));
+      return null;
+    }
+  }
+
+  /**
+   * Applies entries in stream order. Returns false on a gap (an entry whose predecessor is not the
+   * last one applied: entries were trimmed away, or Redis lost data); the caller then resyncs.
+   */
+  ingest(entries: readonly Entry[]): boolean {
+    let cursor = this.lastId;
+    let group: DecodedOp[] = [];
+    let groupKeys: Set<Key> | null = new Set();
+    const flushGroup = (): void => {
+      if (group.length > 0) {
+        const keys = groupKeys;
+        this.target.applyRemote(group, () => this.reapplyFor(keys));
+        this.stats_.applied += group.length;
+      }
+      this.lastId = cursor;
+      group = [];
+      groupKeys = new Set();
+    };
+    try {
+      for (const e of entries) {
+        if (cmpId(e.id, cursor) <= 0) continue;
+        if (e.prev !== cursor) {
+          flushGroup();
+          return false;
+        }
+        cursor = e.id;
+        if (e.origin === this.cfg.origin && this.pendingCount > 0) {
+          const head = this.pending[this.ph]!;
+          if (head.seq === e.seq) {
+            // the echo of our own oldest pending write: the local contents already include it
+            flushGroup();
+            this.popHead();
+            this.stats_.confirmed++;
+            continue;
+          }
+          if (e.seq > head.seq) {
+            // pending writes before this one will never come back (refused): start over from Redis
+            flushGroup();
+            while (this.pendingCount > 0 && this.pending[this.ph]!.seq < e.seq) this.popHead();
+            if (this.pendingCount > 0 && this.pending[this.ph]!.seq === e.seq) this.popHead();
+            return false;
+          }
+        }
+        // a remote entry (or one of ours no longer pending: a transaction, or from before a restart)
+        const ops = this.decode(e);
+        if (ops === null) continue;
+        for (const o of ops) {
+          group.push(o);
+          if (groupKeys === null) continue;
+          if (o.path != null && o.path.length > 0) groupKeys.add(o.path[0]!);
+          else if (o.op === OP_CLEAR) groupKeys = null;
+          else groupKeys.add(o.key!);
+        }
+      }
+      flushGroup();
+    } finally {
+      if (this.snapWanted && this.pendingCount === 0) this.maybeSnapshot();
+    }
+    return true;
+  }
+
+  /** Reads and applies every entry after lastId (on the command connection). False on a gap. */
+  async catchUp(): Promise<boolean> {
+    for (;;) {
+      const raw = await this.cmd.xrangeBuffer(this.keys.stream, `(${this.lastId}`, '+', 'COUNT', PAGE);
+      const entries = parseEntries(raw);
+      if (!this.ingest(entries)) return false;
+      if (entries.length < PAGE) return true;
+    }
+  }
+
+  /** Catches up, resyncing on a gap, until lastId is at least `id`. */
+  async catchUpTo(id: string): Promise<void> {
+    while (cmpId(this.lastId, id) < 0) {
+      if (!(await this.catchUp())) await this.resync();
+      else if (cmpId(this.lastId, id) < 0) throw new ReplicationError(`entry ${id} is missing from ${this.keys.stream}`);
+    }
+  }
+
+  /**
+   * Loads the snapshot and the entries after it. Pending writes that Redis already has (by the
+   * origin's recorded sequence number) are dropped: they are in the snapshot or come back as entries.
+   */
+  resync(): Promise<void> {
+    this.resyncing ??= (async () => {
+      try {
+        for (let attempt = 0; !this.closed; attempt++) {
+          const k = this.keys;
+          const res = await this.cmd.multi().hget(k.snap, 'id').hgetBuffer(k.snap, 'd').get(k.origin(this.cfg.origin)).exec();
+          if (res === null) throw new ReplicationError('snapshot read was aborted');
+          for (const [err] of res) if (err) throw new ReplicationError(`cannot read the snapshot: ${err.message}`, { cause: err });
+          const snapId = (res[0]![1] as string | null) ?? '0-0';
+          const dump = res[1]![1] as Buffer | null;
+          const landed = res[2]![1] === null ? -1n : BigInt(res[2]![1] as string);
+          let map: Map<Key, unknown>;
+          if (dump === null || dump.length === 0) map = new Map();
+          else {
+            try {
+              const d = new Decoder(dump, new DataView(dump.buffer, dump.byteOffset, dump.byteLength), dump, `snapshot ${k.snap}`);
+              map = decodeDump(d, 0, dump.length, this.cfg.serializer);
+            } catch (x) {
+              throw new ReplicationError(`the snapshot ${k.snap} is unreadable: ${(x as Error).message}`, { cause: x });
+            }
+          }
+          while (this.pendingCount > 0 && this.pending[this.ph]!.seq <= landed) this.popHead();
+          this.target.reset(map, () => this.allPending());
+          this.lastId = snapId;
+          this.stats_.resyncs++;
+          if (await this.catchUp()) return;
+          if (attempt > 100) throw new ReplicationError(`${k.stream} keeps changing under the snapshot; giving up`);
+        }
+      } finally {
+        this.resyncing = null;
+      }
+    })();
+    return this.resyncing;
+  }
+
+  /** Starts the tail: XREAD BLOCK on its own connection, applying entries as they come. */
+  startTail(): void {
+    this.tailDone ??= (async () => {
+      while (!this.closed) {
+        let raw: unknown;
+        try {
+          raw = await this.tail.xreadBuffer('COUNT', PAGE, 'BLOCK', 1000, 'STREAMS', this.keys.stream, this.lastId);
+        } catch (e) {
+          if (this.closed) return;
+          await delay(50);
+          continue;
+        }
+        if (this.closed) return;
+        if (raw === null) continue;
+        try {
+          const entries = parseEntries((raw as [unknown, unknown][])[0]![1]);
+          if (!this.ingest(entries)) await this.resync();
+        } catch (e) {
+          if (this.closed) return;
+          this.onError(e);
+          await delay(100);
+        }
+      }
+    })();
+  }
+
+  // ---- snapshots ------------------------------------------------------------------------------
+
+  private maybeSnapshot(): void {
+    if (this.snapping || this.closed || this.pendingCount > 0 || this.resyncing !== null) return;
+    const src = this.target.snapshotSource();
+    if (src === null) return;
+    const enc = new Encoder(64 * 1024);
+    let len: number;
+    try {
+      [len] = encodeDump(enc, src, this.cfg.serializer);
+    } catch (e) {
+      this.onError(e);
+      return;
+    }
+    const id = this.lastId;
+    this.snapWanted = false;
+    this.snapping = true;
+    scripts(this.cmd)
+      .udSnapshot(this.keys.snap, this.keys.stream, id, enc.buf.subarray(0, len))
+      .then(
+        (published) => {
+          if (published === 1) this.stats_.snapshots++;
+        },
+        (e) => this.onError(new ReplicationError(`snapshot failed: ${(e as Error).message}`, { cause: e })),
+      )
+      .finally(() => {
+        this.snapping = false;
+      });
+  }
+
+  /** Writes a snapshot now (after flushing); resolves once Redis has it. */
+  async snapshot(): Promise<void> {
+    await this.flush();
+    await this.catchUp();
+    this.snapWanted = true;
+    this.maybeSnapshot();
+    while (this.snapping) await delay(1);
+  }
+
+  stats(): ReplicaStats {
+    return { lastId: this.lastId, pending: this.pendingCount, online: this.online, ...this.stats_ };
+  }
+
+  /** Stops the tail, waits up to timeoutMs for pending writes, and disconnects. */
+  async close(timeoutMs: number): Promise<void> {
+    if (this.closed) return;
+    let err: unknown = null;
+    try {
+      await this.flush(timeoutMs);
+    } catch (e) {
+      err = e;
+    }
+    this.closed = true;
+    this.tail.disconnect();
+    await this.tailDone?.catch(() => {});
+    try {
+      await Promise.race([this.cmd.quit(), delay(1000)]);
+    } catch {
+      // already gone
+    }
+    this.cmd.disconnect();
+    if (err !== null) throw err instanceof UltraDictError ? err : new ReplicationError(String(err), { cause: err });
+  }
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
