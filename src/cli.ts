@@ -113,16 +113,6 @@ interface Command {
 const COMMON = ['help', 'lock-timeout'];
 
 const COMMANDS: Record<string, Command> = {
-  bridge: {
-    args: ['NAME', 'URL'],
-    options: ['json', 'help', 'stream', 'id', 'prefix'],
-    summary: 'replicate a dict across hosts through a Redis stream (runs until Ctrl-C)',
-    details:
-      'Joins the local dict NAME (created if missing) to the stream of the same name on the Redis server\n' +
-      'at URL (redis://host:port). Run one bridge per host per dict; hosts whose bridges share a stream\n' +
-      'converge to the same contents. Needs the ioredis package. See docs/replication.md.',
-    run: cmdBridge,
-  },
   ls: {
     args: [],
     options: ['json', 'help', 'lock-timeout'],
@@ -198,6 +188,16 @@ const COMMANDS: Record<string, Command> = {
       'uses, creators that died while initialising, and orphan segments. Dicts that every process closed\n' +
       'cleanly (kept with autoUnlink: false) stay, unless --all.',
     run: cmdGc,
+  },
+  bridge: {
+    args: ['NAME', 'URL'],
+    options: ['json', 'help', 'stream', 'id', 'prefix'],
+    summary: 'replicate a dict across hosts through a Redis stream (runs until Ctrl-C)',
+    details:
+      'Joins the local dict NAME (created if missing) to the stream of the same name on the Redis server\n' +
+      'at URL (redis://host:port). Run one bridge per host per dict; hosts whose bridges share a stream\n' +
+      'converge to the same contents. Needs the ioredis package. See docs/replication.md.',
+    run: cmdBridge,
   },
 };
 
@@ -625,8 +625,8 @@ Options:
 ${optionLines(['help', 'version', 'json'])}
 
 Run "ultradict COMMAND --help" for the options of a command.
-KEY is a string unless --number-key is given. The CLI attaches to existing dicts only and never
-removes one when it detaches (only rm and gc remove).
+KEY is a string unless --number-key is given. The CLI attaches to existing dicts only (bridge creates
+its dict if missing) and never removes one when it detaches (only rm and gc remove).
 
 ${EXIT_HELP}
 `;

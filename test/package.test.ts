@@ -68,8 +68,9 @@ test('npm pack ships only the runtime files, and installs and runs without a com
 
     await t.test('publint and arethetypeswrong pass on the tarball', async () => {
       await run(bin('publint'), ['run', tarball, '--strict'], root);
-      // CommonJS consumers load the ESM build through require(esm) (Node >= 20.19), which attw does not model
-      await run(bin('attw'), [tarball, '--ignore-rules', 'cjs-resolves-to-esm', '--format', 'ascii'], root);
+      // CommonJS consumers load the ESM build through require(esm) (Node >= 20.19), which attw does not model;
+      // node16 profile: the ultradict/redis subpath needs `exports`, which TypeScript's old node10 resolution ignores
+      await run(bin('attw'), [tarball, '--ignore-rules', 'cjs-resolves-to-esm', '--profile', 'node16', '--format', 'ascii'], root);
     });
 
     await t.test('installed with --ignore-scripts into a fresh project: ESM, CommonJS and the bin, on the prebuild', async () => {

@@ -50,7 +50,7 @@ interface Undo {
  * converges to the stream's order. Open it with `await RedisDict.open({ name, redis })`.
  */
 export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> {
-  #map: Map<Key, unknown> = new Map();
+  readonly #state: { m: Map<Key, unknown> };
   readonly #replica: Replica;
   readonly #enc = new Encoder();
   readonly #ser;
@@ -64,14 +64,19 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   #txQueue: Promise<unknown> = Promise.resolve();
   readonly name: string;
 
-  private constructor(name: string, replica: Replica, opts: RedisDictOptions, map: { m: Map<Key, unknown> }) {
+  private constructor(name: string, replica: Replica, opts: RedisDictOptions, state: { m: Map<Key, unknown> }) {
     super();
     this.name = name;
     this.#replica = replica;
     this.#ser = replica.cfg.serializer;
     this.#conflictTimeout = opts.conflictTimeout ?? 10_000;
     this.#closeTimeout = opts.closeTimeout ?? 5000;
-    this.#map = map.m;
+    this.#state = state;
+  }
+
+  /** The local copy (replaced as a whole when a snapshot is loaded). */
+  get #map(): Map<Key, unknown> {
+    return this.#state.m;
   }
 
   /** Connects, loads the snapshot and the stream after it, and starts tailing. */
@@ -82,17 +87,21 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
     const ser = resolveSerializer(options.serializer ?? 'msgpack');
     const snapshotEvery = options.snapshotEvery ?? 10_000;
     if (!Number.isSafeInteger(snapshotEvery) || snapshotEvery < 1) throw new RangeError('snapshotEvery must be a positive integer');
-    // the target is wired to the dict once it exists; the replica calls it only from load on
-    const holder: { d: RedisDict<V> | null; m: Map<Key, unknown> } = { d: null, m: new Map() };
+    // the local copy lives in `state` from the first load on; the dict (for events) is wired in after
+    const state: { d: RedisDict<V> | null; m: Map<Key, unknown> } = { d: null, m: new Map() };
     const target: ReplicaTarget = {
-      applyRemote: (ops, reapply) => holder.d!.#applyRemote(ops, reapply),
-      reset: (map, reapply) => {
-        if (holder.d === null) {
-          holder.m = map;
-          for (const o of reapply()) applyOp(map, o);
-        } else holder.d.#reset(map, reapply);
+      applyRemote: (ops, reapply) => {
+        const d = state.d;
+        const events = d !== null && d.listenerCount('change') > 0;
+        for (const o of ops) if (applyOp(state.m, o) && events) d.emit('change', outChange(changeOf(o)));
+        for (const o of reapply()) applyOp(state.m, o);
       },
-      snapshotSource: () => (holder.d === null || holder.d.#undo !== null ? null : holder.d.#map),
+      reset: (map, reapply) => {
+        for (const o of reapply()) applyOp(map, o);
+        state.m = map;
+        if (state.d !== null && state.d.listenerCount('change') > 0) state.d.emit('change', { type: 'reload' } satisfies Change);
+      },
+      snapshotSource: () => (state.d === null || state.d.#undo !== null ? null : state.m),
     };
     const replica = await Replica.open(
       {
@@ -113,29 +122,14 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       await replica.close(0).catch(() => {});
       throw e;
     }
-    const d = new RedisDict<V>(name, replica, options, holder);
-    holder.d = d;
+    const d = new RedisDict<V>(name, replica, options, state);
+    state.d = d;
     replica.onError = (e) => {
       if (d.listenerCount('error') > 0) d.emit('error', e);
     };
     replica.onState = (online) => d.emit(online ? 'online' : 'offline');
     replica.startTail();
     return d;
-  }
-
-  // ---- replica target -------------------------------------------------------------------------
-
-  #applyRemote(ops: DecodedOp[], reapply: () => DecodedOp[]): void {
-    const m = this.#map;
-    const events = this.listenerCount('change') > 0;
-    for (const o of ops) if (applyOp(m, o) && events) this.emit('change', outChange(changeOf(o)));
-    for (const o of reapply()) applyOp(m, o);
-  }
-
-  #reset(map: Map<Key, unknown>, reapply: () => DecodedOp[]): void {
-    for (const o of reapply()) applyOp(map, o);
-    this.#map = map;
-    if (this.listenerCount('change') > 0) this.emit('change', { type: 'reload' } satisfies Change);
   }
 
   // ---- reading (local copy) -------------------------------------------------------------------
@@ -325,7 +319,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   }
 
   /** Atomically replaces key's value by fn(old) (undefined deletes it); resolves with the new value. */
-  compute(key: Key, fn: (old: V | undefined) => V | undefined): Promise<V | undefined> {
+  async compute(key: Key, fn: (old: V | undefined) => V | undefined): Promise<V | undefined> {
     checkKey(key);
     return this.transaction(() => {
       const v = fn(this.get(key));
@@ -336,7 +330,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   }
 
   /** Atomically adds `by` to a number (a missing key counts as 0); resolves with the new value. */
-  increment(key: Key, by = 1): Promise<number> {
+  async increment(key: Key, by = 1): Promise<number> {
     checkKey(key);
     if (typeof by !== 'number' || !Number.isFinite(by)) throw new TypeError('increment(key, by): by must be a finite number');
     return this.transaction(() => {

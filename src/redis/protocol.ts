@@ -105,21 +105,25 @@ function splitId(id: string): [bigint, bigint] {
   return [BigInt(id.slice(0, dash)), BigInt(id.slice(dash + 1))];
 }
 
-/** One stream entry, checked for shape (the body is checked when decoded). */
+/** One stream entry, checked for shape (the body is checked when decoded); `bad` says why it is not ours. */
 export interface Entry {
   id: string;
   prev: string;
   origin: string;
   seq: bigint;
   body: Buffer;
+  bad?: string;
 }
 
-/** Parses XREAD/XRANGE entries ([id, [field, value, ...]], as Buffers). Malformed entries throw. */
+/**
+ * Parses XREAD/XRANGE entries ([id, [field, value, ...]], as Buffers). An entry that is not an
+ * ultradict entry (added to the stream by something else) is returned with `bad` set.
+ */
 export function parseEntries(raw: unknown): Entry[] {
   if (!Array.isArray(raw)) throw new ReplicationError('unexpected reply from Redis (not an array of entries)');
   const out: Entry[] = [];
   for (const e of raw) {
-    if (!Array.isArray(e) || e.length !== 2 || !Array.isArray(e[1])) throw new ReplicationError('malformed stream entry');
+    if (!Array.isArray(e) || e.length !== 2 || !Array.isArray(e[1])) throw new ReplicationError('unexpected reply from Redis (malformed stream entry)');
     const id = String(e[0]);
     const f = e[1] as Buffer[];
     let prev: string | undefined, origin: string | undefined, seq: string | undefined, body: Buffer | undefined;
@@ -130,10 +134,9 @@ export function parseEntries(raw: unknown): Entry[] {
       else if (name === 's') seq = String(f[i + 1]);
       else if (name === 'd') body = Buffer.isBuffer(f[i + 1]) ? f[i + 1] : Buffer.from(String(f[i + 1]));
     }
-    if (prev === undefined || origin === undefined || seq === undefined || body === undefined || !/^\d{1,30}$/.test(seq)) {
-      throw new ReplicationError(`stream entry ${id} is not an ultradict entry (fields p, o, s, d)`);
-    }
-    out.push({ id, prev, origin, seq: BigInt(seq), body });
+    if (prev === undefined || origin === undefined || seq === undefined || body === undefined || !/^\d{1,30}$/.test(seq) || !/^\d+-\d+$/.test(prev)) {
+      out.push({ id, prev: '', origin: '', seq: 0n, body: Buffer.alloc(0), bad: 'not an ultradict entry (fields p, o, s, d)' });
+    } else out.push({ id, prev, origin, seq: BigInt(seq), body });
   }
   return out;
 }

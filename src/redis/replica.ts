@@ -58,7 +58,10 @@ const PAGE = 1000;
 
 export class Replica {
   readonly keys: Keys;
+  /** id of the last entry applied: the next entry's `p` must be this */
   lastId = '0-0';
+  /** id of the last entry read (past entries that are not ours, which the chain does not include) */
+  private readPos = '0-0';
   closed = false;
   online = true;
   onError: (e: unknown) => void = () => {};
@@ -311,8 +314,16 @@ export class Replica {
     };
     try {
       for (const e of entries) {
-        if (cmpId(e.id, cursor) <= 0) continue;
+        if (cmpId(e.id, cursor) <= 0 || cmpId(e.id, this.readPos) <= 0) continue;
+        this.readPos = e.id;
+        if (e.bad !== undefined) {
+          // written into the stream by something else: every reader skips it
+          this.onError(new ReplicationError(`skipped entry ${e.id} of ${this.keys.stream}: ${e.bad}`));
+          continue;
+        }
         if (e.prev !== cursor) {
+          // junk added by something else (not in the chain) is skipped; anything else is a gap
+          if (this.decode(e) === null) continue;
           flushGroup();
           return false;
         }
@@ -352,10 +363,15 @@ export class Replica {
     return true;
   }
 
+  /** Where reading continues: after the last entry read, unless that is before the last applied. */
+  private readFrom(): string {
+    return cmpId(this.readPos, this.lastId) > 0 ? this.readPos : this.lastId;
+  }
+
   /** Reads and applies every entry after lastId (on the command connection). False on a gap. */
   async catchUp(): Promise<boolean> {
     for (;;) {
-      const raw = await this.cmd.xrangeBuffer(this.keys.stream, `(${this.lastId}`, '+', 'COUNT', PAGE);
+      const raw = await this.cmd.xrangeBuffer(this.keys.stream, `(${this.readFrom()}`, '+', 'COUNT', PAGE);
       const entries = parseEntries(raw);
       if (!this.ingest(entries)) return false;
       if (entries.length < PAGE) return true;
@@ -398,6 +414,7 @@ export class Replica {
           while (this.pendingCount > 0 && this.pending[this.ph]!.seq <= landed) this.popHead();
           this.target.reset(map, () => this.allPending());
           this.lastId = snapId;
+          this.readPos = snapId;
           this.stats_.resyncs++;
           if (await this.catchUp()) return;
           if (attempt > 100) throw new ReplicationError(`${k.stream} keeps changing under the snapshot; giving up`);
@@ -415,7 +432,7 @@ export class Replica {
       while (!this.closed) {
         let raw: unknown;
         try {
-          raw = await this.tail.xreadBuffer('COUNT', PAGE, 'BLOCK', 1000, 'STREAMS', this.keys.stream, this.lastId);
+          raw = await this.tail.xreadBuffer('COUNT', PAGE, 'BLOCK', 1000, 'STREAMS', this.keys.stream, this.readFrom());
         } catch (e) {
           if (this.closed) return;
           await delay(50);

@@ -1,0 +1,107 @@
+// Test helper: a real redis-server (the Debian package) on a free loopback port, with AOF fsync on every
+// write so that a restart keeps every acknowledged write; stop, kill -9 and restart on the same port.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { waitFor } from './helpers.js';
+
+export function redisServerPath(): string {
+  const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  const p = r.stdout.trim();
+  if (r.status !== 0 || p === '') {
+    throw new Error('redis-server is not installed: the Redis tests need it (apt-get install redis-server; .ci/run installs it)');
+  }
+  return p;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** True once the server answers PING on the port. */
+async function answers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = new Socket();
+    let buf = '';
+    const done = (ok: boolean): void => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(500, () => done(false));
+    sock.once('error', () => done(false));
+    sock.on('data', (d) => {
+      buf += d.toString();
+      if (buf.includes('PONG')) done(true);
+      else if (buf.startsWith('-')) done(false); // -LOADING: still reading its AOF
+    });
+    sock.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
+  });
+}
+
+export class RedisServer {
+  proc: ChildProcess | null = null;
+  readonly dir = mkdtempSync(join(tmpdir(), 'ud-redis-'));
+  log = '';
+
+  private constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<RedisServer> {
+    const s = new RedisServer(await freePort());
+    await s.launch();
+    return s;
+  }
+
+  async launch(): Promise<void> {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dir];
+    const p = spawn(redisServerPath(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    p.stdout!.on('data', (d: Buffer) => (this.log = (this.log + d.toString()).slice(-4000)));
+    p.stderr!.on('data', (d: Buffer) => (this.log = (this.log + d.toString()).slice(-4000)));
+    this.proc = p;
+    try {
+      await waitFor(() => answers(this.port), `redis-server on port ${this.port}`, 15_000, 20);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${this.log}`);
+    }
+  }
+
+  /** Stops the server (SIGTERM, or SIGKILL) and waits for it to exit. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const p = this.proc;
+    if (p === null) return;
+    this.proc = null;
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill(signal);
+    await exited;
+  }
+
+  async restart(signal: NodeJS.Signals = 'SIGKILL', downMs = 0): Promise<void> {
+    await this.stop(signal);
+    if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+    await this.launch();
+  }
+
+  async close(): Promise<void> {
+    await this.stop('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Sorted [key, value] pairs: what "identical contents" compares. */
+export function contents(d: Iterable<[unknown, unknown]>): string {
+  return JSON.stringify([...d].sort((a, b) => (String(a[0]) < String(b[0]) ? -1 : 1)));
+}
