@@ -1,5 +1,5 @@
 // Writes docs/benchmarks.md and the SVG chart from the results of one run.
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config.js';
 import { CONTENDERS, PYTHON_FIGURES, BATCH } from './contenders/registry.js';
@@ -525,7 +525,24 @@ export function writeReport(r: RunResults, dir: string): string[] {
   const md = join(dir, 'benchmarks.md');
   const svg = join(dir, 'bench-chart.svg');
   writeFileSync(svg, chartSvg(r));
+  // the replication section comes from bench/replication.ts: keep it
+  const before = existsSync(md) ? readFileSync(md, 'utf8') : '';
+  const i = before.indexOf(START);
+  const j = before.indexOf(END);
   writeFileSync(md, markdown(r));
+  if (i >= 0 && j > i) spliceSection(md, before.slice(i, j + END.length));
   return [md, svg];
 }
 
+
+export const START = '<!-- replication:start -->';
+export const END = '<!-- replication:end -->';
+
+/** Replaces (or appends) the marked replication section of a benchmarks.md. */
+export function spliceSection(file: string, section: string): void {
+  const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const i = old.indexOf(START);
+  const j = old.indexOf(END);
+  const next = i >= 0 && j > i ? old.slice(0, i) + section + old.slice(j + END.length) : `${old.trimEnd()}\n\n${section}\n`;
+  writeFileSync(file, next);
+}

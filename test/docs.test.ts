@@ -4,7 +4,8 @@
 // `import 'ultradict'` resolves to this package, with a private empty /dev/shm where possible (as on a
 // fresh machine: other tests' dicts and gc() calls cannot interfere). It must exit with 0. Lines ending in `// → text` state
 // what the block prints: then its output must be exactly those lines, in order. A block preceded by
-// `<!-- not-run: reason -->` is skipped (say why).
+// `<!-- not-run: reason -->` is skipped (say why). Blocks that use ultradict/redis get REDIS_URL, a
+// redis-server started for them.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withPrivateShm } from './private-shm.js';
+import { RedisServer } from './redis-server.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const outDir = join(root, 'out', 'docs', String(process.pid));
@@ -42,16 +44,20 @@ function blocks(file: string): Block[] {
   return out;
 }
 
-function run(cmd: string, args: string[], timeout = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(cmd: string, args: string[], timeout = 60_000, env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: root, timeout }, (err, stdout, stderr) => {
+    execFile(cmd, args, { cwd: root, timeout, env: env ?? process.env }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr });
     });
   });
 }
 
 mkdirSync(outDir, { recursive: true });
-after(() => rmSync(outDir, { recursive: true, force: true }));
+let redis: Promise<RedisServer> | null = null;
+after(async () => {
+  rmSync(outDir, { recursive: true, force: true });
+  if (redis !== null) await (await redis).close();
+});
 
 for (const file of docs) {
   const runnable = blocks(file).filter((b) => ['js', 'javascript', 'mjs', 'cjs'].includes(b.lang));
@@ -62,7 +68,9 @@ for (const file of docs) {
       await t.test(`${file}:${b.line}`, { skip: skip ? skip[1] : false }, async () => {
         const path = join(outDir, `${file.replace(/[/.]/g, '_')}_${b.line}.${b.lang === 'cjs' ? 'cjs' : 'mjs'}`);
         writeFileSync(path, b.code + '\n');
-        const r = await run(...withPrivateShm([process.execPath, path]));
+        let env: NodeJS.ProcessEnv | undefined;
+        if (b.code.includes('ultradict/redis')) env = { ...process.env, REDIS_URL: (await (redis ??= RedisServer.start())).url };
+        const r = await run(...withPrivateShm([process.execPath, path]), 60_000, env);
         assert.equal(r.code, 0, `${file}:${b.line} exited with ${r.code}\n${r.stdout}\n${r.stderr}`);
         const expected = b.code
           .split('\n')

@@ -281,7 +281,8 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       }
       this.#check();
       await replica.flush();
-      if (!(await replica.catchUp())) await replica.resync();
+      // first try at the position the tail has brought us to; after a conflict, read what came first
+      if (attempt > 0 && !(await replica.catchUp())) await replica.resync();
       if (replica.pendingCount > 0) continue; // writes made meanwhile from elsewhere in this process
       const expected = replica.lastId;
       const undo: Undo[] = [];
@@ -303,9 +304,12 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       const enc = this.#enc;
       enc.beginBody();
       encodeWrite(enc, ops, this.#ser, false);
-      const [status, id] = await replica.send(replica.newSeq(), Buffer.from(enc.buf.subarray(0, enc.pos)), expected);
+      const seq = replica.newSeq();
+      const body = Buffer.from(enc.buf.subarray(0, enc.pos));
+      const [status, id] = await replica.send(seq, body, expected);
       if (status === 'ok') {
-        await replica.catchUpTo(id);
+        // the entry follows `expected` in the stream: apply it now rather than waiting for the tail
+        if (!replica.ingest([{ id, prev: expected, origin: replica.cfg.origin, seq, body }])) await replica.catchUpTo(id);
         return result;
       }
       if (status === 'dup') {

@@ -79,6 +79,31 @@ return {'ok', id, redis.call('XLEN', KEYS[1])}
 `;
 
 /**
+ * Appends several entries of one origin in order (the writes one process made in one tick), as
+ * WRITE_LUA does for each, without a condition. KEYS: stream last origin; ARGV: origin ttl n, then n
+ * pairs seq body. Returns {entries written, last id, length}.
+ */
+export const WRITE_MANY_LUA = `${CMP}
+local last = redis.call('GET', KEYS[2]) or '0-0'
+local seen = redis.call('GET', KEYS[3])
+local n = tonumber(ARGV[3])
+local wrote = 0
+for i = 0, n - 1 do
+  local seq = ARGV[4 + 2 * i]
+  if not (seen and seqle(seq, seen)) then
+    last = redis.call('XADD', KEYS[1], '*', 'p', last, 'o', ARGV[1], 's', seq, 'd', ARGV[5 + 2 * i])
+    seen = seq
+    wrote = wrote + 1
+  end
+end
+if wrote > 0 then
+  redis.call('SET', KEYS[2], last)
+  redis.call('SET', KEYS[3], seen, 'EX', ARGV[2])
+end
+return {wrote, last, redis.call('XLEN', KEYS[1])}
+`;
+
+/**
  * Publishes a snapshot taken at entry ARGV[1] (only if newer than the current one) and trims the
  * stream to the previous snapshot: readers keep one generation of entries to catch up with.
  * KEYS: snap stream; ARGV: id dump. Returns 1 if published.
@@ -196,6 +221,7 @@ export async function connect(target: RedisTarget, role: string, connectTimeout:
   client.on('error', onError);
   client.defineCommand('udInit', { numberOfKeys: 4, lua: INIT_LUA });
   client.defineCommand('udWrite', { numberOfKeys: 3, lua: WRITE_LUA });
+  client.defineCommand('udWriteMany', { numberOfKeys: 3, lua: WRITE_MANY_LUA });
   client.defineCommand('udSnapshot', { numberOfKeys: 2, lua: SNAPSHOT_LUA });
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -220,6 +246,7 @@ export async function connect(target: RedisTarget, role: string, connectTimeout:
 export interface Scripts {
   udInit(meta: string, stream: string, last: string, snap: string, format: string, serializer: string): Promise<string[]>;
   udWrite(stream: string, last: string, origin: string, o: string, seq: string, expected: string, body: Buffer, ttl: number): Promise<[string, string, number]>;
+  udWriteMany(stream: string, last: string, origin: string, o: string, ttl: number, n: number, ...seqBodies: (string | Buffer)[]): Promise<[number, string, number]>;
   udSnapshot(snap: string, stream: string, id: string, dump: Buffer): Promise<number>;
 }
 

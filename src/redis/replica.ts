@@ -55,6 +55,9 @@ export interface ReplicaStats {
 }
 
 const PAGE = 1000;
+/** most writes sent in one script call, and most bytes */
+const OUTBOX_ENTRIES = 1000;
+const OUTBOX_BYTES = 4 << 20;
 
 export class Replica {
   readonly keys: Keys;
@@ -71,6 +74,10 @@ export class Replica {
   private ph = 0;
   private readonly pendingKeys = new Map<Key, number>();
   private lastAck: Promise<unknown> = Promise.resolve();
+  /** writes of this tick not sent yet: seq, body, seq, body, ... */
+  private outbox: (string | Buffer)[] = [];
+  private outboxBytes = 0;
+  private outboxScheduled = false;
   private failure: ReplicationError | null = null;
   private resyncing: Promise<void> | null = null;
   private tailDone: Promise<void> | null = null;
@@ -151,7 +158,7 @@ export class Replica {
     return this.nextSeq++;
   }
 
-  /** Records a local write (already applied locally) and sends it. */
+  /** Records a local write (already applied locally); it is sent with the others of this tick. */
   push(seq: bigint, body: Buffer, ops: DecodedOp[]): void {
     let keys: Key[] | null = [];
     for (const o of ops) {
@@ -163,12 +170,31 @@ export class Replica {
     }
     this.pending.push({ seq, ops, keys });
     if (keys !== null) for (const k of keys) this.pendingKeys.set(k, (this.pendingKeys.get(k) ?? 0) + 1);
-    const p = this.send(seq, body, '').then(
-      (r) => {
-        if (r[0] === 'ok') this.noteLength(r[2]);
-      },
-      (e) => this.writeFailed(seq, e),
-    );
+    this.outbox.push(seq.toString(), body);
+    this.outboxBytes += body.length;
+    if (this.outbox.length >= 2 * OUTBOX_ENTRIES || this.outboxBytes >= OUTBOX_BYTES) this.sendOutbox();
+    else if (!this.outboxScheduled) {
+      this.outboxScheduled = true;
+      queueMicrotask(() => this.sendOutbox());
+    }
+  }
+
+  /** Sends the queued writes as one script call (in order, after everything sent before). */
+  private sendOutbox(): void {
+    this.outboxScheduled = false;
+    const batch = this.outbox;
+    if (batch.length === 0) return;
+    this.outbox = [];
+    this.outboxBytes = 0;
+    const k = this.keys;
+    const o = this.cfg.origin;
+    const seqs = batch.filter((_, i) => i % 2 === 0) as string[];
+    const p = scripts(this.cmd)
+      .udWriteMany(k.stream, k.last, k.origin(o), o, this.cfg.originTtl, batch.length / 2, ...batch)
+      .then(
+        (r) => this.noteLength(r[2]),
+        (e) => this.writeFailed(seqs.map((x) => BigInt(x)), e),
+      );
     this.lastAck = p;
   }
 
@@ -185,13 +211,17 @@ export class Replica {
     if (this.snapWanted) this.maybeSnapshot();
   }
 
-  private writeFailed(seq: bigint, e: unknown): void {
+  private writeFailed(seqs: bigint[], e: unknown): void {
     if (this.closed) return;
-    const i = this.pending.findIndex((p, j) => j >= this.ph && p.seq === seq);
-    if (i >= 0) {
-      const [p] = this.pending.splice(i, 1);
-      this.unregister(p!);
+    const failed = new Set(seqs);
+    const keep: Pending[] = [];
+    for (let j = this.ph; j < this.pending.length; j++) {
+      const p = this.pending[j]!;
+      if (failed.has(p.seq)) this.unregister(p);
+      else keep.push(p);
     }
+    this.pending = keep;
+    this.ph = 0;
     const err = new ReplicationError(`Redis rejected a write of ${JSON.stringify(this.cfg.name)}: ${(e as Error)?.message ?? e}`, { cause: e });
     this.failure ??= err;
     this.onError(err);
@@ -247,6 +277,7 @@ export class Replica {
 
   /** Resolves once every write pushed before the call is acknowledged by Redis; rejects if one was refused. */
   async flush(timeoutMs?: number): Promise<void> {
+    this.sendOutbox();
     const p = this.lastAck;
     if (timeoutMs === undefined) await p;
     else {

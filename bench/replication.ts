@@ -1,0 +1,272 @@
+// Replication benchmark (`npm run bench`, or alone: `npm run build:bench && node out/bench/replication.js
+// [--quick] [--write-docs] [--out=DIR]`): local reads of a bridged dict against the same dict without a
+// bridge, host-to-host replication delay through two bridges, and Redis-backed writes against plain
+// ioredis, all in one run against one redis-server started here. Writes the section between the
+// replication markers of benchmarks.md.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { UltraDict } from '../src/index.js';
+import { RedisDict } from '../src/redis/index.js';
+import { startRedis, type Server } from './lib/servers.js';
+import { median, nowNs, percentile } from './lib/timing.js';
+import { END, spliceSection, START } from './report.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const CLI = join(here, '..', 'src', 'cli.js');
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const writeDocs = args.includes('--write-docs') || (!quick && !args.some((a) => a.startsWith('--out=')));
+const outArg = args.find((a) => a.startsWith('--out='))?.slice(6);
+const REPS = quick ? 3 : 5;
+const READ_MS = quick ? 150 : 400;
+const WRITE_MS = quick ? 300 : 1000;
+const SAMPLES = quick ? 300 : 2000;
+const KEYS = 10_000;
+const tag = `rb${process.pid}`;
+
+function fmt(x: number): string {
+  if (!Number.isFinite(x)) return '–';
+  if (x >= 1e6) return `${(x / 1e6).toFixed(2)} M`;
+  if (x >= 1e3) return `${(x / 1e3).toFixed(1)} k`;
+  return x.toFixed(0);
+}
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+class Proc {
+  readonly p: ChildProcess;
+  out = '';
+  constructor(argv: string[]) {
+    this.p = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.p.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
+    this.p.stderr!.on('data', (d: Buffer) => (this.out += d.toString()));
+  }
+  async waitFor(text: string, ms = 20_000): Promise<void> {
+    const t0 = Date.now();
+    while (!this.out.includes(text)) {
+      if (this.p.exitCode !== null) throw new Error(`process exited: ${this.out}`);
+      if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${text}: ${this.out}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+  async stop(): Promise<void> {
+    if (this.p.exitCode !== null) return;
+    const done = new Promise((r) => this.p.once('exit', r));
+    this.p.kill('SIGTERM');
+    await done;
+  }
+}
+
+async function bridge(name: string, stream: string, url: string, id: string): Promise<Proc> {
+  const b = new Proc([CLI, 'bridge', name, url, '--stream', stream, '--id', id, '--json']);
+  await b.waitFor('"type":"ready"');
+  return b;
+}
+
+/** get() over shuffled keys for READ_MS: ops/s. */
+function readRate(d: UltraDict<unknown>, keys: string[]): number {
+  let n = 0;
+  let sink = 0;
+  const t0 = nowNs();
+  const end = t0 + BigInt(READ_MS) * 1_000_000n;
+  for (;;) {
+    for (let i = 0; i < 1000; i++) if (d.get(keys[(n + i) % keys.length]!) !== undefined) sink++;
+    n += 1000;
+    if (nowNs() >= end) break;
+  }
+  if (sink < 0) console.log(sink);
+  return n / (Number(nowNs() - t0) / 1e9);
+}
+
+async function reads(url: string): Promise<{ rows: [string, number[]][] }> {
+  const name = `${tag}_r`;
+  const keys = Array.from({ length: KEYS }, (_, i) => `k${i}`).sort(() => Math.random() - 0.5);
+  const d = new UltraDict<unknown>({ name });
+  d.update(keys.map((k, i) => [k, i] as [string, number]));
+  const rows: [string, number[]][] = [];
+  const measure = async (label: string): Promise<void> => {
+    const xs: number[] = [];
+    for (let r = 0; r < REPS; r++) {
+      xs.push(readRate(d, keys));
+      await tick();
+    }
+    rows.push([label, xs]);
+  };
+  await measure('no bridge');
+  const b = await bridge(name, `${tag}_rs`, url, `${tag}-reads`);
+  await measure('bridge running, idle');
+  // a remote writer: 1 write per ms into the same stream (the bridge applies them locally)
+  const w = new Proc([
+    '--input-type=module',
+    '-e',
+    `import { RedisDict } from ${JSON.stringify(join(here, '..', 'src', 'redis', 'index.js'))};
+     const d = await RedisDict.open({ name: ${JSON.stringify(`${tag}_rs`)}, redis: ${JSON.stringify(url)} });
+     console.log('ready'); let i = 0;
+     const t = setInterval(() => d.set('remote', ++i), 1);
+     process.on('SIGTERM', async () => { clearInterval(t); await d.close(); process.exit(0); });`,
+  ]);
+  await w.waitFor('ready');
+  await measure('bridge applying ~1 k remote writes/s');
+  await w.stop();
+  await b.stop();
+  await measure('no bridge (again)');
+  d.close();
+  return { rows };
+}
+
+async function delays(url: string): Promise<{ shm: number[]; rd: number[] }> {
+  const [na, nb, stream] = [`${tag}_ha`, `${tag}_hb`, `${tag}_hs`];
+  const a = new UltraDict<unknown>({ name: na });
+  const b = new UltraDict<unknown>({ name: nb });
+  const ba = await bridge(na, stream, url, `${tag}-A`);
+  const bb = await bridge(nb, stream, url, `${tag}-B`);
+  const rd = await RedisDict.open<unknown>({ name: stream, redis: url });
+  const wait = async (key: string, v: number): Promise<number> => {
+    const deadline = Date.now() + 5000;
+    while (b.get(key) !== v) {
+      if (Date.now() > deadline) throw new Error(`no replication of ${key} within 5 s`);
+    }
+    return Number(nowNs());
+  };
+  const shm: number[] = [];
+  const viaRd: number[] = [];
+  for (let i = 0; i < SAMPLES + 20; i++) {
+    const t = Number(nowNs());
+    a.set('p', t);
+    const seen = await wait('p', t);
+    if (i >= 20) shm.push((seen - t) / 1000);
+    await tick();
+  }
+  for (let i = 0; i < Math.min(SAMPLES, 500) + 20; i++) {
+    const t = Number(nowNs());
+    rd.set('q', t);
+    await rd.flush();
+    const seen = await wait('q', t);
+    if (i >= 20) viaRd.push((seen - t) / 1000);
+    await tick();
+  }
+  await rd.close();
+  await ba.stop();
+  await bb.stop();
+  a.close();
+  b.close();
+  return { shm, rd: viaRd };
+}
+
+/** ops/s of `op` run in batches of `batch` for WRITE_MS, median of REPS. */
+async function rate(op: (i: number) => Promise<unknown> | void, batch: number, after?: () => Promise<unknown>): Promise<number> {
+  const xs: number[] = [];
+  let i = 0;
+  for (let r = 0; r < REPS; r++) {
+    const t0 = nowNs();
+    let n = 0;
+    while (Number(nowNs() - t0) / 1e6 < WRITE_MS) {
+      if (batch === 1) await op(i++);
+      else {
+        const ps: (Promise<unknown> | void)[] = [];
+        for (let k = 0; k < batch; k++) ps.push(op(i++));
+        await Promise.all(ps);
+        if (after) await after();
+      }
+      n += batch;
+    }
+    xs.push(n / (Number(nowNs() - t0) / 1e9));
+  }
+  return median(xs);
+}
+
+async function writes(url: string): Promise<[string, number, number][]> {
+  const name = `${tag}_w`;
+  const rd = await RedisDict.open<number>({ name, redis: url, snapshotEvery: 100_000 });
+  const io = new Redis(url, { enableAutoPipelining: true });
+  const keys = Array.from({ length: 1000 }, (_, i) => `k${i}`);
+  const out: [string, number, number][] = [];
+  const pipelinedIo = await rate((i) => io.set(keys[i % 1000]!, String(i)), 1000);
+  const pipelinedRd = await rate((i) => void rd.set(keys[i % 1000]!, i), 1000, () => rd.flush());
+  out.push(['small writes, pipelined (flush every 1000)', pipelinedRd, pipelinedIo]);
+  const awaitedIo = await rate((i) => io.set(keys[i % 1000]!, String(i)), 1);
+  const awaitedRd = await rate((i) => {
+    rd.set(keys[i % 1000]!, i);
+    return rd.flush();
+  }, 1);
+  out.push(['small writes, each awaited (set + flush vs await SET)', awaitedRd, awaitedIo]);
+  const incrIo = await rate(() => io.incr('counter'), 1);
+  const incrRd = await rate(() => rd.increment('counter'), 1);
+  out.push(['atomic increment, awaited (increment vs INCR)', incrRd, incrIo]);
+  io.disconnect();
+  await rd.close();
+  return out;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(os.tmpdir(), 'ud-rbench-'));
+  let server: Server | null = null;
+  try {
+    server = await startRedis(dir);
+    const url = `redis://127.0.0.1:${server.port}`;
+    const started = Date.now();
+    const load = os.loadavg()[0]!.toFixed(2);
+    console.log(`replication bench (${quick ? 'quick' : 'full'}) against redis-server on ${url}`);
+    const r = await reads(url);
+    for (const [label, xs] of r.rows) console.log(`[reads] ${label.padEnd(40)} ${fmt(median(xs))}/s`);
+    const d = await delays(url);
+    console.log(`[delay] host A -> host B: median ${median(d.shm).toFixed(0)} µs, p99 ${percentile(d.shm, 99).toFixed(0)} µs`);
+    console.log(`[delay] RedisDict -> host B: median ${median(d.rd).toFixed(0)} µs, p99 ${percentile(d.rd, 99).toFixed(0)} µs`);
+    const w = await writes(url);
+    for (const [label, a, b] of w) console.log(`[writes] ${label.padEnd(55)} RedisDict ${fmt(a)}/s  ioredis ${fmt(b)}/s  (${(a / b).toFixed(2)}×)`);
+
+    const base = median(r.rows[0]![1].concat(r.rows.at(-1)![1]));
+    const md = [
+      START,
+      `## Replication across hosts (Redis)`,
+      '',
+      `One run of \`bench/replication.ts\` (${quick ? 'quick' : 'full'}; ${REPS} repetitions per figure, medians) on this machine, load ${load} at the start, ` +
+        `${((Date.now() - started) / 1000).toFixed(0)} s; redis-server on loopback (no persistence), ioredis 5. "Hosts" are two shared-memory dicts on this machine, each joined to one Redis stream by an \`ultradict bridge\` process.`,
+      '',
+      '**Local reads of a bridged dict** (`get`, 10,000 shuffled keys, the msgpack dict of the main table):',
+      '',
+      '| dict | reads/s | vs no bridge |',
+      '|---|---:|---:|',
+      ...r.rows.map(([label, xs]) => `| ${label} | ${fmt(median(xs))} | ${(median(xs) / base).toFixed(2)}× |`),
+      '',
+      `**Replication delay** (${d.shm.length} samples: write on host A, spin on \`get\` on host B until it changes):`,
+      '',
+      '| path | median | p99 |',
+      '|---|---:|---:|',
+      `| host A shared memory → bridge A → Redis → bridge B → host B shared memory | ${median(d.shm).toFixed(0)} µs | ${percentile(d.shm, 99).toFixed(0)} µs |`,
+      `| RedisDict \`set\` + \`flush\` → Redis → bridge B → host B | ${median(d.rd).toFixed(0)} µs | ${percentile(d.rd, 99).toFixed(0)} µs |`,
+      '',
+      '**Redis-backed writes against plain ioredis** (1,000 keys, small integer values, one process):',
+      '',
+      '| workload | RedisDict | ioredis | ratio |',
+      '|---|---:|---:|---:|',
+      ...w.map(([label, a, b]) => `| ${label} | ${fmt(a)}/s | ${fmt(b)}/s | ${(a / b).toFixed(2)}× |`),
+      '',
+      'A RedisDict write is one `EVALSHA` (append to the stream, record the origin\'s sequence number for exactly-once resends, move the last-id key) ' +
+        'instead of one `SET`, and every writer also receives its own entry back through its tail; an increment is a round trip to catch up plus a conditional append.',
+      END,
+    ].join('\n');
+    const outDir = outArg ? resolve(outArg) : writeDocs ? join(root, 'docs') : join(root, '.bench-tmp');
+    const file = join(outDir, 'benchmarks.md');
+    spliceSection(file, md);
+    console.log(`wrote the replication section of ${file}`);
+  } finally {
+    await server?.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
