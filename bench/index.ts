@@ -190,6 +190,13 @@ async function main(): Promise<void> {
   }, args.quick ? 5 * 60_000 : 45 * 60_000);
   watchdog.unref();
 
+  // the replication section (bench/replication.ts) runs after the others, or alone with --only=replication
+  const withReplication = args.only.length === 0 || args.only.includes('replication');
+  args.only = args.only.filter((o) => o !== 'replication');
+  if (withReplication && args.only.length === 0 && process.argv.some((a) => a.startsWith('--only='))) {
+    await runReplication(args.quick, args.out ? resolve(args.out) : args.writeDocs ? join(root, 'docs') : join(root, '.bench-tmp'));
+    return;
+  }
   const sel = selection(args.only);
   const machine = machineInfo(root);
   console.log(`ultradict bench (${args.quick ? 'quick' : 'full'}) on ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}`);
@@ -342,6 +349,7 @@ async function main(): Promise<void> {
     const raw = join('.bench-tmp', `results-${args.quick ? 'quick' : 'full'}${results.partial ? '-partial' : ''}.json`);
     writeFileSync(join(root, raw), JSON.stringify(results, null, 2));
     const files = writeReport(results, outDir);
+    if (withReplication) await runReplication(args.quick, outDir);
     console.log(`\nwrote ${files.join(', ')} (raw results: ${raw}) in ${results.seconds.toFixed(0)} s`);
     if (results.leaks.length) console.log(`warning: ${results.leaks.length} shared-memory segment(s) outlived their dict (removed): ${results.leaks.slice(0, 5).join(', ')}`);
   } finally {
@@ -349,6 +357,15 @@ async function main(): Promise<void> {
     cleanupSync();
     clearTimeout(watchdog);
   }
+}
+
+/** Runs bench/replication.ts (its own process: its own redis-server, bridges and writers). */
+async function runReplication(quick: boolean, outDir: string): Promise<void> {
+  const { spawn } = await import('node:child_process');
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'replication.js');
+  const p = spawn(process.execPath, [script, ...(quick ? ['--quick'] : []), `--out=${outDir}`], { stdio: 'inherit' });
+  const code = await new Promise<number | null>((r) => p.on('exit', r));
+  if (code !== 0) console.log(`warning: the replication benchmark failed (exit ${code}); its section of benchmarks.md was not updated`);
 }
 
 main().then(

@@ -85,22 +85,30 @@ function readRate(d: UltraDict<unknown>, keys: string[]): number {
   return n / (Number(nowNs() - t0) / 1e9);
 }
 
-async function reads(url: string): Promise<{ rows: [string, number[]][] }> {
-  const name = `${tag}_r`;
+/**
+ * Reads of a bridged dict against a dict of the same keys with no bridge, alternating rep by rep in
+ * this process: first with the bridge idle, then while it applies remote writes.
+ */
+async function reads(url: string): Promise<{ rows: [string, number[], number[]][] }> {
   const keys = Array.from({ length: KEYS }, (_, i) => `k${i}`).sort(() => Math.random() - 0.5);
-  const d = new UltraDict<unknown>({ name });
-  d.update(keys.map((k, i) => [k, i] as [string, number]));
-  const rows: [string, number[]][] = [];
+  const bridged = new UltraDict<unknown>({ name: `${tag}_r` });
+  const plain = new UltraDict<unknown>({ name: `${tag}_n` });
+  for (const d of [bridged, plain]) d.update(keys.map((k, i) => [k, i] as [string, number]));
+  const rows: [string, number[], number[]][] = [];
   const measure = async (label: string): Promise<void> => {
     const xs: number[] = [];
+    const ys: number[] = [];
     for (let r = 0; r < REPS; r++) {
-      xs.push(readRate(d, keys));
+      xs.push(readRate(bridged, keys));
+      ys.push(readRate(plain, keys));
       await tick();
     }
-    rows.push([label, xs]);
+    rows.push([label, xs, ys]);
   };
-  await measure('no bridge');
-  const b = await bridge(name, `${tag}_rs`, url, `${tag}-reads`);
+  await measure('warm-up');
+  rows.length = 0; // JIT warm-up, not reported
+  await measure('none yet (the two dicts side by side)');
+  const b = await bridge(`${tag}_r`, `${tag}_rs`, url, `${tag}-reads`);
   await measure('bridge running, idle');
   // a remote writer: 1 write per ms into the same stream (the bridge applies them locally)
   const w = new Proc([
@@ -116,8 +124,8 @@ async function reads(url: string): Promise<{ rows: [string, number[]][] }> {
   await measure('bridge applying ~1 k remote writes/s');
   await w.stop();
   await b.stop();
-  await measure('no bridge (again)');
-  d.close();
+  bridged.close();
+  plain.close();
   return { rows };
 }
 
@@ -215,14 +223,13 @@ async function main(): Promise<void> {
     const load = os.loadavg()[0]!.toFixed(2);
     console.log(`replication bench (${quick ? 'quick' : 'full'}) against redis-server on ${url}`);
     const r = await reads(url);
-    for (const [label, xs] of r.rows) console.log(`[reads] ${label.padEnd(40)} ${fmt(median(xs))}/s`);
+    for (const [label, xs, ys] of r.rows) console.log(`[reads] ${label.padEnd(40)} bridged ${fmt(median(xs))}/s, no bridge ${fmt(median(ys))}/s`);
     const d = await delays(url);
     console.log(`[delay] host A -> host B: median ${median(d.shm).toFixed(0)} µs, p99 ${percentile(d.shm, 99).toFixed(0)} µs`);
     console.log(`[delay] RedisDict -> host B: median ${median(d.rd).toFixed(0)} µs, p99 ${percentile(d.rd, 99).toFixed(0)} µs`);
     const w = await writes(url);
     for (const [label, a, b] of w) console.log(`[writes] ${label.padEnd(55)} RedisDict ${fmt(a)}/s  ioredis ${fmt(b)}/s  (${(a / b).toFixed(2)}×)`);
 
-    const base = median(r.rows[0]![1].concat(r.rows.at(-1)![1]));
     const md = [
       START,
       `## Replication across hosts (Redis)`,
@@ -230,11 +237,11 @@ async function main(): Promise<void> {
       `One run of \`bench/replication.ts\` (${quick ? 'quick' : 'full'}; ${REPS} repetitions per figure, medians) on this machine, load ${load} at the start, ` +
         `${((Date.now() - started) / 1000).toFixed(0)} s; redis-server on loopback (no persistence), ioredis 5. "Hosts" are two shared-memory dicts on this machine, each joined to one Redis stream by an \`ultradict bridge\` process.`,
       '',
-      '**Local reads of a bridged dict** (`get`, 10,000 shuffled keys, the msgpack dict of the main table):',
+      '**Local reads of a bridged dict** (`get`, 10,000 shuffled keys, msgpack) against a dict of the same keys with no bridge, measured alternately in one process:',
       '',
-      '| dict | reads/s | vs no bridge |',
-      '|---|---:|---:|',
-      ...r.rows.map(([label, xs]) => `| ${label} | ${fmt(median(xs))} | ${(median(xs) / base).toFixed(2)}× |`),
+      '| bridge | bridged dict reads/s | no-bridge dict reads/s | ratio |',
+      '|---|---:|---:|---:|',
+      ...r.rows.map(([label, xs, ys]) => `| ${label} | ${fmt(median(xs))} | ${fmt(median(ys))} | ${(median(xs) / median(ys)).toFixed(2)}× |`),
       '',
       `**Replication delay** (${d.shm.length} samples: write on host A, spin on \`get\` on host B until it changes):`,
       '',
