@@ -125,6 +125,11 @@ describe('bridge', () => {
     try {
       const n = 400;
       const ws = [writer('shmWrite', { name: h.names[0], id: 'a', n }), writer('shmWrite', { name: h.names[1], id: 'b', n }), writer('rdWrite', { stream: h.stream, id: 'r', n })];
+      // cut every client connection twice while they write: bridges and writers reconnect and resend
+      for (let k = 1; k <= 2; k++) {
+        await waitFor(() => ws.every((w) => w.messages.filter((m) => m.type === 'ack').length >= 3 * k || w.proc.exitCode !== null), 'writers progressing');
+        await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      }
       await Promise.all(ws.map((w) => w.done()));
       await converged(h, 'convergence after concurrent writes');
       for (const id of ['a', 'b', 'r']) assertOwn([...h.dicts, h.rd], id, n);
@@ -210,5 +215,16 @@ describe('bridge', () => {
       a.close();
       b.close();
     }
+  });
+
+  test('ultradict bridge: a clear error and exit code 1 when Redis is unreachable; the dict it created is removed', async () => {
+    const name = uniqueName('unreach');
+    const p = spawn(process.execPath, [CLI, 'bridge', name, 'redis://127.0.0.1:1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((r) => p.on('exit', r));
+    assert.equal(code, 1);
+    assert.match(err, /cannot connect to redis:\/\/127\.0\.0\.1:1/);
+    assert.equal(UltraDict.exists(name), false);
   });
 });

@@ -179,3 +179,25 @@ new UltraDict({ a: 1 });
 new UltraDict({ a: 1 }, {});
 new UltraDict(new Map([['a', 1]]));
 new UltraDict([['a', 1]] as const);
+
+// ultradict/redis: the same Map API over a Redis stream; atomic operations are async
+import { Bridge, RedisDict, ReplicationError, TransactionConflictError, type BridgeStats, type RedisDictOptions } from 'ultradict/redis';
+
+declare const rd: RedisDict<number>;
+expectTypeOf(RedisDict.open<number>({ name: 'x', redis: 'redis://127.0.0.1:6379' })).toEqualTypeOf<Promise<RedisDict<number>>>();
+expectTypeOf(rd.get('k')).toEqualTypeOf<number | undefined>();
+expectTypeOf(rd.set('k', 1)).toEqualTypeOf<RedisDict<number>>();
+expectTypeOf(rd.increment('k')).toEqualTypeOf<Promise<number>>();
+expectTypeOf(rd.compute('k', (v) => (v ?? 0) + 1)).toEqualTypeOf<Promise<number | undefined>>();
+expectTypeOf(rd.transaction(() => 'r')).toEqualTypeOf<Promise<string>>();
+expectTypeOf(rd.flush()).toEqualTypeOf<Promise<void>>();
+expectTypeOf(rd).toExtend<Map<Key, number>>();
+// @ts-expect-error: a value of the wrong type
+rd.set('k', 'no');
+// @ts-expect-error: redis is required
+const missingRedis: RedisDictOptions = { name: 'x' };
+void missingRedis;
+expectTypeOf(Bridge.start({ name: 'x', redis: 'redis://h:1' })).toEqualTypeOf<Promise<Bridge>>();
+expectTypeOf<BridgeStats['forwarded']>().toBeNumber();
+expectTypeOf(new ReplicationError('m')).toExtend<UltraDictError>();
+expectTypeOf(new TransactionConflictError('m')).toExtend<UltraDictError>();
