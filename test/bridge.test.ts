@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import { UltraDict } from '../src/index.js';
 import { Bridge, RedisDict } from '../src/redis/index.js';
 import { Child, uniqueName, waitFor } from './helpers.js';
-import { contents, RedisServer } from './redis-server.js';
+import { assertNoDuplicates, contents, expectedOwn, RedisServer } from './redis-server.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(root, 'dist', 'cli.js');
@@ -67,12 +67,6 @@ class BridgeProc {
 
 function writer(op: string, opts: { stream?: string; name?: string; id: string; n: number }): Child {
   return new Child('redis-child', { op, url: server.url, keys: 40, shared: true, stream: opts.stream, name: opts.name, id: opts.id, n: opts.n }, 120_000);
-}
-
-function expectedOwn(id: string, n: number, keys = 40): Map<string, number> {
-  const m = new Map<string, number>();
-  for (let i = 1; i <= n; i++) m.set(`${id}/${i % keys}`, i);
-  return m;
 }
 
 /** Two hosts (a dict each, a bridge each) on one stream, plus a RedisDict reading the stream directly. */
@@ -159,13 +153,7 @@ describe('bridge', () => {
       // the restarted bridge resumed frame by frame (no whole-state merge)
       assert.doesNotMatch(h.bridges[0].err, /warning/);
       // every forwarded frame landed once, across the two lives of the bridge
-      const entries = (await admin.xrange(`ultradict:{${h.stream}}:stream`, '-', '+')) as [string, string[]][];
-      const seen = new Set<string>();
-      for (const [, f] of entries) {
-        const k = `${f[f.indexOf('o') + 1]}/${f[f.indexOf('s') + 1]}`;
-        assert.ok(!seen.has(k), `duplicate entry ${k}`);
-        seen.add(k);
-      }
+      await assertNoDuplicates(admin, h.stream);
     } finally {
       await h.close();
     }

@@ -6,6 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import type { Redis } from 'ioredis';
 import { waitFor } from './helpers.js';
 
 export function redisServerPath(): string {
@@ -104,4 +106,23 @@ export class RedisServer {
 /** Sorted [key, value] pairs: what "identical contents" compares. */
 export function contents(d: Iterable<[unknown, unknown]>): string {
   return JSON.stringify([...d].sort((a, b) => (String(a[0]) < String(b[0]) ? -1 : 1)));
+}
+
+/** The final value of each of a writer's own keys (`${id}/${i % keys}` = i): the last i it wrote there. */
+export function expectedOwn(id: string, n: number, keys = 40): Map<string, number> {
+  const m = new Map<string, number>();
+  for (let i = 1; i <= n; i++) m.set(`${id}/${i % keys}`, i);
+  return m;
+}
+
+/** (origin, seq) of every entry still in the stream must be unique: each write landed once. Returns the count. */
+export async function assertNoDuplicates(admin: Redis, stream: string): Promise<number> {
+  const entries = (await admin.xrange(`ultradict:{${stream}}:stream`, '-', '+')) as [string, string[]][];
+  const seen = new Set<string>();
+  for (const [id, f] of entries) {
+    const k = `${f[f.indexOf('o') + 1]}/${f[f.indexOf('s') + 1]}`;
+    assert.ok(!seen.has(k), `entry ${id} repeats ${k}`);
+    seen.add(k);
+  }
+  return entries.length;
 }

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { RedisDict, ReplicationError, ParameterMismatchError } from '../src/redis/index.js';
 import { AlreadyClosedError, SerializationError } from '../src/index.js';
 import { Child, uniqueName, waitFor } from './helpers.js';
-import { contents, RedisServer } from './redis-server.js';
+import { assertNoDuplicates, contents, expectedOwn, RedisServer } from './redis-server.js';
 
 let server: RedisServer;
 let admin: Redis;
@@ -22,29 +22,8 @@ after(async () => {
   await server.close();
 });
 
-/** (origin, seq) of every entry still in the stream must be unique: each write landed once. */
-async function assertNoDuplicates(stream: string): Promise<number> {
-  const entries = (await admin.xrange(`ultradict:{${stream}}:stream`, '-', '+')) as [string, string[]][];
-  const seen = new Set<string>();
-  for (const [id, f] of entries) {
-    const o = f[f.indexOf('o') + 1];
-    const s = f[f.indexOf('s') + 1];
-    const k = `${o}/${s}`;
-    assert.ok(!seen.has(k), `entry ${id} repeats ${k}`);
-    seen.add(k);
-  }
-  return entries.length;
-}
-
 function writer(op: string, stream: string, id: string, n: number, extra: object = {}): Child {
   return new Child('redis-child', { op, url: server.url, stream, id, n, keys: 40, shared: true, ...extra }, 120_000);
-}
-
-/** The final value of each of a writer's own keys: the last i it wrote to that key. */
-function expectedOwn(id: string, n: number, keys = 40): Map<string, number> {
-  const m = new Map<string, number>();
-  for (let i = 1; i <= n; i++) m.set(`${id}/${i % keys}`, i);
-  return m;
 }
 
 describe('RedisDict', () => {
@@ -213,7 +192,7 @@ describe('RedisDict', () => {
         return local.stats().lastId === (await admin.get(`ultradict:{${stream}}:last`)) && len > 0;
       }, 'local caught up');
       for (const id of ['w1', 'w2']) for (const [k, v] of expectedOwn(id, n)) assert.equal(local.get(k), v, k);
-      const entries = await assertNoDuplicates(stream);
+      const entries = await assertNoDuplicates(admin, stream);
       assert.equal(entries, 2 * 2 * n, 'one entry per write (2 sets per iteration)');
     } finally {
       await local.close();

@@ -14,6 +14,7 @@ export interface Keys {
   stream: string;
   last: string;
   snap: string;
+  snapLock: string;
   origin(origin: string): string;
 }
 
@@ -24,6 +25,7 @@ export function keysOf(prefix: string, name: string): Keys {
     stream: `${base}:stream`,
     last: `${base}:last`,
     snap: `${base}:snap`,
+    snapLock: `${base}:snaplock`,
     origin: (o) => `${base}:origin:${o}`,
   };
 }
@@ -199,8 +201,8 @@ async function loadIoredis(): Promise<RedisCtor> {
 }
 
 /**
- * Opens a connection that waits through reconnects (commands are queued, never failed for being
- * offline) and defines the scripts. Rejects with ReplicationError if the first connect fails within
+ * Opens a connection that waits through reconnects (commands are queued and resent in order, never
+ * failed for being offline) and defines the scripts. Rejects with ReplicationError if the first connect fails within
  * connectTimeout ms.
  */
 export async function connect(target: RedisTarget, role: string, connectTimeout: number): Promise<RedisClient> {
@@ -208,7 +210,11 @@ export async function connect(target: RedisTarget, role: string, connectTimeout:
   const opts: RedisOptions = {
     lazyConnect: true,
     maxRetriesPerRequest: null,
-    enableAutoPipelining: true,
+    // no auto-pipelining: ioredis aborts (rather than resends) commands of a partly answered pipeline
+    // when the connection drops; plain commands are resent in order on reconnect, which, with the
+    // per-origin sequence numbers, lands every write exactly once. Writes of one tick are batched in
+    // one script call anyway.
+    enableAutoPipelining: false,
     connectTimeout,
     retryStrategy: (times) => Math.min(20 * times, 500),
     connectionName: `ultradict-${role}`,

@@ -83,6 +83,8 @@ export class Replica {
   private tailDone: Promise<void> | null = null;
   private snapWanted = false;
   private snapping = false;
+  private sinceCheck = 0;
+  private checking = false;
   private nextSeq = 1n;
   private stats_ = { applied: 0, confirmed: 0, resyncs: 0, snapshots: 0 };
 
@@ -205,10 +207,30 @@ export class Replica {
     return scripts(this.cmd).udWrite(k.stream, k.last, k.origin(o), o, seq.toString(), expected, body, this.cfg.originTtl);
   }
 
+  /** Entries the stream may hold before a snapshot: twice max(snapshotEvery, keys). */
+  private snapshotAt(): number {
+    return 2 * Math.max(this.cfg.snapshotEvery, this.target.snapshotSource()?.size ?? 0);
+  }
+
+  /** After a write reply or a length check: wants a snapshot once the stream is long enough. */
   noteLength(len: number): void {
-    const size = this.target.snapshotSource()?.size ?? 0;
-    if (len >= 2 * Math.max(this.cfg.snapshotEvery, size)) this.snapWanted = true;
+    if (len >= this.snapshotAt()) this.snapWanted = true;
     if (this.snapWanted) this.maybeSnapshot();
+  }
+
+  /** Readers check the stream's length every snapshotAt()/2 operations they apply (writers learn it from replies). */
+  private countApplied(n: number): void {
+    this.sinceCheck += n;
+    if (this.sinceCheck < this.snapshotAt() / 2 || this.checking || this.closed) return;
+    this.sinceCheck = 0;
+    this.checking = true;
+    this.cmd
+      .xlen(this.keys.stream)
+      .then((len) => this.noteLength(len))
+      .catch(() => {})
+      .finally(() => {
+        this.checking = false;
+      });
   }
 
   private writeFailed(seqs: bigint[], e: unknown): void {
@@ -338,6 +360,7 @@ export class Replica {
         const keys = groupKeys;
         this.target.applyRemote(group, () => this.reapplyFor(keys));
         this.stats_.applied += group.length;
+        this.countApplied(group.length);
       }
       this.lastId = cursor;
       group = [];
@@ -487,30 +510,33 @@ export class Replica {
 
   private maybeSnapshot(): void {
     if (this.snapping || this.closed || this.pendingCount > 0 || this.resyncing !== null) return;
-    const src = this.target.snapshotSource();
-    if (src === null) return;
-    const enc = new Encoder(64 * 1024);
-    let len: number;
-    try {
-      [len] = encodeDump(enc, src, this.cfg.serializer);
-    } catch (e) {
-      this.onError(e);
-      return;
-    }
-    const id = this.lastId;
-    this.snapWanted = false;
     this.snapping = true;
-    scripts(this.cmd)
-      .udSnapshot(this.keys.snap, this.keys.stream, id, enc.buf.subarray(0, len))
-      .then(
-        (published) => {
-          if (published === 1) this.stats_.snapshots++;
-        },
-        (e) => this.onError(new ReplicationError(`snapshot failed: ${(e as Error).message}`, { cause: e })),
-      )
+    void this.takeSnapshot()
+      .catch((e: unknown) => this.onError(new ReplicationError(`snapshot failed: ${(e as Error).message}`, { cause: e })))
       .finally(() => {
         this.snapping = false;
       });
+  }
+
+  /**
+   * One process at a time (a lock key with a timeout) dumps its contents at lastId, which requires
+   * nothing pending, and publishes them; the script refuses a snapshot older than the current one.
+   */
+  private async takeSnapshot(): Promise<void> {
+    const k = this.keys;
+    if ((await this.cmd.set(k.snapLock, this.cfg.origin, 'PX', 10_000, 'NX')) === null) return; // another process is at it
+    try {
+      if (this.closed || this.pendingCount > 0 || this.resyncing !== null) return;
+      const src = this.target.snapshotSource();
+      if (src === null) return;
+      const enc = new Encoder(64 * 1024);
+      const [len] = encodeDump(enc, src, this.cfg.serializer);
+      const id = this.lastId;
+      this.snapWanted = false;
+      if ((await scripts(this.cmd).udSnapshot(k.snap, k.stream, id, enc.buf.subarray(0, len))) === 1) this.stats_.snapshots++;
+    } finally {
+      await this.cmd.del(k.snapLock);
+    }
   }
 
   /** Writes a snapshot now (after flushing); resolves once Redis has it. */
