@@ -118,6 +118,20 @@ test('npm pack ships only the runtime files, and installs and runs without a com
       assert.ok(r.addon.startsWith(prebuilt), `ESM loaded ${r.addon}`);
       assert.ok(r.cjs.addon.startsWith(prebuilt), `CommonJS loaded ${r.cjs.addon}`);
 
+      // ultradict/redis without ioredis (an optional peer dependency, not installed): a clear error on use
+      assert.equal(existsSync(join(app, 'node_modules', 'ioredis')), false, 'ioredis is an optional peer, not installed');
+      writeFileSync(
+        join(app, 'redis.mjs'),
+        `import { RedisDict, ReplicationError } from 'ultradict/redis';
+         try {
+           await RedisDict.open({ name: 'x', redis: 'redis://127.0.0.1:1' });
+           console.log('opened');
+         } catch (e) {
+           console.log(e instanceof ReplicationError ? e.message : 'other: ' + e);
+         }`,
+      );
+      assert.match(await run(process.execPath, ['redis.mjs'], app), /needs the ioredis package: npm install ioredis/);
+
       const ultradict = join(app, 'node_modules', '.bin', 'ultradict');
       assert.match(await run(ultradict, ['--version'], app), /^\d+\.\d+\.\d+\n$/);
       assert.ok(Array.isArray(JSON.parse(await run(ultradict, ['ls', '--json'], app))));
