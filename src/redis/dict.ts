@@ -20,7 +20,7 @@ export interface RedisDictOptions {
   prefix?: string;
   /** 'msgpack' (default), 'json', 'v8' or a custom serializer: the same on every host. */
   serializer?: SerializerOption;
-  /** Write a snapshot (and trim the stream) once it holds twice max(snapshotEvery, keys) entries (default 10000). */
+  /** Write a snapshot (and trim the stream) once it holds three times max(snapshotEvery, keys) entries (default 10000). */
   snapshotEvery?: number;
   /** ms to wait for the first connection (default 5000). */
   connectTimeout?: number;

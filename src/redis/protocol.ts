@@ -15,6 +15,8 @@ export interface Keys {
   last: string;
   snap: string;
   snapLock: string;
+  /** how many entries were ever appended (snapshots are spaced by it) */
+  count: string;
   origin(origin: string): string;
 }
 
@@ -26,6 +28,7 @@ export function keysOf(prefix: string, name: string): Keys {
     last: `${base}:last`,
     snap: `${base}:snap`,
     snapLock: `${base}:snaplock`,
+    count: `${base}:count`,
     origin: (o) => `${base}:origin:${o}`,
   };
 }
@@ -47,12 +50,12 @@ end
 
 /**
  * Checks the types of the dict's keys (a foreign key is refused, not overwritten) and records the
- * format and serializer on first use. KEYS: meta stream last snap; ARGV: format serializer.
+ * format and serializer on first use. KEYS: meta stream last snap count; ARGV: format serializer.
  * Returns {status, format, serializer}.
  */
 export const INIT_LUA = `
-local want = {'hash', 'stream', 'string', 'hash'}
-for i = 1, 4 do
+local want = {'hash', 'stream', 'string', 'hash', 'string'}
+for i = 1, 5 do
   local t = redis.call('TYPE', KEYS[i])['ok']
   if t ~= 'none' and t ~= want[i] then return {'foreign', KEYS[i], t} end
 end
@@ -67,7 +70,7 @@ return {'ok', redis.call('HGET', KEYS[1], 'format'), redis.call('HGET', KEYS[1],
  * encoded as a frame body of the shared-memory stream). A sequence number the origin already wrote
  * is skipped (a command resent after a reconnect lands once); with ARGV[3] set, the entry is added
  * only if the stream's last id is still ARGV[3] (optimistic transactions).
- * KEYS: stream last origin; ARGV: origin seq expected body ttl. Returns {status, id-or-last, length}.
+ * KEYS: stream last origin count; ARGV: origin seq expected body ttl. Returns {status, id-or-last, length}.
  */
 export const WRITE_LUA = `${CMP}
 local last = redis.call('GET', KEYS[2]) or '0-0'
@@ -77,12 +80,13 @@ if ARGV[3] ~= '' and ARGV[3] ~= last then return {'conflict', last, 0} end
 local id = redis.call('XADD', KEYS[1], '*', 'p', last, 'o', ARGV[1], 's', ARGV[2], 'd', ARGV[4])
 redis.call('SET', KEYS[2], id)
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
+redis.call('INCR', KEYS[4])
 return {'ok', id, redis.call('XLEN', KEYS[1])}
 `;
 
 /**
  * Appends several entries of one origin in order (the writes one process made in one tick), as
- * WRITE_LUA does for each, without a condition. KEYS: stream last origin; ARGV: origin ttl n, then n
+ * WRITE_LUA does for each, without a condition. KEYS: stream last origin count; ARGV: origin ttl n, then n
  * pairs seq body. Returns {entries written, last id, length}.
  */
 export const WRITE_MANY_LUA = `${CMP}
@@ -101,20 +105,33 @@ end
 if wrote > 0 then
   redis.call('SET', KEYS[2], last)
   redis.call('SET', KEYS[3], seen, 'EX', ARGV[2])
+  redis.call('INCRBY', KEYS[4], wrote)
 end
 return {wrote, last, redis.call('XLEN', KEYS[1])}
 `;
 
+/** Whether a snapshot is due: ARGV[1] entries appended since the current one. KEYS: snap count. */
+export const SNAPSHOT_DUE_LUA = `
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+local at = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+if n - at >= tonumber(ARGV[1]) then return 1 end
+return 0
+`;
+
 /**
- * Publishes a snapshot taken at entry ARGV[1] (only if newer than the current one) and trims the
- * stream to the previous snapshot: readers keep one generation of entries to catch up with.
- * KEYS: snap stream; ARGV: id dump. Returns 1 if published.
+ * Publishes a snapshot taken at entry ARGV[1], only if it is newer than the current one and due (as
+ * SNAPSHOT_DUE_LUA, ARGV[3]), then trims the stream to the snapshot before the current one: each
+ * generation holds at least ARGV[3] entries and readers keep two of them to catch up with.
+ * KEYS: snap stream count; ARGV: id dump generation. Returns 1 if published.
  */
 export const SNAPSHOT_LUA = `${CMP}
 local cur = redis.call('HGET', KEYS[1], 'id')
 if cur and cmpid(cur, ARGV[1]) >= 0 then return 0 end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'd', ARGV[2])
-if cur then redis.call('XTRIM', KEYS[2], 'MINID', cur) end
+local n = tonumber(redis.call('GET', KEYS[3]) or '0')
+if n - tonumber(redis.call('HGET', KEYS[1], 'n') or '0') < tonumber(ARGV[3]) then return 0 end
+local prev = redis.call('HGET', KEYS[1], 'prev')
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'd', ARGV[2], 'prev', cur or '0-0', 'n', n)
+if prev then redis.call('XTRIM', KEYS[2], 'MINID', prev) end
 return 1
 `;
 
@@ -225,10 +242,11 @@ export async function connect(target: RedisTarget, role: string, connectTimeout:
     lastError = e;
   };
   client.on('error', onError);
-  client.defineCommand('udInit', { numberOfKeys: 4, lua: INIT_LUA });
-  client.defineCommand('udWrite', { numberOfKeys: 3, lua: WRITE_LUA });
-  client.defineCommand('udWriteMany', { numberOfKeys: 3, lua: WRITE_MANY_LUA });
-  client.defineCommand('udSnapshot', { numberOfKeys: 2, lua: SNAPSHOT_LUA });
+  client.defineCommand('udInit', { numberOfKeys: 5, lua: INIT_LUA });
+  client.defineCommand('udWrite', { numberOfKeys: 4, lua: WRITE_LUA });
+  client.defineCommand('udWriteMany', { numberOfKeys: 4, lua: WRITE_MANY_LUA });
+  client.defineCommand('udSnapshotDue', { numberOfKeys: 2, lua: SNAPSHOT_DUE_LUA });
+  client.defineCommand('udSnapshot', { numberOfKeys: 3, lua: SNAPSHOT_LUA });
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
@@ -250,10 +268,11 @@ export async function connect(target: RedisTarget, role: string, connectTimeout:
 
 /** The scripts defined by connect(), as typed calls. */
 export interface Scripts {
-  udInit(meta: string, stream: string, last: string, snap: string, format: string, serializer: string): Promise<string[]>;
-  udWrite(stream: string, last: string, origin: string, o: string, seq: string, expected: string, body: Buffer, ttl: number): Promise<[string, string, number]>;
-  udWriteMany(stream: string, last: string, origin: string, o: string, ttl: number, n: number, ...seqBodies: (string | Buffer)[]): Promise<[number, string, number]>;
-  udSnapshot(snap: string, stream: string, id: string, dump: Buffer): Promise<number>;
+  udInit(meta: string, stream: string, last: string, snap: string, count: string, format: string, serializer: string): Promise<string[]>;
+  udWrite(stream: string, last: string, origin: string, count: string, o: string, seq: string, expected: string, body: Buffer, ttl: number): Promise<[string, string, number]>;
+  udWriteMany(stream: string, last: string, origin: string, count: string, o: string, ttl: number, n: number, ...seqBodies: (string | Buffer)[]): Promise<[number, string, number]>;
+  udSnapshotDue(snap: string, count: string, generation: number): Promise<number>;
+  udSnapshot(snap: string, stream: string, count: string, id: string, dump: Buffer, generation: number): Promise<number>;
 }
 
 export function scripts(c: RedisClient): Scripts {

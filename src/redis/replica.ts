@@ -4,7 +4,7 @@
 // each remote entry they must follow. See docs/ARCHITECTURE.md ("Replication through Redis").
 
 import type { Redis as RedisClient } from 'ioredis';
-import { Decoder, Encoder, OP_CLEAR, type DecodedOp, type Key } from '../codec.js';
+import { applyOp, Decoder, Encoder, OP_CLEAR, type DecodedOp, type Key } from '../codec.js';
 import { ParameterMismatchError, ReplicationError, UltraDictError } from '../errors.js';
 import type { Serializer } from '../serializer.js';
 import { decodeDump, encodeDump } from '../snapshot.js';
@@ -30,7 +30,7 @@ export interface ReplicaConfig {
   prefix: string;
   serializer: Serializer;
   origin: string;
-  /** A snapshot is written once the stream holds twice max(snapshotEvery, keys) entries. */
+  /** A snapshot is written once the stream holds three times max(snapshotEvery, keys) entries. */
   snapshotEvery: number;
   connectTimeout: number;
   /** Seconds Redis remembers an origin's last sequence number (for resends and restarts). */
@@ -82,7 +82,10 @@ export class Replica {
   private resyncing: Promise<void> | null = null;
   private tailDone: Promise<void> | null = null;
   private snapWanted = false;
+  /** snapshot(): the next snapshot is written even if not due */
+  private snapForced = false;
   private snapping = false;
+  private snapDone: Promise<void> = Promise.resolve();
   private sinceCheck = 0;
   private checking = false;
   private nextSeq = 1n;
@@ -125,7 +128,7 @@ export class Replica {
   private async checkMeta(): Promise<void> {
     const k = this.keys;
     const ser = this.cfg.serializer.name;
-    const res = await scripts(this.cmd).udInit(k.meta, k.stream, k.last, k.snap, REDIS_FORMAT, ser);
+    const res = await scripts(this.cmd).udInit(k.meta, k.stream, k.last, k.snap, k.count, REDIS_FORMAT, ser);
     if (res[0] === 'foreign') {
       throw new ReplicationError(`Redis key ${res[1]} is a ${res[2]}, not part of an ultradict dict; refusing to touch it (choose another name or prefix)`);
     }
@@ -192,7 +195,7 @@ export class Replica {
     const o = this.cfg.origin;
     const seqs = batch.filter((_, i) => i % 2 === 0) as string[];
     const p = scripts(this.cmd)
-      .udWriteMany(k.stream, k.last, k.origin(o), o, this.cfg.originTtl, batch.length / 2, ...batch)
+      .udWriteMany(k.stream, k.last, k.origin(o), k.count, o, this.cfg.originTtl, batch.length / 2, ...batch)
       .then(
         (r) => this.noteLength(r[2]),
         (e) => this.writeFailed(seqs.map((x) => BigInt(x)), e),
@@ -204,12 +207,17 @@ export class Replica {
   send(seq: bigint, body: Buffer, expected: string): Promise<[string, string, number]> {
     const k = this.keys;
     const o = this.cfg.origin;
-    return scripts(this.cmd).udWrite(k.stream, k.last, k.origin(o), o, seq.toString(), expected, body, this.cfg.originTtl);
+    return scripts(this.cmd).udWrite(k.stream, k.last, k.origin(o), k.count, o, seq.toString(), expected, body, this.cfg.originTtl);
   }
 
-  /** Entries the stream may hold before a snapshot: twice max(snapshotEvery, keys). */
+  /** Entries between snapshots (a generation): max(snapshotEvery, keys), so that dumps stay amortised. */
+  private generation(): number {
+    return Math.max(this.cfg.snapshotEvery, this.target.snapshotSource()?.size ?? 0);
+  }
+
+  /** Stream length that calls for a snapshot: the two generations kept plus a new one. */
   private snapshotAt(): number {
-    return 2 * Math.max(this.cfg.snapshotEvery, this.target.snapshotSource()?.size ?? 0);
+    return 3 * this.generation();
   }
 
   /** After a write reply or a length check: wants a snapshot once the stream is long enough. */
@@ -349,9 +357,11 @@ export class Replica {
 
   /**
    * Applies entries in stream order. Returns false on a gap (an entry whose predecessor is not the
-   * last one applied: entries were trimmed away, or Redis lost data); the caller then resyncs.
+   * last one applied: entries were trimmed away, or Redis lost data) and while a resync runs (it
+   * reads them itself); the caller then resyncs (or waits for the running one).
    */
   ingest(entries: readonly Entry[]): boolean {
+    if (this.resyncing !== null) return false; // the resync reads these entries itself
     let cursor = this.lastId;
     let group: DecodedOp[] = [];
     let groupKeys: Set<Key> | null = new Set();
@@ -466,18 +476,53 @@ export class Replica {
             }
           }
           while (this.pendingCount > 0 && this.pending[this.ph]!.seq <= landed) this.popHead();
+          // read the entries after the snapshot into the map, then replace the target's contents once:
+          // it goes straight to a state at least as new as before (no value moves back in time)
+          const end = await this.readInto(map, snapId);
+          if (end === null) {
+            if (attempt > 100) throw new ReplicationError(`${k.stream} keeps changing under the snapshot; giving up`);
+            continue; // trimmed while we read: start over
+          }
           this.target.reset(map, () => this.allPending());
-          this.lastId = snapId;
-          this.readPos = snapId;
+          this.lastId = end.lastId;
+          this.readPos = end.readPos;
           this.stats_.resyncs++;
-          if (await this.catchUp()) return;
-          if (attempt > 100) throw new ReplicationError(`${k.stream} keeps changing under the snapshot; giving up`);
+          return;
         }
       } finally {
         this.resyncing = null;
       }
     })();
     return this.resyncing;
+  }
+
+  /**
+   * Applies every entry after `from` to a plain map (the stream's own state: own entries too, which
+   * also confirm the pending writes they carry). Returns the position reached, or null on a gap.
+   */
+  private async readInto(map: Map<Key, unknown>, from: string): Promise<{ lastId: string; readPos: string } | null> {
+    let cursor = from;
+    let readPos = from;
+    for (;;) {
+      const entries = parseEntries(await this.cmd.xrangeBuffer(this.keys.stream, `(${readPos}`, '+', 'COUNT', PAGE));
+      for (const e of entries) {
+        if (cmpId(e.id, readPos) <= 0) continue;
+        readPos = e.id;
+        if (e.bad !== undefined) {
+          this.onError(new ReplicationError(`skipped entry ${e.id} of ${this.keys.stream}: ${e.bad}`));
+          continue;
+        }
+        const ops = this.decode(e);
+        if (e.prev !== cursor) {
+          if (ops === null) continue; // junk outside the chain
+          return null;
+        }
+        cursor = e.id;
+        if (e.origin === this.cfg.origin) while (this.pendingCount > 0 && this.pending[this.ph]!.seq <= e.seq) this.popHead();
+        if (ops !== null) for (const o of ops) applyOp(map, o);
+      }
+      if (entries.length < PAGE) return { lastId: cursor, readPos };
+    }
   }
 
   /** Starts the tail: XREAD BLOCK on its own connection, applying entries as they come. */
@@ -511,7 +556,7 @@ export class Replica {
   private maybeSnapshot(): void {
     if (this.snapping || this.closed || this.pendingCount > 0 || this.resyncing !== null) return;
     this.snapping = true;
-    void this.takeSnapshot()
+    this.snapDone = this.takeSnapshot()
       .catch((e: unknown) => this.onError(new ReplicationError(`snapshot failed: ${(e as Error).message}`, { cause: e })))
       .finally(() => {
         this.snapping = false;
@@ -520,12 +565,18 @@ export class Replica {
 
   /**
    * One process at a time (a lock key with a timeout) dumps its contents at lastId, which requires
-   * nothing pending, and publishes them; the script refuses a snapshot older than the current one.
+   * nothing pending, and publishes them, if a generation of entries came since the last snapshot;
+   * the script refuses a snapshot older than the current one or one that is not due.
    */
   private async takeSnapshot(): Promise<void> {
     const k = this.keys;
     if ((await this.cmd.set(k.snapLock, this.cfg.origin, 'PX', 10_000, 'NX')) === null) return; // another process is at it
     try {
+      const gen = this.snapForced ? 0 : this.generation();
+      if ((await scripts(this.cmd).udSnapshotDue(k.snap, k.count, gen)) !== 1) {
+        this.snapWanted = false; // another process wrote one recently
+        return;
+      }
       if (this.closed || this.pendingCount > 0 || this.resyncing !== null) return;
       const src = this.target.snapshotSource();
       if (src === null) return;
@@ -533,7 +584,8 @@ export class Replica {
       const [len] = encodeDump(enc, src, this.cfg.serializer);
       const id = this.lastId;
       this.snapWanted = false;
-      if ((await scripts(this.cmd).udSnapshot(k.snap, k.stream, id, enc.buf.subarray(0, len))) === 1) this.stats_.snapshots++;
+      this.snapForced = false;
+      if ((await scripts(this.cmd).udSnapshot(k.snap, k.stream, k.count, id, enc.buf.subarray(0, len), gen)) === 1) this.stats_.snapshots++;
     } finally {
       await this.cmd.del(k.snapLock);
     }
@@ -544,8 +596,9 @@ export class Replica {
     await this.flush();
     await this.catchUp();
     this.snapWanted = true;
+    this.snapForced = true;
     this.maybeSnapshot();
-    while (this.snapping) await delay(1);
+    await this.snapDone;
   }
 
   stats(): ReplicaStats {
@@ -562,6 +615,7 @@ export class Replica {
       err = e;
     }
     this.closed = true;
+    await this.snapDone; // releases the snapshot lock before the connection goes
     this.tail.disconnect();
     await this.tailDone?.catch(() => {});
     try {
