@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 
-const suites = process.argv.length > 2 ? process.argv.slice(2) : ['kill', 'model', 'fuzz', 'limits', 'gc', 'security'];
+const suites = process.argv.length > 2 ? process.argv.slice(2) : ['kill', 'model', 'fuzz', 'limits', 'gc', 'replication', 'security'];
 const before = new Set(readdirSync('/dev/shm').filter((f) => f.startsWith('ud.')));
 const results = [];
 

@@ -3,18 +3,14 @@
 // SIGKILLed and restarted, and after Redis is killed and restarted; nested dicts replicate too.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { UltraDict } from '../src/index.js';
 import { Bridge, RedisDict } from '../src/redis/index.js';
 import { Child, uniqueName, waitFor } from './helpers.js';
-import { assertNoDuplicates, contents, expectedOwn, RedisServer } from './redis-server.js';
+import { assertNoDuplicates, BridgeProc, CLI, contents, expectedOwn, RedisServer } from './redis-server.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = join(root, 'dist', 'cli.js');
 
 let server: RedisServer;
 let admin: Redis;
@@ -28,42 +24,6 @@ after(async () => {
   admin.disconnect();
   await server.close();
 });
-
-/** `ultradict bridge NAME URL --stream S --id ID --json` as a separate process. */
-class BridgeProc {
-  readonly proc: ChildProcess;
-  out = '';
-  err = '';
-  readonly exited: Promise<number | null>;
-
-  constructor(name: string, stream: string, id: string) {
-    this.proc = spawn(process.execPath, [CLI, 'bridge', name, server.url, '--stream', stream, '--id', id, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
-    this.proc.stderr!.on('data', (d: Buffer) => (this.err += d.toString()));
-    this.exited = new Promise((r) => this.proc.on('exit', (code) => r(code)));
-  }
-
-  static async start(name: string, stream: string, id: string): Promise<BridgeProc> {
-    const b = new BridgeProc(name, stream, id);
-    await waitFor(() => {
-      if (b.proc.exitCode !== null) throw new Error(`bridge exited ${b.proc.exitCode}: ${b.err}`);
-      return b.out.includes('"type":"ready"');
-    }, `bridge ${id} ready`, 20_000);
-    return b;
-  }
-
-  /** SIGTERM: forwards what is left and exits 0. */
-  async stop(): Promise<void> {
-    this.proc.kill('SIGTERM');
-    const code = await this.exited;
-    assert.equal(code, 0, `bridge exit code (stderr: ${this.err})`);
-  }
-
-  async kill9(): Promise<void> {
-    this.proc.kill('SIGKILL');
-    await this.exited;
-  }
-}
 
 function writer(op: string, opts: { stream?: string; name?: string; id: string; n: number }): Child {
   return new Child('redis-child', { op, url: server.url, keys: 40, shared: true, stream: opts.stream, name: opts.name, id: opts.id, n: opts.n }, 120_000);
@@ -81,7 +41,7 @@ async function twoHosts(tag: string): Promise<{
   const stream = uniqueName(`${tag}s`);
   const names: [string, string] = [uniqueName(`${tag}A`), uniqueName(`${tag}B`)];
   const dicts: [UltraDict<unknown>, UltraDict<unknown>] = [new UltraDict({ name: names[0] }), new UltraDict({ name: names[1] })];
-  const bridges: [BridgeProc, BridgeProc] = [await BridgeProc.start(names[0], stream, `${tag}-A`), await BridgeProc.start(names[1], stream, `${tag}-B`)];
+  const bridges: [BridgeProc, BridgeProc] = [await BridgeProc.start(server.url, names[0], stream, `${tag}-A`), await BridgeProc.start(server.url, names[1], stream, `${tag}-B`)];
   const rd = await RedisDict.open<unknown>({ name: stream, redis: server.url });
   return {
     stream,
@@ -145,7 +105,7 @@ describe('bridge', () => {
       await h.bridges[0].kill9();
       await Promise.all([wa.done(), wr.done()]);
       h.dicts[0].set('while-down', 'A'); // a local write with no bridge running
-      h.bridges[0] = await BridgeProc.start(h.names[0], h.stream, 'kk-A');
+      h.bridges[0] = await BridgeProc.start(server.url, h.names[0], h.stream, 'kk-A');
       await converged(h, 'convergence after the bridge restart');
       assertOwn([...h.dicts, h.rd], 'a', n);
       assertOwn([...h.dicts, h.rd], 'r', n);

@@ -1,14 +1,19 @@
-// Test helper: a real redis-server (the Debian package) on a free loopback port, with AOF fsync on every
-// write so that a restart keeps every acknowledged write; stop, kill -9 and restart on the same port.
+// Test helpers for replication: a real redis-server (the Debian package) on a free loopback port, with AOF
+// fsync on every write so that a restart keeps every acknowledged write (stop, kill -9, restart on the same
+// port); `ultradict bridge` processes; the checks the Redis tests share.
 
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import assert from 'node:assert/strict';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { waitFor } from './helpers.js';
+
+/** The built CLI (`npm test` builds dist/ first). */
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli.js');
 
 export function redisServerPath(): string {
   const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
@@ -126,3 +131,40 @@ export async function assertNoDuplicates(admin: Redis, stream: string): Promise<
   }
   return entries.length;
 }
+
+/** `ultradict bridge NAME URL --stream S --id ID --json` as a separate process. */
+export class BridgeProc {
+  readonly proc: ChildProcess;
+  out = '';
+  err = '';
+  readonly exited: Promise<number | null>;
+
+  constructor(url: string, name: string, stream: string, id: string) {
+    this.proc = spawn(process.execPath, [CLI, 'bridge', name, url, '--stream', stream, '--id', id, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
+    this.proc.stderr!.on('data', (d: Buffer) => (this.err += d.toString()));
+    this.exited = new Promise((r) => this.proc.on('exit', (code) => r(code)));
+  }
+
+  static async start(url: string, name: string, stream: string, id: string): Promise<BridgeProc> {
+    const b = new BridgeProc(url, name, stream, id);
+    await waitFor(() => {
+      if (b.proc.exitCode !== null) throw new Error(`bridge exited ${b.proc.exitCode}: ${b.err}`);
+      return b.out.includes('"type":"ready"');
+    }, `bridge ${id} ready`, 20_000);
+    return b;
+  }
+
+  /** SIGTERM: forwards what is left and exits 0. */
+  async stop(): Promise<void> {
+    this.proc.kill('SIGTERM');
+    const code = await this.exited;
+    assert.equal(code, 0, `bridge exit code (stderr: ${this.err})`);
+  }
+
+  async kill9(): Promise<void> {
+    this.proc.kill('SIGKILL');
+    await this.exited;
+  }
+}
+

@@ -7,6 +7,7 @@ import { runModel } from './reliability/model.js';
 import { runFuzz } from './reliability/fuzz-run.js';
 import { leakCycles } from './reliability/limits.js';
 import { gcScenario } from './reliability/gc.js';
+import { runReplicationChaos } from './reliability/replication.js';
 import { inPrivateShm, privateShmUnavailable } from './reliability/lib.js';
 import { fixture } from './helpers.js';
 
@@ -58,4 +59,10 @@ test('gc() removes exactly the dicts of SIGKILLed processes (12 of them, plus re
   const r = await gcScenario({ killedDicts: 12, processes: 3, gcCalls: 20 });
   assert.deepEqual(r.problems, []);
   assert.ok(r.removed <= r.dead);
+});
+
+test('replication chaos (short): 2 bridged hosts + a RedisDict writer under connection cuts, bridge kills and Redis restarts converge, nothing acknowledged lost or doubled', async () => {
+  const r = await runReplicationChaos({ seed: Number(process.env.ULTRADICT_SEED ?? 1), hosts: 2, rdWriters: 1, ops: 1500, paceMs: 10, log: () => {} });
+  assert.deepEqual(r.problems, []);
+  assert.ok(r.faults.cuts + r.faults.bridgeKills + r.faults.redisRestarts >= 3, `faults ${JSON.stringify(r.faults)}`);
 });

@@ -7,6 +7,7 @@ import { runModel } from './model.js';
 import { runFuzz } from './fuzz-run.js';
 import { leakCycles } from './limits.js';
 import { gcScenario } from './gc.js';
+import { runReplicationChaos } from './replication.js';
 import { inPrivateShm, privateShmUnavailable } from './lib.js';
 import { fixture } from '../helpers.js';
 import { spawn } from 'node:child_process';
@@ -115,6 +116,23 @@ const suites: Record<string, () => Promise<SuiteResult>> = {
       console.log(`gc round ${i + 1}/${rounds}: ${r.dead} dead dicts removed ${r.removed}, ${r.live} live kept, ${r.problems.length} problems`);
     }
     return { suite: 'gc', trials: rounds, inputs: dead + live, failures: problems.length, lostWrites: 0, seconds: (Date.now() - t) / 1000, details: { deadDicts: dead, liveDicts: live, gcCallsPerRound: 50 }, problems };
+  },
+  async replication() {
+    const t = Date.now();
+    const seedBase = envInt('ULTRADICT_SEED', 1);
+    const seeds = envInt('ULTRADICT_REPLICATION_SEEDS', 10);
+    const ops = envInt('ULTRADICT_REPLICATION_OPS', 3000);
+    console.log(`replication chaos: ${seeds} seeds from ${seedBase}, 3 hosts + 2 RedisDict writers x ${ops} ops (reproduce: ULTRADICT_SEED=<seed> ULTRADICT_REPLICATION_SEEDS=1)`);
+    const problems: string[] = [];
+    const faults = { cuts: 0, bridgeKills: 0, redisRestarts: 0 };
+    let writes = 0;
+    for (let i = 0; i < seeds; i++) {
+      const r = await runReplicationChaos({ seed: seedBase + i, hosts: 3, rdWriters: 2, ops, paceMs: envInt('ULTRADICT_REPLICATION_PACE_MS', 10), log: (s) => console.log(s) });
+      problems.push(...r.problems);
+      writes += r.writes;
+      for (const k of Object.keys(faults) as (keyof typeof faults)[]) faults[k] += r.faults[k];
+    }
+    return { suite: 'replication', trials: seeds, inputs: writes, failures: problems.length, lostWrites: 0, seconds: (Date.now() - t) / 1000, details: faults, problems };
   },
 };
 
