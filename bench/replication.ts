@@ -89,7 +89,7 @@ function readRate(d: UltraDict<unknown>, keys: string[]): number {
  * Reads of a bridged dict against a dict of the same keys with no bridge, alternating rep by rep in
  * this process: first with the bridge idle, then while it applies remote writes.
  */
-async function reads(url: string): Promise<{ rows: [string, number[], number[]][] }> {
+async function reads(url: string): Promise<{ rows: [string, number[], number[]][]; writes: [number[], number[]]; endToEnd: number; burst: number }> {
   const keys = Array.from({ length: KEYS }, (_, i) => `k${i}`).sort(() => Math.random() - 0.5);
   const bridged = new UltraDict<unknown>({ name: `${tag}_r` });
   const plain = new UltraDict<unknown>({ name: `${tag}_n` });
@@ -123,10 +123,42 @@ async function reads(url: string): Promise<{ rows: [string, number[], number[]][
   await w.waitFor('ready');
   await measure('bridge applying ~1 k remote writes/s');
   await w.stop();
+  // local writes: the bridge forwards every one (alternating with the dict that has no bridge)
+  const wx: number[] = [];
+  const wy: number[] = [];
+  let n = 0;
+  const writeRate = (d: UltraDict<unknown>): number => {
+    const t0 = nowNs();
+    const end = t0 + BigInt(READ_MS) * 1_000_000n;
+    let k = 0;
+    do {
+      for (let i = 0; i < 200; i++) d.set(keys[(n + i) % 1000]!, n + i);
+      n += 200;
+      k += 200;
+    } while (nowNs() < end);
+    return k / (Number(nowNs() - t0) / 1e9);
+  };
+  for (let r = 0; r < REPS; r++) {
+    wx.push(writeRate(bridged));
+    wy.push(writeRate(plain));
+    await tick();
+  }
+  // end to end: a burst of local writes until a RedisDict reading the stream has the last one
+  const rd = await RedisDict.open<unknown>({ name: `${tag}_rs`, redis: url });
+  const BURST = quick ? 20_000 : 100_000;
+  const t0 = nowNs();
+  for (let i = 0; i < BURST; i++) {
+    bridged.set(keys[i % 1000]!, -i);
+    if (i % 1000 === 999) await tick(); // a real writer yields now and then
+  }
+  bridged.set('burst-end', BURST);
+  while (rd.get('burst-end') !== BURST) await new Promise((r) => setTimeout(r, 1));
+  const endToEnd = BURST / (Number(nowNs() - t0) / 1e9);
+  await rd.close();
   await b.stop();
   bridged.close();
   plain.close();
-  return { rows };
+  return { rows, writes: [wx, wy], endToEnd, burst: BURST };
 }
 
 async function delays(url: string): Promise<{ shm: number[]; rd: number[] }> {
@@ -224,6 +256,7 @@ async function main(): Promise<void> {
     console.log(`replication bench (${quick ? 'quick' : 'full'}) against redis-server on ${url}`);
     const r = await reads(url);
     for (const [label, xs, ys] of r.rows) console.log(`[reads] ${label.padEnd(40)} bridged ${fmt(median(xs))}/s, no bridge ${fmt(median(ys))}/s`);
+    console.log(`[local writes] bridged ${fmt(median(r.writes[0]))}/s, no bridge ${fmt(median(r.writes[1]))}/s; a burst of ${r.burst} reached Redis at ${fmt(r.endToEnd)}/s`);
     const d = await delays(url);
     console.log(`[delay] host A -> host B: median ${median(d.shm).toFixed(0)} µs, p99 ${percentile(d.shm, 99).toFixed(0)} µs`);
     console.log(`[delay] RedisDict -> host B: median ${median(d.rd).toFixed(0)} µs, p99 ${percentile(d.rd, 99).toFixed(0)} µs`);
@@ -242,6 +275,10 @@ async function main(): Promise<void> {
       '| bridge | bridged dict reads/s | no-bridge dict reads/s | ratio |',
       '|---|---:|---:|---:|',
       ...r.rows.map(([label, xs, ys]) => `| ${label} | ${fmt(median(xs))} | ${fmt(median(ys))} | ${(median(xs) / median(ys)).toFixed(2)}× |`),
+      '',
+      `**Local writes of a bridged dict** (\`set\`, 1,000 keys, alternating with the dict that has no bridge): ${fmt(median(r.writes[0]))}/s against ${fmt(median(r.writes[1]))}/s ` +
+        `(${(median(r.writes[0]) / median(r.writes[1])).toFixed(2)}×). The bridge replays and forwards every write, and with redis-server it competes for the machine's ${os.cpus().length} cores. ` +
+        `A burst of ${r.burst.toLocaleString('en-US')} local writes reached a RedisDict on the stream at ${fmt(r.endToEnd)} writes/s end to end.`,
       '',
       `**Replication delay** (${d.shm.length} samples: write on host A, spin on \`get\` on host B until it changes):`,
       '',

@@ -50,9 +50,19 @@ async function twoHosts(tag: string): Promise<{
     bridges,
     rd,
     async close() {
-      for (const b of bridges) if (b.proc.exitCode === null && b.proc.signalCode === null) await b.stop();
-      await rd.close();
+      // stop everything even if one bridge fails to exit cleanly (then report that)
+      const errors: unknown[] = [];
+      for (const b of bridges) {
+        if (b.proc.exitCode !== null || b.proc.signalCode !== null) continue;
+        try {
+          await b.stop();
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+      await rd.close().catch((e: unknown) => errors.push(e));
       for (const d of dicts) d.close();
+      if (errors.length > 0) throw errors[0];
     },
   };
 }
@@ -158,10 +168,10 @@ describe('bridge', () => {
       // converged once both bridges have their own entries back (nothing pending) and the contents agree
       await waitFor(() => ba.stats().pending + bb.stats().pending === 0 && JSON.stringify(a.toJSON()) === JSON.stringify(b.toJSON()), 'nested convergence', 20_000);
     } finally {
-      await ba.close();
-      await bb.close();
+      const closed = await Promise.allSettled([ba.close(), bb.close()]);
       a.close();
       b.close();
+      for (const c of closed) if (c.status === 'rejected') throw c.reason;
     }
   });
 

@@ -219,8 +219,8 @@ async function loadIoredis(): Promise<RedisCtor> {
 
 /**
  * Opens a connection that waits through reconnects (commands are queued and resent in order, never
- * failed for being offline) and defines the scripts. Rejects with ReplicationError if the first connect fails within
- * connectTimeout ms.
+ * failed for being offline) and defines the scripts. Rejects with ReplicationError if no connection is
+ * ready within connectTimeout ms.
  */
 export async function connect(target: RedisTarget, role: string, connectTimeout: number): Promise<RedisClient> {
   const Redis = await loadIoredis();
@@ -249,21 +249,20 @@ export async function connect(target: RedisTarget, role: string, connectTimeout:
   client.defineCommand('udSnapshot', { numberOfKeys: 3, lua: SNAPSHOT_LUA });
   let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      client.connect(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no connection within ${connectTimeout} ms`)), connectTimeout);
-      }),
-    ]);
+    // ioredis retries by itself (retryStrategy): wait for the first 'ready' or give up after connectTimeout
+    await new Promise<void>((resolve, reject) => {
+      client.once('ready', resolve);
+      timer = setTimeout(() => reject(new Error(`no connection within ${connectTimeout} ms`)), connectTimeout);
+      client.connect().catch(() => {});
+    });
   } catch (e) {
     client.disconnect();
     const why = (lastError as Error | null)?.message ?? (e as Error)?.message ?? String(e);
-    throw new ReplicationError(`cannot connect to ${describeTarget(target)}: ${why}`, { cause: lastError ?? e });
+    throw new ReplicationError(`cannot connect to ${describeTarget(target)} within ${connectTimeout} ms: ${why}`, { cause: lastError ?? e });
   } finally {
     clearTimeout(timer);
   }
-  client.off('error', onError);
-  return client;
+  return client; // onError stays: an 'error' event without a listener would be printed by ioredis
 }
 
 /** The scripts defined by connect(), as typed calls. */

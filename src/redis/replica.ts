@@ -615,9 +615,10 @@ export class Replica {
       err = e;
     }
     this.closed = true;
-    await this.snapDone; // releases the snapshot lock before the connection goes
+    await Promise.race([this.snapDone, delay(timeoutMs)]); // releases the snapshot lock before the connection goes
     this.tail.disconnect();
-    await this.tailDone?.catch(() => {});
+    // a blocked XREAD that ioredis had queued for a reconnect is never settled by disconnect(): do not wait for it
+    await Promise.race([this.tailDone?.catch(() => {}), delay(100)]);
     try {
       await Promise.race([this.cmd.quit(), delay(1000)]);
     } catch {

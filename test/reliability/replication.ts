@@ -58,7 +58,18 @@ export async function runReplicationChaos(o: ChaosOptions): Promise<ChaosResult>
 
     // faults until every writer is done
     const running = (): boolean => writers.some((w) => w.proc.exitCode === null && !w.messages.some((m) => m.type === 'done'));
+    let progress = -1;
+    let progressAt = Date.now();
     while (running()) {
+      const acks = writers.reduce((a, w) => a + w.messages.length, 0);
+      if (acks !== progress) [progress, progressAt] = [acks, Date.now()];
+      else if (Date.now() - progressAt > 20_000) {
+        // stuck: ask every writer where it is, then give up on this seed
+        for (const w of writers) w.proc.kill('SIGUSR2');
+        await delay(500);
+        problems.push(`seed ${o.seed}: no progress for 20 s; ${writers.map((w) => w.stderr.trim()).filter(Boolean).join(' | ')}; bridges: ${bridges.map((b) => b.err.slice(-300)).join(' | ')}`);
+        break;
+      }
       await delay(rng.range(80, 300));
       if (!running()) break;
       const f = rng.next();
@@ -75,6 +86,10 @@ export async function runReplicationChaos(o: ChaosOptions): Promise<ChaosResult>
         await server.restart('SIGKILL', rng.range(50, 400));
         faults.redisRestarts++;
       }
+    }
+    if (problems.length > 0) {
+      o.log(problems.join('\n'));
+      return { seed: o.seed, writes: 0, faults, problems, seconds: (Date.now() - t0) / 1000 };
     }
     const done = await Promise.all(writers.map((w) => w.message('done', 120_000)));
     await Promise.all(writers.map((w) => w.done()));
