@@ -579,7 +579,7 @@ async function cmdBridge(ctx: Ctx): Promise<number> {
   log('stop', 'forwarding what is left, then closing');
   await b.close();
   const st = b.stats();
-  log('stop', `closed: ${st.forwarded} local writes forwarded, ${st.applied} remote operations applied, ${st.resyncs} snapshot loads, ${st.merges} whole-state merges`);
+  log('stop', `closed: ${st.forwarded} local writes forwarded, ${st.applied} remote operations applied, ${st.resyncs} snapshot loads, ${st.gaps} local gaps`);
   return EXIT.ok;
 }
 

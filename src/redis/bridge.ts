@@ -39,8 +39,10 @@ export interface BridgeStats extends ReplicaStats {
   stream: string;
   origin: string;
   forwarded: number;
-  /** times local frames could not be read one by one (a whole generation missed) and the local state was merged as a whole */
-  merges: number;
+  /** keys the first start of this bridge forwarded from what the host already held */
+  seeded: number;
+  /** times local frames were overwritten before the bridge read them (their writes were not forwarded) */
+  gaps: number;
 }
 
 const POS_BITS = 40n;
@@ -76,7 +78,8 @@ export class Bridge extends EventEmitter {
   readonly #replica: Replica;
   readonly #closeTimeout: number;
   #forwarded = 0;
-  #merges = 0;
+  #seeded = 0;
+  #gaps = 0;
   #closed = false;
 
   private constructor(dict: UltraDict<unknown>, stream: string, origin: string, replica: Replica, closeTimeout: number) {
@@ -165,20 +168,33 @@ export class Bridge extends EventEmitter {
     };
     replica.onState = (online) => this.emit(online ? 'online' : 'offline');
     const landed = await replica.landedSeq();
+    // has this bridge (id and local dict) run before? recorded in Redis on its first start
+    const known = (await replica.cmd.hsetnx(replica.keys.bridges, this.origin, new Date().toISOString())) === 0;
     core.read();
     const g = core.gen;
     const q = core.pos;
+    const forwardFrames = (from: number, to: number): void =>
+      core.framesBetween(from, to, (body, ops, end, n) => {
+        if (n === null || !n.startsWith('bridge:')) this.#forward(seqOf(core.gen, end), body, ops);
+      });
     if (landed !== null && landed >> POS_BITS === BigInt(g) && Number(landed & POS_MASK) <= q) {
       // the last run forwarded up to `landed`: forward the rest, frame by frame (not its own frames)
-      core.framesBetween(Number(landed & POS_MASK), q, (body, ops, end, n) => {
-        if (n === null || !n.startsWith('bridge:')) this.#forward(seqOf(g, end), body, ops);
-      });
-    } else if (landed !== null || core.map.size > 0) {
-      this.#mergeWhole(landed !== null);
+      forwardFrames(Number(landed & POS_MASK), q);
+    } else if (!known) {
+      // first start of this bridge on this dict: seed the stream with what the host already holds
+      this.#seed();
+    } else {
+      // restarted, and the local stream moved to a new generation since the last forward that landed:
+      // forward every local frame still readable; those of the generations in between are gone
+      forwardFrames(0, q);
+      if (landed === null ? g > 0 : landed >> POS_BITS < BigInt(g)) this.#lost();
     }
     core.onFrame = (body, ops, n) => {
-      if (body === null) this.#mergeWhole(true);
-      else if (n === null || !n.startsWith('bridge:')) this.#forward(seqOf(core.gen, core.pos), body, ops);
+      if (body === null) {
+        // a whole generation was missed: its first frame is still readable, the frames before it are gone
+        forwardFrames(0, core.pos);
+        this.#lost();
+      } else if (n === null || !n.startsWith('bridge:')) this.#forward(seqOf(core.gen, core.pos), body, ops);
     };
     await replica.resync();
     // listening makes the native watcher sync this handle on every local write, which forwards it
@@ -192,24 +208,28 @@ export class Bridge extends EventEmitter {
     this.#replica.push(seq, body, ops);
   }
 
-  /**
-   * Local writes cannot be read one by one (first run with local data, or a generation of frames
-   * was missed): forward the whole local state as one entry (local values win for its keys).
-   */
-  #mergeWhole(lost: boolean): void {
+  /** First start with local data: the whole local state as one entry (local values win for its keys). */
+  #seed(): void {
     const core = this.#core;
+    if (core.map.size === 0) return;
     const enc = new Encoder();
     encodeDump(enc, core.map, core.ser);
     const ops: DecodedOp[] = [];
     for (const [k, v] of core.map) ops.push({ op: OP_SET, key: k as Key, value: v, path: null });
-    if (lost) {
-      this.#merges++;
-      this.emit(
-        'warning',
-        new Error(`bridge ${this.origin}: local writes of ${JSON.stringify(core.name)} were not seen one by one; forwarding the whole local state (${ops.length} keys)`),
-      );
-    }
-    if (ops.length > 0) this.#forward(seqOf(core.gen, core.pos), Buffer.from(enc.buf.subarray(0, enc.pos)), ops);
+    this.#seeded = ops.length;
+    this.#forward(seqOf(core.gen, core.pos), Buffer.from(enc.buf.subarray(0, enc.pos)), ops);
+  }
+
+  /** Local frames were overwritten before this bridge read them: their writes are not forwarded. */
+  #lost(): void {
+    this.#gaps++;
+    this.emit(
+      'warning',
+      new Error(
+        `bridge ${this.origin}: the local stream of ${JSON.stringify(this.#core.name)} moved on before the bridge read all of it; ` +
+          'local writes in between were not forwarded (the stream\'s values stand for them). Keep the bridge running, or give the dict a larger bufferSize',
+      ),
+    );
   }
 
   /** Resolves once every local write made before the call is in Redis. */
@@ -219,7 +239,7 @@ export class Bridge extends EventEmitter {
   }
 
   stats(): BridgeStats {
-    return { name: this.#core.name, stream: this.stream, origin: this.origin, forwarded: this.#forwarded, merges: this.#merges, ...this.#replica.stats() };
+    return { name: this.#core.name, stream: this.stream, origin: this.origin, forwarded: this.#forwarded, seeded: this.#seeded, gaps: this.#gaps, ...this.#replica.stats() };
   }
 
   get closed(): boolean {

@@ -17,6 +17,8 @@ export interface Keys {
   snapLock: string;
   /** how many entries were ever appended (snapshots are spaced by it) */
   count: string;
+  /** bridges that ever ran on this stream: origin -> first start (a restart is told from a first start by it) */
+  bridges: string;
   origin(origin: string): string;
 }
 
@@ -29,6 +31,7 @@ export function keysOf(prefix: string, name: string): Keys {
     snap: `${base}:snap`,
     snapLock: `${base}:snaplock`,
     count: `${base}:count`,
+    bridges: `${base}:bridges`,
     origin: (o) => `${base}:origin:${o}`,
   };
 }
@@ -50,12 +53,12 @@ end
 
 /**
  * Checks the types of the dict's keys (a foreign key is refused, not overwritten) and records the
- * format and serializer on first use. KEYS: meta stream last snap count; ARGV: format serializer.
+ * format and serializer on first use. KEYS: meta stream last snap count bridges; ARGV: format serializer.
  * Returns {status, format, serializer}.
  */
 export const INIT_LUA = `
-local want = {'hash', 'stream', 'string', 'hash', 'string'}
-for i = 1, 5 do
+local want = {'hash', 'stream', 'string', 'hash', 'string', 'hash'}
+for i = 1, 6 do
   local t = redis.call('TYPE', KEYS[i])['ok']
   if t ~= 'none' and t ~= want[i] then return {'foreign', KEYS[i], t} end
 end
@@ -242,7 +245,7 @@ export async function connect(target: RedisTarget, role: string, connectTimeout:
     lastError = e;
   };
   client.on('error', onError);
-  client.defineCommand('udInit', { numberOfKeys: 5, lua: INIT_LUA });
+  client.defineCommand('udInit', { numberOfKeys: 6, lua: INIT_LUA });
   client.defineCommand('udWrite', { numberOfKeys: 4, lua: WRITE_LUA });
   client.defineCommand('udWriteMany', { numberOfKeys: 4, lua: WRITE_MANY_LUA });
   client.defineCommand('udSnapshotDue', { numberOfKeys: 2, lua: SNAPSHOT_DUE_LUA });
@@ -267,7 +270,7 @@ export async function connect(target: RedisTarget, role: string, connectTimeout:
 
 /** The scripts defined by connect(), as typed calls. */
 export interface Scripts {
-  udInit(meta: string, stream: string, last: string, snap: string, count: string, format: string, serializer: string): Promise<string[]>;
+  udInit(meta: string, stream: string, last: string, snap: string, count: string, bridges: string, format: string, serializer: string): Promise<string[]>;
   udWrite(stream: string, last: string, origin: string, count: string, o: string, seq: string, expected: string, body: Buffer, ttl: number): Promise<[string, string, number]>;
   udWriteMany(stream: string, last: string, origin: string, count: string, o: string, ttl: number, n: number, ...seqBodies: (string | Buffer)[]): Promise<[number, string, number]>;
   udSnapshotDue(snap: string, count: string, generation: number): Promise<number>;

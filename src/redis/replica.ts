@@ -128,7 +128,7 @@ export class Replica {
   private async checkMeta(): Promise<void> {
     const k = this.keys;
     const ser = this.cfg.serializer.name;
-    const res = await scripts(this.cmd).udInit(k.meta, k.stream, k.last, k.snap, k.count, REDIS_FORMAT, ser);
+    const res = await scripts(this.cmd).udInit(k.meta, k.stream, k.last, k.snap, k.count, k.bridges, REDIS_FORMAT, ser);
     if (res[0] === 'foreign') {
       throw new ReplicationError(`Redis key ${res[1]} is a ${res[2]}, not part of an ultradict dict; refusing to touch it (choose another name or prefix)`);
     }
