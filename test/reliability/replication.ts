@@ -15,7 +15,10 @@ export interface ChaosOptions {
   seed: number;
   hosts: number;
   rdWriters: number;
+  /** most operations per writer (writers stop earlier once the faults are done) */
   ops: number;
+  /** faults to inject while the writers run */
+  faults: number;
   /** ms each writer waits after every 20 operations (spreads the writes over the faults) */
   paceMs: number;
   log: (s: string) => void;
@@ -56,11 +59,11 @@ export async function runReplicationChaos(o: ChaosOptions): Promise<ChaosResult>
     }
     await Promise.all(writers.map((w) => w.message('ready', 60_000)));
 
-    // faults until every writer is done
+    // a fixed number of faults while the writers run, then the writers are told to stop
     const running = (): boolean => writers.some((w) => w.proc.exitCode === null && !w.messages.some((m) => m.type === 'done'));
     let progress = -1;
     let progressAt = Date.now();
-    while (running()) {
+    for (let n = 0; n < o.faults && running(); n++) {
       const acks = writers.reduce((a, w) => a + w.messages.length, 0);
       if (acks !== progress) [progress, progressAt] = [acks, Date.now()];
       else if (Date.now() - progressAt > 20_000) {
@@ -71,9 +74,8 @@ export async function runReplicationChaos(o: ChaosOptions): Promise<ChaosResult>
         break;
       }
       await delay(rng.range(80, 300));
-      if (!running()) break;
       const f = rng.next();
-      if (f < 0.5) {
+      if (f < 0.45) {
         await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
         faults.cuts++;
       } else if (f < 0.85 || faults.redisRestarts >= 2) {
@@ -87,6 +89,8 @@ export async function runReplicationChaos(o: ChaosOptions): Promise<ChaosResult>
         faults.redisRestarts++;
       }
     }
+    await delay(200); // some writes after the last fault
+    for (const w of writers) if (w.proc.exitCode === null) w.send('stop');
     if (problems.length > 0) {
       o.log(problems.join('\n'));
       return { seed: o.seed, writes: 0, faults, problems, seconds: (Date.now() - t0) / 1000 };
@@ -121,10 +125,10 @@ export async function runReplicationChaos(o: ChaosOptions): Promise<ChaosResult>
       if (code !== 0) problems.push(`seed ${o.seed}: a bridge exited ${code} on SIGTERM: ${b.err.slice(-500)}`);
     }
     o.log(
-      `seed ${o.seed}: ${o.hosts} hosts + ${o.rdWriters} RedisDict writers x ${o.ops} ops; ${faults.cuts} connection cuts, ${faults.bridgeKills} bridge kills, ` +
+      `seed ${o.seed}: ${o.hosts} hosts + ${o.rdWriters} RedisDict writers, ${done.reduce((a, m) => a + Number(m.ops ?? 0), 0)} ops; ${faults.cuts} connection cuts, ${faults.bridgeKills} bridge kills, ` +
         `${faults.redisRestarts} Redis restarts; ${c.size} keys, counter ${incs}; ${problems.length ? `${problems.length} PROBLEMS` : 'ok'}`,
     );
-    return { seed: o.seed, writes: o.ops * (o.hosts + o.rdWriters), faults, problems, seconds: (Date.now() - t0) / 1000 };
+    return { seed: o.seed, writes: done.reduce((a, m) => a + Number(m.ops ?? 0), 0), faults, problems, seconds: (Date.now() - t0) / 1000 };
   } finally {
     for (const w of writers) if (w.proc.exitCode === null) w.proc.kill('SIGKILL');
     for (const b of bridges) if (b.proc.exitCode === null && b.proc.signalCode === null) await b.kill9();

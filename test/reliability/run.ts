@@ -121,13 +121,13 @@ const suites: Record<string, () => Promise<SuiteResult>> = {
     const t = Date.now();
     const seedBase = envInt('ULTRADICT_SEED', 1);
     const seeds = envInt('ULTRADICT_REPLICATION_SEEDS', 10);
-    const ops = envInt('ULTRADICT_REPLICATION_OPS', 3000);
-    console.log(`replication chaos: ${seeds} seeds from ${seedBase}, 3 hosts + 2 RedisDict writers x ${ops} ops (reproduce: ULTRADICT_SEED=<seed> ULTRADICT_REPLICATION_SEEDS=1)`);
+    const ops = envInt('ULTRADICT_REPLICATION_OPS', 100_000);
+    console.log(`replication chaos: ${seeds} seeds from ${seedBase}, 3 hosts + 2 RedisDict writers, 12 faults each (reproduce: ULTRADICT_SEED=<seed> ULTRADICT_REPLICATION_SEEDS=1)`);
     const problems: string[] = [];
     const faults = { cuts: 0, bridgeKills: 0, redisRestarts: 0 };
     let writes = 0;
     for (let i = 0; i < seeds; i++) {
-      const r = await runReplicationChaos({ seed: seedBase + i, hosts: 3, rdWriters: 2, ops, paceMs: envInt('ULTRADICT_REPLICATION_PACE_MS', 10), log: (s) => console.log(s) });
+      const r = await runReplicationChaos({ seed: seedBase + i, hosts: 3, rdWriters: 2, ops, faults: envInt('ULTRADICT_REPLICATION_FAULTS', 12), paceMs: envInt('ULTRADICT_REPLICATION_PACE_MS', 10), log: (s) => console.log(s) });
       problems.push(...r.problems);
       writes += r.writes;
       for (const k of Object.keys(faults) as (keyof typeof faults)[]) faults[k] += r.faults[k];
