@@ -145,7 +145,7 @@ describe('bridge', () => {
     }
   });
 
-  test('first start merges a host\'s existing data; nested dicts replicate; a write into a nested dict deleted first in stream order is dropped everywhere', async () => {
+  test('a bridge\'s first start seeds the stream with its host\'s data; nested dicts replicate; a write into a nested dict deleted first in stream order is dropped everywhere', async () => {
     const stream = uniqueName('ns');
     const nameA = uniqueName('nA');
     const nameB = uniqueName('nB');
