@@ -44,7 +44,6 @@ export class Node extends Map<Key, unknown> {
   }
 }
 
-/** Writes to a local map that may be a Node. */
 /** A frozen plain-object snapshot of a nested dict (for events, toJSON and inspection); other values as they are. */
 export function plain(v: unknown): unknown {
   if (!(v instanceof Node)) return v;
@@ -76,6 +75,52 @@ export function applyOp(root: Map<Key, unknown>, o: DecodedOp): boolean {
   return true;
 }
 
+/** What undoes one applied op: the key's old value, or every entry of a cleared map. */
+export interface Undo {
+  m: Map<Key, unknown>;
+  k: Key | undefined;
+  had: boolean;
+  old: unknown;
+  entries?: [Key, unknown][];
+}
+
+/**
+ * Applies one op to a tree of maps and records how to undo it; false (nothing changed) if its nested
+ * dict does not exist. NOTE ops change nothing.
+ */
+export function applyWithUndo(root: Map<Key, unknown>, o: DecodedOp, undo: Undo[]): boolean {
+  if (o.op === OP_NOTE) return true;
+  const m = targetOf(root, o.path);
+  if (m === undefined) return false;
+  if (o.op === OP_CLEAR) {
+    undo.push({ m, k: undefined, had: false, old: undefined, entries: [...m] });
+    nClear(m);
+    return true;
+  }
+  const k = o.key!;
+  undo.push({ m, k, had: m.has(k), old: m.get(k) });
+  if (o.op === OP_SET) nSet(m, k, o.value);
+  else nDelete(m, k);
+  return true;
+}
+
+/** Undoes the ops recorded after undo[downTo], newest first, and drops their records. */
+export function undoAll(undo: Undo[], downTo = 0): void {
+  for (let i = undo.length - 1; i >= downTo; i--) {
+    const u = undo[i]!;
+    if (u.entries !== undefined) {
+      nClear(u.m);
+      for (const [k, v] of u.entries) nSet(u.m, k, v);
+    } else if (u.had) {
+      nSet(u.m, u.k!, u.old);
+    } else {
+      nDelete(u.m, u.k!);
+    }
+  }
+  undo.length = downTo;
+}
+
+/** Writes to a local map that may be a Node. */
 export function nSet(m: Map<Key, unknown>, k: Key, v: unknown): void {
   mapSet.call(m, k, v);
 }
@@ -369,6 +414,13 @@ export class Decoder {
     readonly buf: Buffer,
     private readonly where: string,
   ) {}
+
+  /** A decoder over a whole private buffer (a Redis entry or snapshot). */
+  static of(buf: Buffer, where: string): Decoder {
+    const d = new Decoder(buf, new DataView(buf.buffer, buf.byteOffset, buf.byteLength), buf, where);
+    d.reset(0, buf.length);
+    return d;
+  }
 
   reset(pos: number, limit: number): void {
     if (limit > this.u8.length) this.fail('range beyond the segment');

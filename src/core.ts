@@ -3,13 +3,12 @@
 
 import {
   applyOp,
+  applyWithUndo,
   checksum,
   Encoder,
-  nClear,
-  nDelete,
   Node,
-  nSet,
   targetOf,
+  undoAll,
   OP_BATCH,
   OP_CLEAR,
   OP_DELETE,
@@ -18,6 +17,7 @@ import {
   type DecodedOp,
   type Key,
   type Path,
+  type Undo,
 } from './codec.js';
 import { Control, CONTROL_SIZE, I_COUNTER, OFF_COUNTER } from './control.js';
 import { AlreadyClosedError, CorruptSegmentError, FullDumpMemoryFullError, NotFoundError, UltraDictError } from './errors.js';
@@ -46,14 +46,6 @@ export interface RawOp {
   path: Path | null;
   key: Key | undefined;
   value: unknown;
-}
-
-interface Undo {
-  m: Map<Key, unknown>;
-  k: Key | undefined;
-  had: boolean;
-  old: unknown;
-  entries?: [Key, unknown][];
 }
 
 interface Tx {
@@ -357,33 +349,7 @@ export class Core {
   }
 
   private applyWithUndo(o: DecodedOp, undo: Undo[]): void {
-    if (o.op === OP_NOTE) return;
-    const m = this.target(o.path ?? null);
-    if (m === undefined) return this.missing(o.path!, false);
-    if (o.op === OP_CLEAR) {
-      undo.push({ m, k: undefined, had: false, old: undefined, entries: [...m] });
-      nClear(m);
-      return;
-    }
-    const k = o.key!;
-    undo.push({ m, k, had: m.has(k), old: m.get(k) });
-    if (o.op === OP_SET) nSet(m, k, o.value);
-    else nDelete(m, k);
-  }
-
-  private undoAll(undo: Undo[], downTo = 0): void {
-    for (let i = undo.length - 1; i >= downTo; i--) {
-      const u = undo[i]!;
-      if (u.entries !== undefined) {
-        nClear(u.m);
-        for (const [k, v] of u.entries) nSet(u.m, k, v);
-      } else if (u.had) {
-        nSet(u.m, u.k!, u.old);
-      } else {
-        nDelete(u.m, u.k!);
-      }
-    }
-    undo.length = downTo;
+    if (!applyWithUndo(this.map, o, undo)) this.missing(o.path!, false);
   }
 
   // ---- writing --------------------------------------------------------------------------------
@@ -411,7 +377,7 @@ export class Core {
         try {
           this.publishFrame(enc, len);
         } catch (e) {
-          this.undoAll(undo);
+          undoAll(undo);
           throw e;
         }
       }
@@ -419,10 +385,6 @@ export class Core {
     } finally {
       lock.exit();
     }
-  }
-
-  private encodeOps(enc: Encoder, raw: readonly RawOp[]): DecodedOp[] {
-    return encodeOps(enc, raw, this.ser, this.recurse);
   }
 
   /** Any writes (a batch, nested paths, deletes, clears): published as one frame, or added to the transaction. */
@@ -435,11 +397,11 @@ export class Core {
       const undoMark = tx.undo.length;
       let ops: DecodedOp[];
       try {
-        ops = this.encodeOps(enc, raw);
+        ops = encodeOps(enc, raw, this.ser, this.recurse);
         for (const o of ops) this.applyWithUndo(o, tx.undo);
       } catch (e) {
         enc.pos = mark;
-        this.undoAll(tx.undo, undoMark);
+        undoAll(tx.undo, undoMark);
         throw e;
       }
       for (const o of ops) tx.ops.push(o);
@@ -458,7 +420,7 @@ export class Core {
         for (const o of ops) this.applyWithUndo(o, undo);
         this.publishFrame(enc, len);
       } catch (e) {
-        this.undoAll(undo);
+        undoAll(undo);
         throw e;
       }
       if (this.listening) for (const o of ops) this.queueChange(changeOf(o));
@@ -479,7 +441,7 @@ export class Core {
         return checkSync(fn(), 'transaction');
       } catch (e) {
         outer.enc.pos = mark;
-        this.undoAll(outer.undo, undoMark);
+        undoAll(outer.undo, undoMark);
         outer.ops.length = opsMark;
         throw e;
       }
@@ -498,7 +460,7 @@ export class Core {
       try {
         result = checkSync(fn(), 'transaction');
       } catch (e) {
-        this.undoAll(tx.undo);
+        undoAll(tx.undo);
         throw e;
       } finally {
         this.tx = null;
@@ -509,7 +471,7 @@ export class Core {
         try {
           this.publishFrame(enc, len);
         } catch (e) {
-          this.undoAll(tx.undo);
+          undoAll(tx.undo);
           throw e;
         }
         if (this.listening) for (const o of tx.ops) if (o.op !== OP_NOTE) this.queueChange(changeOf(o));
@@ -770,8 +732,13 @@ export function changeOf(o: DecodedOp): Change {
   return c;
 }
 
+/** Whether fn returned a Promise (or another thenable), which a synchronous lock or transaction cannot cover. */
+export function isThenable(x: unknown): boolean {
+  return x !== null && typeof x === 'object' && typeof (x as { then?: unknown }).then === 'function';
+}
+
 function checkSync<R>(result: R, what: string): R {
-  if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+  if (isThenable(result)) {
     throw new TypeError(`${what}(fn): fn returned a Promise; the lock is synchronous and cannot cover awaited work`);
   }
   return result;

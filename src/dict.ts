@@ -6,7 +6,7 @@ import { inspect } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
 import { checkKey, Encoder, Node, plain, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec.js';
 import { Control, I_COUNTER, I_LOCK, STATE_ABANDONED, STATE_INITIALIZING } from './control.js';
-import { Core, type Change, type RawOp } from './core.js';
+import { Core, isThenable, type Change, type RawOp } from './core.js';
 import {
   AlreadyExistsError,
   CorruptSegmentError,
@@ -350,7 +350,6 @@ function sleepMs(ms: number): void {
   Atomics.wait(sleeper, 0, 0, ms);
 }
 
-
 function pathEq(a: Path, b: Path, n: number): boolean {
   for (let i = 0; i < n; i++) if (!Object.is(a[i], b[i])) return false;
   return true;
@@ -642,7 +641,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
     } finally {
       lock.exit();
     }
-    if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+    if (isThenable(result)) {
       throw new TypeError(
         'withLock(fn): fn returned a Promise; the lock is synchronous and was released when fn returned. ' +
           'Do the awaited work before or after withLock.',

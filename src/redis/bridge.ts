@@ -45,6 +45,8 @@ export interface BridgeStats extends ReplicaStats {
   gaps: number;
 }
 
+/** Prefix of the NOTE on the frames a bridge writes: such frames are never forwarded. */
+const NOTE_PREFIX = 'bridge:';
 const POS_BITS = 40n;
 const POS_MASK = (1n << POS_BITS) - 1n;
 
@@ -103,7 +105,7 @@ export class Bridge extends EventEmitter {
     const core = coreOf(dict);
     const ser = core.ser; // the local dict's own (it may have been created with another than the default)
     const origin = `${id}:${core.ctrl.tag}`;
-    const note: RawOp = { op: OP_NOTE, path: null, key: `bridge:${origin}`, value: undefined };
+    const note: RawOp = { op: OP_NOTE, path: null, key: `${NOTE_PREFIX}${origin}`, value: undefined };
     let self: Bridge | null = null;
     const target: ReplicaTarget = {
       applyRemote(ops, reapply) {
@@ -173,10 +175,7 @@ export class Bridge extends EventEmitter {
     core.read();
     const g = core.gen;
     const q = core.pos;
-    const forwardFrames = (from: number, to: number): void =>
-      core.framesBetween(from, to, (body, ops, end, n) => {
-        if (n === null || !n.startsWith('bridge:')) this.#forward(seqOf(core.gen, end), body, ops);
-      });
+    const forwardFrames = (from: number, to: number): void => core.framesBetween(from, to, (body, ops, end, n) => this.#forward(seqOf(core.gen, end), body, ops, n));
     if (landed !== null && landed >> POS_BITS === BigInt(g) && Number(landed & POS_MASK) <= q) {
       // the last run forwarded up to `landed`: forward the rest, frame by frame (not its own frames)
       forwardFrames(Number(landed & POS_MASK), q);
@@ -194,7 +193,7 @@ export class Bridge extends EventEmitter {
         // a whole generation was missed: its first frame is still readable, the frames before it are gone
         forwardFrames(0, core.pos);
         this.#lost();
-      } else if (n === null || !n.startsWith('bridge:')) this.#forward(seqOf(core.gen, core.pos), body, ops);
+      } else this.#forward(seqOf(core.gen, core.pos), body, ops, n);
     };
     await replica.resync();
     // listening makes the native watcher sync this handle on every local write, which forwards it
@@ -203,7 +202,9 @@ export class Bridge extends EventEmitter {
     replica.startTail();
   }
 
-  #forward(seq: bigint, body: Buffer, ops: DecodedOp[]): void {
+  /** Sends a local frame to the stream, unless a bridge wrote it (its note says so). */
+  #forward(seq: bigint, body: Buffer, ops: DecodedOp[], note: string | null): void {
+    if (note !== null && note.startsWith(NOTE_PREFIX)) return;
     this.#forwarded++;
     this.#replica.push(seq, body, ops);
   }
@@ -217,7 +218,7 @@ export class Bridge extends EventEmitter {
     const ops: DecodedOp[] = [];
     for (const [k, v] of core.map) ops.push({ op: OP_SET, key: k as Key, value: v, path: null });
     this.#seeded = ops.length;
-    this.#forward(seqOf(core.gen, core.pos), Buffer.from(enc.buf.subarray(0, enc.pos)), ops);
+    this.#forward(seqOf(core.gen, core.pos), Buffer.from(enc.buf.subarray(0, enc.pos)), ops, null);
   }
 
   /** Local frames were overwritten before this bridge read them: their writes are not forwarded. */

@@ -3,8 +3,8 @@
 
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { applyOp, checkKey, Encoder, Node, nDelete, nSet, OP_CLEAR, plain, OP_DELETE, OP_SET, type DecodedOp, type Key } from '../codec.js';
-import { changeOf, encodeWrite, type Change, type RawOp } from '../core.js';
+import { applyOp, applyWithUndo, checkKey, Encoder, Node, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, plain, undoAll, type Key, type Undo } from '../codec.js';
+import { changeOf, encodeOps, encodeWrite, isThenable, type Change, type RawOp } from '../core.js';
 import { AlreadyClosedError, TransactionConflictError } from '../errors.js';
 import { validateName } from '../names.js';
 import { resolveSerializer, type SerializerOption } from '../serializer.js';
@@ -38,11 +38,12 @@ export interface RedisDictStats extends ReplicaStats {
 
 type Initial<V> = Iterable<readonly [Key, V]> | ReadonlyMap<Key, V> | Record<string, V>;
 
-interface Undo {
-  k: Key | undefined;
-  had: boolean;
-  old: unknown;
-  entries?: [Key, unknown][];
+/** A transaction being run: its writes are applied locally with undo records and encoded as one batch. */
+interface Tx {
+  undo: Undo[];
+  enc: Encoder;
+  countAt: number;
+  count: number;
 }
 
 /**
@@ -56,8 +57,8 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   readonly #ser;
   readonly #conflictTimeout: number;
   readonly #closeTimeout: number;
-  #undo: Undo[] | null = null;
-  #txOps: RawOp[] | null = null;
+  readonly #txEnc = new Encoder();
+  #tx: Tx | null = null;
   #closed = false;
   #conflicts = 0;
   /** transactions of this handle run one at a time (they would only conflict with each other) */
@@ -101,7 +102,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
         state.m = map;
         if (state.d !== null && state.d.listenerCount('change') > 0) state.d.emit('change', { type: 'reload' } satisfies Change);
       },
-      snapshotSource: () => (state.d === null || state.d.#undo !== null ? null : state.m),
+      snapshotSource: () => (state.d === null || state.d.#tx !== null ? null : state.m),
     };
     const replica = await Replica.open(
       {
@@ -186,40 +187,25 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** Applies the ops locally and appends them to the stream as one entry (or adds them to the transaction). */
   #write(raw: RawOp[]): void {
     this.#check();
+    const tx = this.#tx;
+    if (tx !== null) {
+      const mark = tx.enc.pos;
+      let ops;
+      try {
+        ops = encodeOps(tx.enc, raw, this.#ser, false);
+      } catch (e) {
+        tx.enc.pos = mark; // SerializationError: nothing of this write stays in the transaction
+        throw e;
+      }
+      for (const o of ops) applyWithUndo(this.#map, o, tx.undo);
+      tx.count += ops.length;
+      return;
+    }
     const enc = this.#enc;
     enc.beginBody();
     const ops = encodeWrite(enc, raw, this.#ser, false); // throws SerializationError before anything changed
-    if (this.#undo !== null) {
-      for (const o of ops) this.#applyWithUndo(o, this.#undo);
-      for (const r of raw) this.#txOps!.push(r);
-      return;
-    }
     for (const o of ops) applyOp(this.#map, o);
     this.#replica.push(this.#replica.newSeq(), Buffer.from(enc.buf.subarray(0, enc.pos)), ops);
-  }
-
-  #applyWithUndo(o: DecodedOp, undo: Undo[]): void {
-    const m = this.#map;
-    if (o.op === OP_CLEAR) {
-      undo.push({ k: undefined, had: false, old: undefined, entries: [...m] });
-      m.clear();
-      return;
-    }
-    undo.push({ k: o.key, had: m.has(o.key!), old: m.get(o.key!) });
-    if (o.op === OP_SET) nSet(m, o.key!, o.value);
-    else nDelete(m, o.key!);
-  }
-
-  #undoAll(undo: Undo[]): void {
-    const m = this.#map;
-    for (let i = undo.length - 1; i >= 0; i--) {
-      const u = undo[i]!;
-      if (u.entries !== undefined) {
-        m.clear();
-        for (const [k, v] of u.entries) m.set(k, v);
-      } else if (u.had) m.set(u.k!, u.old);
-      else m.delete(u.k!);
-    }
   }
 
   set(key: Key, value: V): this {
@@ -266,7 +252,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
    */
   transaction<R>(fn: () => R): Promise<R> {
     this.#check();
-    if (this.#undo !== null) return Promise.resolve(fn()); // nested: part of the outer transaction
+    if (this.#tx !== null) return Promise.resolve(fn()); // nested: part of the outer transaction
     const run = this.#txQueue.then(() => this.#runTransaction(fn));
     this.#txQueue = run.catch(() => {});
     return run;
@@ -285,28 +271,25 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       if (attempt > 0 && !(await replica.catchUp())) await replica.resync();
       if (replica.pendingCount > 0) continue; // writes made meanwhile from elsewhere in this process
       const expected = replica.lastId;
-      const undo: Undo[] = [];
-      const ops: RawOp[] = [];
-      this.#undo = undo;
-      this.#txOps = ops;
+      const enc = this.#txEnc;
+      enc.beginBody();
+      enc.u8(OP_BATCH);
+      const tx: Tx = { undo: [], enc, countAt: enc.pos, count: 0 };
+      enc.u32(0);
+      this.#tx = tx;
       let result: R;
       try {
         result = fn();
-        if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
-          throw new TypeError('transaction(fn): fn must be synchronous (it may run more than once; do awaited work outside)');
-        }
+        if (isThenable(result)) throw new TypeError('transaction(fn): fn must be synchronous (it may run more than once; do awaited work outside)');
       } finally {
-        this.#undoAll(undo);
-        this.#undo = null;
-        this.#txOps = null;
+        undoAll(tx.undo); // the entry, once appended, is applied in stream order
+        this.#tx = null;
       }
-      if (ops.length === 0) return result;
-      const enc = this.#enc;
-      enc.beginBody();
-      encodeWrite(enc, ops, this.#ser, false);
+      if (tx.count === 0) return result;
+      enc.patchU32(tx.countAt, tx.count);
       const seq = replica.newSeq();
       const body = Buffer.from(enc.buf.subarray(0, enc.pos));
-      const [status, id] = await replica.send(seq, body, expected);
+      const [status, id] = await replica.sendConditional(seq, body, expected);
       if (status === 'ok') {
         // the entry follows `expected` in the stream: apply it now rather than waiting for the tail
         if (!replica.ingest([{ id, prev: expected, origin: replica.cfg.origin, seq, body }])) await replica.catchUpTo(id);

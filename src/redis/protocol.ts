@@ -68,18 +68,18 @@ return {'ok', redis.call('HGET', KEYS[1], 'format'), redis.call('HGET', KEYS[1],
 `;
 
 /**
- * Appends one entry: fields p (the id of the entry before it: a reader that applied p may apply this
- * one, anything else is a gap), o (origin), s (the origin's sequence number) and d (the operation,
- * encoded as a frame body of the shared-memory stream). A sequence number the origin already wrote
- * is skipped (a command resent after a reconnect lands once); with ARGV[3] set, the entry is added
- * only if the stream's last id is still ARGV[3] (optimistic transactions).
- * KEYS: stream last origin count; ARGV: origin seq expected body ttl. Returns {status, id-or-last, length}.
+ * Appends one entry only if the stream's last id is still ARGV[3] (optimistic transactions). Fields: p
+ * (the id of the entry before it: a reader that applied p may apply this one, anything else is a gap), o
+ * (origin), s (the origin's sequence number) and d (the operation, encoded as a frame body of the
+ * shared-memory stream). A sequence number the origin already wrote is skipped: a command resent
+ * after a reconnect lands once. KEYS: stream last origin count; ARGV: origin seq expected body ttl.
+ * Returns {status ('ok', 'dup' or 'conflict'), id-or-last, length}.
  */
 export const WRITE_LUA = `${CMP}
 local last = redis.call('GET', KEYS[2]) or '0-0'
 local seen = redis.call('GET', KEYS[3])
 if seen and seqle(ARGV[2], seen) then return {'dup', last, 0} end
-if ARGV[3] ~= '' and ARGV[3] ~= last then return {'conflict', last, 0} end
+if ARGV[3] ~= last then return {'conflict', last, 0} end
 local id = redis.call('XADD', KEYS[1], '*', 'p', last, 'o', ARGV[1], 's', ARGV[2], 'd', ARGV[4])
 redis.call('SET', KEYS[2], id)
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
@@ -88,9 +88,9 @@ return {'ok', id, redis.call('XLEN', KEYS[1])}
 `;
 
 /**
- * Appends several entries of one origin in order (the writes one process made in one tick), as
- * WRITE_LUA does for each, without a condition. KEYS: stream last origin count; ARGV: origin ttl n, then n
- * pairs seq body. Returns {entries written, last id, length}.
+ * Appends several entries of one origin in order (the writes one process made in one tick), with
+ * the fields and the skipping of WRITE_LUA, without a condition. KEYS: stream last origin count;
+ * ARGV: origin ttl n, then n pairs seq body. Returns {entries written, last id, length}.
  */
 export const WRITE_MANY_LUA = `${CMP}
 local last = redis.call('GET', KEYS[2]) or '0-0'

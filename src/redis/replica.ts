@@ -203,8 +203,8 @@ export class Replica {
     this.lastAck = p;
   }
 
-  /** Sends one entry; expected !== '' makes it conditional on the stream's last id. */
-  send(seq: bigint, body: Buffer, expected: string): Promise<[string, string, number]> {
+  /** Sends one entry, appended only if the stream's last id is still `expected` (transactions). */
+  sendConditional(seq: bigint, body: Buffer, expected: string): Promise<[string, string, number]> {
     const k = this.keys;
     const o = this.cfg.origin;
     return scripts(this.cmd).udWrite(k.stream, k.last, k.origin(o), k.count, o, seq.toString(), expected, body, this.cfg.originTtl);
@@ -341,12 +341,14 @@ export class Replica {
 
   // ---- reading the stream ---------------------------------------------------------------------
 
+  private skipForeign(e: Entry): void {
+    this.onError(new ReplicationError(`skipped entry ${e.id} of ${this.keys.stream}: ${e.bad}`));
+  }
+
   private decode(e: Entry): DecodedOp[] | null {
     const ops: DecodedOp[] = [];
     try {
-      const d = new Decoder(e.body, new DataView(e.body.buffer, e.body.byteOffset, e.body.byteLength), e.body, `Redis entry ${e.id}`);
-      d.reset(0, e.body.length);
-      d.body(this.cfg.serializer, ops);
+      Decoder.of(e.body, `Redis entry ${e.id}`).body(this.cfg.serializer, ops);
       return ops;
     } catch (x) {
       // every reader skips the same entry, so all sides still converge
@@ -381,8 +383,7 @@ export class Replica {
         if (cmpId(e.id, cursor) <= 0 || cmpId(e.id, this.readPos) <= 0) continue;
         this.readPos = e.id;
         if (e.bad !== undefined) {
-          // written into the stream by something else: every reader skips it
-          this.onError(new ReplicationError(`skipped entry ${e.id} of ${this.keys.stream}: ${e.bad}`));
+          this.skipForeign(e); // written into the stream by something else: every reader skips it
           continue;
         }
         if (e.prev !== cursor) {
@@ -469,8 +470,7 @@ export class Replica {
           if (dump === null || dump.length === 0) map = new Map();
           else {
             try {
-              const d = new Decoder(dump, new DataView(dump.buffer, dump.byteOffset, dump.byteLength), dump, `snapshot ${k.snap}`);
-              map = decodeDump(d, 0, dump.length, this.cfg.serializer);
+              map = decodeDump(Decoder.of(dump, `snapshot ${k.snap}`), 0, dump.length, this.cfg.serializer);
             } catch (x) {
               throw new ReplicationError(`the snapshot ${k.snap} is unreadable: ${(x as Error).message}`, { cause: x });
             }
@@ -509,7 +509,7 @@ export class Replica {
         if (cmpId(e.id, readPos) <= 0) continue;
         readPos = e.id;
         if (e.bad !== undefined) {
-          this.onError(new ReplicationError(`skipped entry ${e.id} of ${this.keys.stream}: ${e.bad}`));
+          this.skipForeign(e);
           continue;
         }
         const ops = this.decode(e);
