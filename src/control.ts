@@ -8,7 +8,7 @@ import { native, type SelfInfo } from './native.js';
 import { Segment } from './segment.js';
 
 export const CONTROL_MAGIC = 0x54434455; // "UDCT" little-endian
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 
 // header (byte offsets)
 const H_MAGIC = 0;
@@ -42,10 +42,12 @@ const OFF_UNLINKED = 300;
 const OFF_LAST_DUMP_BYTES = 304; // f64
 const OFF_RECOVERIES = 312;
 const OFF_UNLINK_PENDING = 316; // i32: the creator closed (autoUnlink) while others were attached
-/** i32: lock hand-off to a starving waiter: its slot + 1, | 0x20000000 once granted (see lock.ts) */
+/** i32: a starving lock waiter's request for a direct hand-off: its thread id (see lock.ts), 0 = none */
 export const I_HANDOFF = 320 >> 2;
 const OFF_LAST_WAKE = 328; // f64: ms since epoch of the last wake-up a lock release sent
-const OFF_HANDOFFS = 336; // u32: number of lock hand-offs to starving waiters
+const OFF_HANDOFFS = 336; // u32: number of lock hand-offs offered to starving waiters
+const OFF_HANDOFF_LAPSED = 340; // u32: offers withdrawn because the waiter did not take them in time
+const OFF_HANDOFF_AT = 344; // f64: ms since epoch when the lock was last offered to a waiter
 
 export const I_LOCK = OFF_LOCK >> 2;
 export const I_COUNTER = OFF_COUNTER >> 2;
@@ -67,6 +69,7 @@ const S_TID = 4;
 const S_START = 8;
 const S_NS = 16;
 const S_LISTENING = 24; // i32: change listeners of this thread (summed in OFF_LISTENERS)
+const S_EPOCH = 28; // i32: claim epoch, bumped by every claim (lock words name slot and epoch)
 export const CONTROL_SIZE = SLOTS_OFFSET + SLOT_COUNT * SLOT_SIZE;
 
 export const FLAG_FIXED_DUMP = 1;
@@ -261,6 +264,10 @@ export class Control {
   gen(): number {
     return Number(Atomics.load(this.b64, I_GEN64));
   }
+  /** The low 32 bits of the published generation (one plain atomic load, for the write path's check). */
+  genLow(): number {
+    return Atomics.load(this.i32, OFF_GEN >> 2);
+  }
   publishGen(gen: number): void {
     Atomics.store(this.b64, I_GEN64, BigInt(gen));
   }
@@ -317,6 +324,18 @@ export class Control {
   recordHandoff(): void {
     Atomics.add(this.i32, OFF_HANDOFFS >> 2, 1);
   }
+  get lapsedHandoffs(): number {
+    return Atomics.load(this.i32, OFF_HANDOFF_LAPSED >> 2) >>> 0;
+  }
+  recordLapsedHandoff(): void {
+    Atomics.add(this.i32, OFF_HANDOFF_LAPSED >> 2, 1);
+  }
+  get handoffAt(): number {
+    return this.dv.getFloat64(OFF_HANDOFF_AT, true);
+  }
+  setHandoffAt(ms: number): void {
+    this.dv.setFloat64(OFF_HANDOFF_AT, ms, true);
+  }
   get lastWake(): number {
     return this.dv.getFloat64(OFF_LAST_WAKE, true);
   }
@@ -367,8 +386,23 @@ export class Control {
     return threadAlive(this.creatorPid, this.creatorTid, this.creatorStart, this.creatorPidNamespace);
   }
 
-  /** Claims a free slot for the calling thread; reclaims dead ones if none is free. -1 if all are live. */
-  claimSlot(lockOwnerSlot: () => number): number {
+  get slotCount(): number {
+    return SLOT_COUNT;
+  }
+  /** Whether slot i is taken (or being taken). */
+  slotClaimed(i: number): boolean {
+    return Atomics.load(this.i32, (this.slotBase(i) + S_PID) >> 2) !== 0;
+  }
+  /** The claim epoch of slot i: changes with every claim, so a reused slot is told from its last holder. */
+  slotEpoch(i: number): number {
+    return Atomics.load(this.i32, (this.slotBase(i) + S_EPOCH) >> 2);
+  }
+
+  /**
+   * Claims a free slot for the calling thread and bumps its claim epoch; reclaims dead ones if none is
+   * free (onReap(slot) clears what referred to each). null if every slot is held by a live thread.
+   */
+  claimSlot(lockOwnerSlot: () => number, onReap: (slot: number) => void): { slot: number; epoch: number } | null {
     const me = self();
     for (let pass = 0; pass < 2; pass++) {
       for (let i = 0; i < SLOT_COUNT; i++) {
@@ -376,19 +410,20 @@ export class Control {
         if (Atomics.load(this.i32, pidIdx) !== 0) continue;
         if (Atomics.compareExchange(this.i32, pidIdx, 0, -me.pid) !== 0) continue;
         const b = this.slotBase(i);
+        const epoch = (Atomics.add(this.i32, (b + S_EPOCH) >> 2, 1) + 1) & 0x3ffff;
         this.dv.setInt32(b + S_TID, me.tid, true);
         this.dv.setFloat64(b + S_START, me.startTime, true);
         this.dv.setFloat64(b + S_NS, me.pidNamespace, true);
         Atomics.store(this.i32, pidIdx, me.pid);
-        return i;
+        return { slot: i, epoch };
       }
-      this.reapSlots(lockOwnerSlot());
+      this.reapSlots(lockOwnerSlot(), onReap);
     }
-    return -1;
+    return null;
   }
 
   /** Frees the slots of dead threads (never the one the lock word names: the lock recovers that). */
-  reapSlots(skip: number): number {
+  reapSlots(skip: number, onReap?: (slot: number) => void): number {
     let n = 0;
     for (let i = 0; i < SLOT_COUNT; i++) {
       if (i === skip) continue;
@@ -397,8 +432,31 @@ export class Control {
       if (pid === 0 || this.slotAlive(i)) continue;
       if (Atomics.compareExchange(this.i32, pidIdx, pid, 0) === pid) {
         this.dropListening(i);
+        onReap?.(i);
         n++;
       }
+    }
+    return n;
+  }
+
+  /**
+   * Takes the change listeners of dead threads out of the total that writers check (their slots stay
+   * until reaped): writers then stop waking listeners that are gone. Returns the listeners dropped.
+   */
+  dropDeadListeners(): number {
+    let n = 0;
+    for (let i = 0; i < SLOT_COUNT; i++) {
+      const li = (this.slotBase(i) + S_LISTENING) >> 2;
+      const epoch = this.slotEpoch(i);
+      const c = Atomics.load(this.i32, li);
+      if (c === 0 || this.slotAlive(i) || Atomics.compareExchange(this.i32, li, c, 0) !== c) continue;
+      if (this.slotEpoch(i) !== epoch) {
+        // reaped and claimed again meanwhile: the count may include its new thread's listeners
+        Atomics.add(this.i32, li, c);
+        continue;
+      }
+      Atomics.sub(this.i32, I_LISTENERS, c);
+      n += c;
     }
     return n;
   }
@@ -413,6 +471,12 @@ export class Control {
   /** Frees a slot whose owner is known dead. */
   freeDeadSlot(i: number, pid: number): void {
     if (Atomics.compareExchange(this.i32, (this.slotBase(i) + S_PID) >> 2, pid, 0) === pid) this.dropListening(i);
+  }
+
+  /** Byte offsets of slot i's pid, tid, epoch and listener cells and of the listeners total (for the slot guard). */
+  guardOffsets(i: number): [number, number, number, number, number] {
+    const b = this.slotBase(i);
+    return [b + S_PID, b + S_TID, b + S_EPOCH, b + S_LISTENING, OFF_LISTENERS];
   }
 
   /** Byte offsets of the listener counts a watcher of slot i must decrement if its thread dies. */

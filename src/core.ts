@@ -6,6 +6,7 @@ import {
   applyWithUndo,
   checksum,
   Encoder,
+  FRAME_HEADER,
   Node,
   targetOf,
   undoAll,
@@ -19,11 +20,12 @@ import {
   type Path,
   type Undo,
 } from './codec.js';
-import { Control, CONTROL_SIZE, I_COUNTER, OFF_COUNTER } from './control.js';
-import { AlreadyClosedError, CorruptSegmentError, FullDumpMemoryFullError, NotFoundError, UltraDictError } from './errors.js';
-import { SharedLock, type ThreadEntry } from './lock.js';
+import { Control, CONTROL_SIZE, I_COUNTER, OFF_COUNTER, self } from './control.js';
+import { AlreadyClosedError, CorruptSegmentError, FullDumpMemoryFullError, InvalidStateError, NotFoundError, UltraDictError } from './errors.js';
+import { dropThreadEntry, SharedLock, type ThreadEntry } from './lock.js';
 import { native } from './native.js';
 import { dumpSegment, fixedDumpSegment, streamSegment } from './names.js';
+import { removeIncarnation } from './registry.js';
 import { Segment } from './segment.js';
 import type { Serializer } from './serializer.js';
 import { encodeDump, fixedHalfSize, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from './snapshot.js';
@@ -61,25 +63,45 @@ interface Tx {
  */
 const GROWTH = 8;
 const WAKE_ALL = 0x7fffffff;
+/** Wakes that found no waiting watcher before dead listeners are looked for (see nobodyWoken). */
+const IDLE_WAKES = 64;
 
 export interface CoreConfig {
   name: string;
   ctrl: Control;
   entry: ThreadEntry;
   serializer: Serializer;
-  creator: boolean;
-  autoUnlink: boolean;
   lockTimeout: number;
   recurse: boolean;
 }
 
+/**
+ * The engines of this thread, one per dict incarnation (key: control segment name and tag). Every handle
+ * of a dict that this thread opens shares it: one local copy, one stream position, one transaction.
+ * Two engines of one incarnation in one thread would each believe they had synced to the published end
+ * while the (re-entrant) lock let the other append.
+ */
+const engines = new Map<string, Core>();
+
+/** This thread's open engines (closed at process exit). */
+export function openEngines(): Core[] {
+  return [...engines.values()];
+}
+
+/** This thread's open engine of the incarnation `key`, with one more handle on it; null if none. */
+export function retainEngine(key: string): Core | null {
+  const core = engines.get(key);
+  if (core === undefined || core.closed) return null;
+  core.retain();
+  return core;
+}
+
 export class Core {
   readonly name: string;
+  readonly key: string;
   readonly ctrl: Control;
   readonly ci32: Int32Array;
   readonly ser: Serializer;
-  readonly creator: boolean;
-  readonly autoUnlink: boolean;
   readonly entry: ThreadEntry;
   readonly bufferSize: number;
   readonly fullDumpSize: number;
@@ -96,6 +118,14 @@ export class Core {
   closed = false;
   fixed: Segment | null = null;
   tx: Tx | null = null;
+  /** Handles open on this engine; it closes when the last one closes (see release()). */
+  private refs = 1;
+  private autoUnlinkOpen = 0;
+  private readonly slotGuard: number;
+  private idleWakes = 0;
+  private lastSweep = 0;
+  /** > 0 while frames are being replayed: a close requested meanwhile waits until the replay is done. */
+  private syncing = 0;
   private readonly enc = new Encoder();
   private dumpEnc: Encoder | null = null;
   private txEnc: Encoder | null = null;
@@ -122,18 +152,118 @@ export class Core {
     this.ctrl = cfg.ctrl;
     this.ci32 = cfg.ctrl.i32;
     this.ser = cfg.serializer;
-    this.creator = cfg.creator;
-    this.autoUnlink = cfg.autoUnlink;
     this.entry = cfg.entry;
+    this.key = cfg.entry.key;
     this.bufferSize = cfg.ctrl.bufferSize;
     this.fullDumpSize = cfg.ctrl.fullDumpSize;
     this.mode = cfg.ctrl.mode;
     this.recurse = cfg.recurse;
-    this.lock = new SharedLock(cfg.ctrl, cfg.entry, cfg.lockTimeout, () => this.recover(), () => this.check());
+    this.lock = this.lockFor(cfg.lockTimeout, () => this.check());
+    this.slotGuard = this.guardSlot();
+    engines.set(this.key, this);
+  }
+
+  /**
+   * A terminated worker never closes: the addon frees its slot when the worker's env is torn down. 0 if
+   * the control segment cannot be mapped again (renamed or removed meanwhile): then reaping frees it.
+   */
+  private guardSlot(): number {
+    const me = self();
+    const slot = this.entry.slot;
+    for (const name of new Set([this.ctrlSegName(), this.ctrl.seg.name])) {
+      try {
+        return native.slotGuard(name, this.ctrl.guardOffsets(slot), me.pid, me.tid, this.ctrl.slotEpoch(slot));
+      } catch {
+        // try the other name
+      }
+    }
+    return 0;
+  }
+
+  /** A lock object on this engine's lock with its own default timeout and closed check (one per handle). */
+  lockFor(timeout: number, checkOpen: () => void): SharedLock {
+    return new SharedLock(this.ctrl, this.entry, timeout, () => this.recover(), checkOpen);
   }
 
   check(): void {
     if (this.closed) throw new AlreadyClosedError(`UltraDict ${JSON.stringify(this.name)} is closed`);
+  }
+
+  // ---- lifetime -------------------------------------------------------------------------------
+
+  /** One more handle on this engine. */
+  retain(): void {
+    this.refs++;
+  }
+
+  /** A handle with autoUnlink opened (+1) or closed (-1): the dict is due for unlinking when one closes, or at exit. */
+  autoUnlinkHandle(delta: 1 | -1): void {
+    this.autoUnlinkOpen += delta;
+    if (delta < 0 && !this.closed && !this.ctrl.unlinked) this.ctrl.setUnlinkPending();
+  }
+
+  /**
+   * One handle fewer. The engine closes with its last handle, but never in the middle of a lock scope
+   * of this thread (a transaction still to publish, a withLock, an acquired LockHandle) nor of a replay:
+   * then it closes when the outermost scope ends, and the scope completes normally.
+   */
+  release(): void {
+    if (--this.refs > 0 || this.closed) return;
+    if (this.entry.depth > 0) {
+      this.entry.onIdle = () => {
+        if (this.refs === 0) this.close();
+      };
+      return;
+    }
+    if (this.syncing > 0) return; // sync() closes when it finishes
+    this.close();
+  }
+
+  /**
+   * Detaches now: stops listening, releases the lock if this thread holds it, frees the attach slot and
+   * unmaps. The dict is unlinked here if it is due (a handle with autoUnlink closed) and no other live
+   * thread is attached; otherwise the last of them to close does it. (Unlinking under attached processes
+   * would let the next attach-or-create silently start a new, empty dict while they keep the old one: a
+   * restarting creator, as in `pm2 reload`, would split the processes in two.)
+   */
+  close(): void {
+    if (this.closed) return;
+    const ctrl = this.ctrl;
+    const slot = this.entry.slot;
+    if (this.autoUnlinkOpen > 0 && !ctrl.unlinked) ctrl.setUnlinkPending(); // closed at exit with such handles open
+    this.stopListening();
+    this.closed = true;
+    this.refs = 0;
+    if (engines.get(this.key) === this) engines.delete(this.key);
+    this.entry.onIdle = null;
+    this.lock.forceExit();
+    dropThreadEntry(this.entry);
+    native.slotGuardStop(this.slotGuard);
+    ctrl.releaseSlot(slot);
+    try {
+      if (ctrl.unlinkPending && !ctrl.unlinked && !ctrl.othersAttached(slot)) {
+        ctrl.markUnlinked();
+        removeIncarnation(this.name, ctrl.tag, { controlOnly: false });
+      } else if (ctrl.unlinked && ctrl.attached().length === 0) {
+        // last one out of an unlinked dict frees its segments (slots of SIGKILLed processes do not count)
+        removeIncarnation(this.name, ctrl.tag, { controlOnly: false });
+      }
+    } finally {
+      this.stream.unmap();
+      this.fixed?.unmap();
+      ctrl.seg.unmap();
+      this.map = new Map();
+    }
+  }
+
+  /** Undoes a failed open (before any handle saw this engine): frees the slot and unmaps what was mapped. */
+  abandon(): void {
+    this.closed = true;
+    if (engines.get(this.key) === this) engines.delete(this.key);
+    native.slotGuardStop(this.slotGuard);
+    if (dropThreadEntry(this.entry)) this.ctrl.releaseSlot(this.entry.slot);
+    this.fixed?.unmap();
+    if (this.gen >= 0) this.stream.unmap();
   }
 
   // ---- creation -------------------------------------------------------------------------------
@@ -190,9 +320,18 @@ export class Core {
 
   /** Applies everything published since the last sync. Returns the number of operations applied. */
   sync(force: boolean): number {
-    const ctrl = this.ctrl;
     const c = Atomics.load(this.ci32, I_COUNTER);
     if (!force && c === this.seen) return 0;
+    this.syncing++;
+    try {
+      return this.syncTo(c);
+    } finally {
+      if (--this.syncing === 0 && this.refs === 0 && this.entry.depth === 0) this.close();
+    }
+  }
+
+  private syncTo(c: number): number {
+    const ctrl = this.ctrl;
     let n = 0;
     for (let attempt = 0; ; attempt++) {
       const g = ctrl.gen();
@@ -355,7 +494,7 @@ export class Core {
   // ---- writing --------------------------------------------------------------------------------
 
   /** The fast path: one SET of a root key, outside a transaction. */
-  setRoot(key: Key, value: unknown): void {
+  setRoot(key: Key, value: unknown, timeout?: number): void {
     if (this.tx !== null) return this.write([{ op: OP_SET, path: null, key, value }]);
     const enc = this.enc;
     enc.beginFrame();
@@ -364,7 +503,7 @@ export class Core {
     const local = enc.value(value, this.ser, true, this.recurse);
     const len = enc.finishFrame();
     const lock = this.lock;
-    lock.enter();
+    lock.enter(timeout);
     try {
       this.syncForWrite();
       if (this.pos + len <= this.stream.capacity) {
@@ -382,13 +521,14 @@ export class Core {
         }
       }
       if (this.listening) this.queueChange({ type: 'set', key, value: local });
+      if (this.onFrame !== null) this.ownFrame(enc, [{ op: OP_SET, key, value: local, path: null }]);
     } finally {
       lock.exit();
     }
   }
 
   /** Any writes (a batch, nested paths, deletes, clears): published as one frame, or added to the transaction. */
-  write(raw: readonly RawOp[]): void {
+  write(raw: readonly RawOp[], timeout?: number): void {
     if (raw.length === 0) return;
     const tx = this.tx;
     if (tx !== null) {
@@ -412,7 +552,7 @@ export class Core {
     const ops = encodeWrite(enc, raw, this.ser, this.recurse);
     const len = enc.finishFrame();
     const lock = this.lock;
-    lock.enter();
+    lock.enter(timeout);
     try {
       this.syncForWrite();
       const undo: Undo[] = [];
@@ -424,13 +564,14 @@ export class Core {
         throw e;
       }
       if (this.listening) for (const o of ops) this.queueChange(changeOf(o));
+      if (this.onFrame !== null) this.ownFrame(enc, ops);
     } finally {
       lock.exit();
     }
   }
 
   /** Runs fn under the lock; its writes are published as one batch, or rolled back if it throws. */
-  transaction<R>(fn: () => R): R {
+  transaction<R>(fn: () => R, timeout?: number): R {
     const outer = this.tx;
     if (outer !== null) {
       // a nested transaction joins the outer one; its failure rolls back to where it started
@@ -447,7 +588,7 @@ export class Core {
       }
     }
     const lock = this.lock;
-    lock.enter();
+    lock.enter(timeout);
     try {
       this.syncForWrite();
       const enc = (this.txEnc ??= new Encoder());
@@ -475,6 +616,7 @@ export class Core {
           throw e;
         }
         if (this.listening) for (const o of tx.ops) if (o.op !== OP_NOTE) this.queueChange(changeOf(o));
+        if (this.onFrame !== null) this.ownFrame(enc, tx.ops);
       }
       if (enc.buf.length > 1 << 24) this.txEnc = null;
       return result;
@@ -501,6 +643,13 @@ export class Core {
   private publishFrame(enc: Encoder, len: number): void {
     const s = this.stream;
     const at = this.pos;
+    // the lock holder is the only writer and has synced: anything else would overwrite published frames
+    if (s.end() !== at || this.ctrl.genLow() !== this.gen) {
+      throw new CorruptSegmentError(
+        `${this.ctrl.name}: the stream moved while this thread held the lock (at ${at} of generation ${this.gen}, ` +
+          `published ${s.end()} of generation ${this.ctrl.gen()}); nothing was written`,
+      );
+    }
     if (at + len <= s.capacity) {
       if (at + len > this.reservedCache) this.reservedCache = this.reserveFor(s, at + len);
       s.append(enc, len, at);
@@ -520,13 +669,45 @@ export class Core {
   /** After a publish: bump the change counter and wake listeners of any process (only if there are any). */
   private published(): void {
     this.seen = this.ctrl.bump();
-    if (this.ctrl.listeners !== 0) native.futexWake(this.ctrl.seg.buffer, OFF_COUNTER, WAKE_ALL);
+    if (this.ctrl.listeners !== 0 && native.futexWake(this.ctrl.seg.buffer, OFF_COUNTER, WAKE_ALL) === 0) this.nobodyWoken();
   }
 
-  /** Forces a full dump now (a new generation). */
-  dump(): void {
+  /**
+   * Listeners are counted but no watcher was waiting: they may be busy, or dead (SIGKILLed processes
+   * keep their count until their slot is reaped). Every IDLE_WAKES such wakes, at most once a second,
+   * take the dead ones out of the count, so writers stop waking listeners that are gone.
+   */
+  private nobodyWoken(): void {
+    if (++this.idleWakes < IDLE_WAKES) return;
+    this.idleWakes = 0;
+    const now = Date.now();
+    if (now - this.lastSweep < 1000) return;
+    this.lastSweep = now;
+    this.ctrl.dropDeadListeners();
+  }
+
+  /**
+   * Tells the bridge hook about a frame this engine published itself (other handles of this thread share
+   * the engine, so their writes are never replayed here). The hook sees it like a replayed frame.
+   */
+  private ownFrame(enc: Encoder, ops: DecodedOp[]): void {
+    const bodyLen = enc.dv.getUint32(0, true);
+    let note: string | null = null;
+    const plainOps: DecodedOp[] = [];
+    for (const o of ops) {
+      if (o.op === OP_NOTE) note = String(o.key);
+      else plainOps.push({ op: o.op, key: o.key, value: o.value, path: o.path });
+    }
+    this.onFrame!(Buffer.from(enc.buf.subarray(FRAME_HEADER, FRAME_HEADER + bodyLen)), plainOps, note);
+  }
+
+  /** Forces a full dump now (a new generation). Refused inside a transaction: it would publish uncommitted writes. */
+  dump(timeout?: number): void {
+    if (this.tx !== null) {
+      throw new InvalidStateError(`dump() inside a transaction of ${JSON.stringify(this.name)} would publish its uncommitted writes; call it after the transaction`);
+    }
     const lock = this.lock;
-    lock.enter();
+    lock.enter(timeout);
     try {
       this.syncForWrite();
       this.switchGeneration(null, 0);

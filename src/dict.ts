@@ -5,9 +5,10 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
 import { checkKey, Encoder, Node, plain, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec.js';
-import { Control, I_COUNTER, I_LOCK, STATE_ABANDONED, STATE_INITIALIZING } from './control.js';
-import { Core, isThenable, type Change, type RawOp } from './core.js';
+import { Control, I_COUNTER, STATE_ABANDONED, STATE_INITIALIZING } from './control.js';
+import { Core, isThenable, openEngines, retainEngine, type Change, type RawOp } from './core.js';
 import {
+  AlreadyClosedError,
   AlreadyExistsError,
   CorruptSegmentError,
   LockTimeoutError,
@@ -16,7 +17,16 @@ import {
   SharedMemoryError,
   TooManyAttachedError,
 } from './errors.js';
-import { dropThreadEntry, threadEntry, type LockHandle, type LockOwner, type SharedLock } from './lock.js';
+import {
+  dropThreadEntry,
+  forgetSlot,
+  lockOwnerSlot,
+  threadEntry,
+  type LockHandle,
+  type LockOwner,
+  type SharedLock,
+  type ThreadEntry,
+} from './lock.js';
 import { controlSegment, randomName, validateName } from './names.js';
 import { removeDict, removeIncarnation } from './registry.js';
 import { builtinSerializers, resolveSerializer, type SerializerOption } from './serializer.js';
@@ -62,8 +72,10 @@ export interface UltraDictStats {
   recurse: boolean;
   lockHolder: LockOwner | null;
   lockRecoveries: number;
-  /** times the lock was handed directly to a waiter that had waited over 200 ms */
+  /** times the lock was offered directly to a waiter that had waited over 200 ms */
   lockHandoffs: number;
+  /** offers withdrawn because the waiter did not take the lock within 250 ms (stopped, dead or gone) */
+  lockHandoffsLapsed: number;
   attached: number;
   listeners: number;
   creatorPid: number;
@@ -83,6 +95,26 @@ type Initial<V> = Iterable<readonly [Key, V]> | Record<string, V> | ReadonlyMap<
 
 /** Passed as first constructor argument to make a nested view (module-private). */
 const VIEW = Symbol('view');
+
+/**
+ * One constructor call's handle on a thread's engine: its own lock timeout, autoUnlink and open state.
+ * Nested views share their root's handle; handles of one dict in one thread share the engine.
+ */
+class Handle {
+  closed = false;
+  readonly lock: SharedLock;
+  constructor(
+    readonly core: Core,
+    readonly lockTimeout: number,
+    readonly autoUnlink: boolean,
+  ) {
+    this.lock = core.lockFor(lockTimeout, () => this.check());
+    if (autoUnlink) core.autoUnlinkHandle(1);
+  }
+  check(): void {
+    if (this.closed) throw new AlreadyClosedError(`UltraDict ${JSON.stringify(this.core.name)} is closed`);
+  }
+}
 
 /** @internal The engine behind a dict handle (used by the Redis bridge; not part of the API). */
 export let coreOf: (d: UltraDict<unknown>) => Core;
@@ -134,13 +166,12 @@ function validateOptions(o: unknown): UltraDictOptions {
 
 // ---- process-wide bookkeeping ----------------------------------------------------------------------
 
-const openCores = new Set<Core>();
 let exitHooked = false;
 
 function closeAll(): void {
-  for (const c of [...openCores]) {
+  for (const c of openEngines()) {
     try {
-      closeCore(c);
+      c.close();
     } catch {
       // exiting: nothing more can be done
     }
@@ -152,8 +183,7 @@ function closeAll(): void {
  * has no handler of its own for the signal (then the signal is re-raised, so the process still dies of
  * it). An application that handles the signal itself keeps full control: its exit closes the dicts.
  */
-function trackOpen(c: Core): void {
-  openCores.add(c);
+function hookExit(): void {
   if (exitHooked) return;
   exitHooked = true;
   process.on('exit', closeAll);
@@ -167,47 +197,13 @@ function trackOpen(c: Core): void {
   }
 }
 
-/**
- * Detaches a handle. autoUnlink: the dict is unlinked now if no other live thread is attached;
- * otherwise the last of them to close does it. (Unlinking under attached processes would let the next
- * attach-or-create silently start a new, empty dict while they keep the old one: a restarting creator,
- * as in `pm2 reload`, would split the processes in two.)
- */
-function closeCore(core: Core): void {
-  if (core.closed) return;
-  const ctrl = core.ctrl;
-  const slot = core.entry.slot;
-  try {
-    if (core.autoUnlink && !ctrl.unlinked) ctrl.setUnlinkPending();
-  } finally {
-    core.stopListening();
-    core.closed = true;
-    openCores.delete(core);
-    const lastInThread = dropThreadEntry(core.entry);
-    if (lastInThread) {
-      core.lock.forceExit();
-      ctrl.releaseSlot(slot);
-    }
-    try {
-      if (lastInThread && ctrl.unlinkPending && !ctrl.unlinked && !ctrl.othersAttached(slot)) {
-        ctrl.markUnlinked();
-        removeIncarnation(core.name, ctrl.tag, { controlOnly: false });
-      } else if (ctrl.unlinked && ctrl.attached().length === 0) {
-        // last one out of an unlinked dict frees its segments (slots of SIGKILLed processes do not count)
-        removeIncarnation(core.name, ctrl.tag, { controlOnly: false });
-      }
-    } finally {
-      core.stream.unmap();
-      core.fixed?.unmap();
-      ctrl.seg.unmap();
-      core.map = new Map();
-    }
-  }
-}
-
 // ---- opening ---------------------------------------------------------------------------------------
 
-function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown> | undefined): Core {
+/**
+ * Opens the engine of dict `name` for a new handle: creates the dict, or attaches to it (this thread's
+ * engine of it if one is open). Returns the engine and whether this call created the dict.
+ */
+function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown> | undefined): { core: Core; creator: boolean } {
   const lockTimeout = opts.lockTimeout ?? DEFAULT_LOCK_TIMEOUT;
   const explicitSer = opts.serializer !== undefined;
   let ser = resolveSerializer(opts.serializer ?? 'msgpack');
@@ -276,6 +272,7 @@ function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown
   }
 
   let core: Core | null = null;
+  let entry: ThreadEntry | null = null;
   try {
     let recurse = recurseOpt;
     if (!creator) {
@@ -300,20 +297,29 @@ function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown
       mismatch('recurse', opts.recurse, recurse);
     }
     const c = ctrl;
-    const entry = threadEntry(`${ctrlName}:${ctrl.tag}`, () => {
-      const slot = c.claimSlot(() => (Atomics.load(c.i32, I_LOCK) & 0x3fffffff) - 1);
-      if (slot < 0) throw new TooManyAttachedError(`every attach slot of ${JSON.stringify(name)} is held by a live thread`);
-      return slot;
+    const key = `${ctrlName}:${ctrl.tag}`;
+    if (!creator) {
+      // another handle of this thread has it open: share its engine (one local copy, one stream position)
+      const open = retainEngine(key);
+      if (open !== null) {
+        ctrl.seg.unmap();
+        return { core: open, creator: false };
+      }
+    }
+    entry = threadEntry(key, () => {
+      const claimed = c.claimSlot(
+        () => lockOwnerSlot(c),
+        (slot) => forgetSlot(c, slot),
+      );
+      if (claimed === null) throw new TooManyAttachedError(`every attach slot of ${JSON.stringify(name)} is held by a live thread`);
+      return claimed;
     });
-    core = new Core({ name, ctrl, entry, serializer: ser, creator, autoUnlink: opts.autoUnlink ?? creator, lockTimeout, recurse });
+    core = new Core({ name, ctrl, entry, serializer: ser, lockTimeout, recurse });
     if (creator) core.initialize(initialDump);
     core.sync(true);
   } catch (e) {
-    if (core !== null) {
-      if (dropThreadEntry(core.entry)) ctrl.releaseSlot(core.entry.slot);
-      core.fixed?.unmap();
-      if (core.gen >= 0) core.stream.unmap();
-    }
+    if (core !== null) core.abandon();
+    else if (entry !== null && dropThreadEntry(entry)) ctrl.releaseSlot(entry.slot);
     if (creator) {
       ctrl.markAbandoned();
       removeIncarnation(name, ctrl.tag, { controlOnly: false });
@@ -321,8 +327,8 @@ function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown
     ctrl.seg.unmap();
     throw e;
   }
-  trackOpen(core);
-  return core;
+  hookExit();
+  return { core, creator };
 }
 
 /** Waits until a control segment is ready. False if it was abandoned and removed (the caller retries). */
@@ -364,6 +370,7 @@ function pathEq(a: Path, b: Path, n: number): boolean {
  */
 export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> {
   readonly #core: Core;
+  readonly #h: Handle;
   readonly #path: Path | null;
   readonly #root: UltraDict<unknown> | null;
 
@@ -380,8 +387,9 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   constructor(a?: unknown, b?: unknown) {
     super();
     if (a === VIEW) {
-      const v = b as { core: Core; path: Path; root: UltraDict<unknown> };
-      this.#core = v.core;
+      const v = b as { h: Handle; path: Path; root: UltraDict<unknown> };
+      this.#h = v.h;
+      this.#core = v.h.core;
       this.#path = v.path;
       this.#root = v.root;
     } else {
@@ -397,14 +405,17 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       }
       const opts = validateOptions(optionsArg);
       const name = opts.name === undefined ? randomName() : validateName(opts.name);
-      this.#core = openCore(name, opts, initial as Initial<unknown> | undefined);
+      const { core, creator } = openCore(name, opts, initial as Initial<unknown> | undefined);
+      this.#h = new Handle(core, opts.lockTimeout ?? DEFAULT_LOCK_TIMEOUT, opts.autoUnlink ?? creator);
+      this.#core = core;
       this.#path = null;
       this.#root = null;
-      const core = this.#core;
-      core.onChanges = (changes) => dispatch(core, changes);
-      core.onError = (e) => {
-        for (const d of subscribers(core)) if (d.listenerCount('error') > 0) d.emit('error', e);
-      };
+      if (core.onChanges === null) {
+        core.onChanges = (changes) => dispatch(core, changes);
+        core.onError = (e) => {
+          for (const d of subscribers(core)) if (d.listenerCount('error') > 0) d.emit('error', e);
+        };
+      }
     }
     // 'newListener' comes before the listener is added: subscribe now, so that a write right after
     // on('change') is not missed
@@ -418,7 +429,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   #updateSubscription(wants: boolean): void {
     const core = this.#core;
-    if (core.closed) return;
+    if (this.#h.closed) return;
     const subs = subscribers(core);
     if (wants) subs.add(this as UltraDict<unknown>);
     else subs.delete(this as UltraDict<unknown>);
@@ -438,7 +449,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   /** The cross-process, cross-thread lock; re-entrant for the thread holding it. */
   get lock(): SharedLock {
-    return this.#core.lock;
+    return this.#h.lock;
   }
 
   // ---- reading --------------------------------------------------------------------------------
@@ -446,6 +457,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** The local map of this dict (after a sync); undefined if this nested dict no longer exists. */
   #map(): Map<Key, unknown> | undefined {
     const core = this.#core;
+    if (this.#h.closed) this.#h.check();
     core.read();
     return this.#path === null ? core.map : core.target(this.#path);
   }
@@ -456,12 +468,12 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   #child(key: Key): UltraDict<unknown> {
     const path = this.#path === null ? [key] : [...this.#path, key];
-    return new UltraDict<unknown>(VIEW as never, { core: this.#core, path, root: this.#root ?? this } as never);
+    return new UltraDict<unknown>(VIEW as never, { h: this.#h, path, root: this.#root ?? this } as never);
   }
 
   get(key: Key): V | undefined {
     const core = this.#core;
-    if (core.closed) core.check();
+    if (this.#h.closed) this.#h.check();
     if (Atomics.load(core.ci32, I_COUNTER) !== core.seen) core.sync(false);
     if (this.#path === null) {
       const v = core.map.get(key);
@@ -473,7 +485,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   has(key: Key): boolean {
     const core = this.#core;
-    if (core.closed) core.check();
+    if (this.#h.closed) this.#h.check();
     if (Atomics.load(core.ci32, I_COUNTER) !== core.seen) core.sync(false);
     return (this.#path === null ? core.map : core.target(this.#path))?.has(key) ?? false;
   }
@@ -485,13 +497,13 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** The local copy, not refreshed: the fastest read when staleness is acceptable. Nested dicts appear as read-only Maps. */
   get data(): ReadonlyMap<Key, V> {
     const core = this.#core;
-    core.check();
+    this.#h.check();
     return ((this.#path === null ? core.map : core.target(this.#path)) ?? new Map()) as ReadonlyMap<Key, V>;
   }
 
   /** Applies pending updates now; returns how many operations were applied (a reload counts as one). */
   refresh(): number {
-    this.#core.check();
+    this.#h.check();
     return this.#core.sync(true);
   }
 
@@ -535,7 +547,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   }
 
   [inspect.custom](depth: number, options: object): string {
-    if (this.#core.closed) return `UltraDict(${this.name}) <closed>`;
+    if (this.#h.closed) return `UltraDict(${this.name}) <closed>`;
     const label = this.#path === null ? this.name : `${this.name} > ${this.#path.map(String).join(' > ')}`;
     const m = new Map<Key, unknown>();
     for (const [k, v] of this.#map() ?? []) m.set(k, plain(v));
@@ -550,18 +562,18 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   set(key: Key, value: V): this {
     const core = this.#core;
-    core.check();
+    this.#h.check();
     checkKey(key);
-    if (this.#path === null && !(value instanceof UltraDict)) core.setRoot(key, value);
-    else core.write([this.#raw(OP_SET, key, value)]);
+    if (this.#path === null && !(value instanceof UltraDict)) core.setRoot(key, value, this.#h.lockTimeout);
+    else core.write([this.#raw(OP_SET, key, value)], this.#h.lockTimeout);
     return this;
   }
 
   delete(key: Key): boolean {
     const core = this.#core;
-    core.check();
+    this.#h.check();
     checkKey(key);
-    const lock = core.lock;
+    const lock = this.#h.lock;
     lock.enter();
     try {
       core.sync(false);
@@ -576,8 +588,8 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   clear(): void {
     const core = this.#core;
-    core.check();
-    const lock = core.lock;
+    this.#h.check();
+    const lock = this.#h.lock;
     lock.enter();
     try {
       core.sync(false);
@@ -593,13 +605,13 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** Several writes published as one atomic batch: other processes see all of them or none. */
   update(items: Initial<V>): this {
     const core = this.#core;
-    core.check();
+    this.#h.check();
     const raw: RawOp[] = [];
     for (const [k, v] of entriesOf(items, 'update items')) {
       checkKey(k);
       raw.push(this.#raw(OP_SET, k, v));
     }
-    core.write(raw);
+    core.write(raw, this.#h.lockTimeout);
     return this;
   }
 
@@ -609,7 +621,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
    */
   nested(key: Key): UltraDict<unknown> {
     const core = this.#core;
-    core.check();
+    this.#h.check();
     checkKey(key);
     if (!core.recurse) throw new TypeError('nested() needs a dict created with { recurse: true }');
     return core.transaction(() => {
@@ -617,13 +629,13 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       if (m === undefined) throw new NotFoundError(`the nested dict ${this.path.map(String).join(' > ')} no longer exists`);
       if (!(m.get(key) instanceof Node)) core.write([{ op: OP_SET, path: this.#path, key, value: new Node() }]);
       return this.#child(key);
-    });
+    }, this.#h.lockTimeout);
   }
 
   /** Forces a full dump now (a new generation). */
   dump(): void {
-    this.#core.check();
-    this.#core.dump();
+    this.#h.check();
+    this.#core.dump(this.#h.lockTimeout);
   }
 
   // ---- atomic read-modify-write ---------------------------------------------------------------
@@ -631,9 +643,9 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** Runs fn under the lock and returns its result: `dict.withLock(() => dict.set('n', dict.get('n') + 1))`. */
   withLock<R>(fn: () => R): R {
     const core = this.#core;
-    core.check();
+    this.#h.check();
     if (typeof fn !== 'function') throw new TypeError('withLock needs a function');
-    const lock = core.lock;
+    const lock = this.#h.lock;
     lock.enter();
     let result: R;
     try {
@@ -657,9 +669,9 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
    */
   transaction<R>(fn: () => R): R {
     const core = this.#core;
-    core.check();
+    this.#h.check();
     if (typeof fn !== 'function') throw new TypeError('transaction needs a function');
-    return core.transaction(fn);
+    return core.transaction(fn, this.#h.lockTimeout);
   }
 
   /** Atomically replaces the value of key with fn(old); undefined from fn deletes the key. Returns the new value. */
@@ -677,10 +689,10 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** Atomically adds `by` (default 1) to the number at key (missing counts as 0); returns the new value. */
   increment(key: Key, by: number = 1): number {
     const core = this.#core;
-    core.check();
+    this.#h.check();
     checkKey(key);
     if (typeof by !== 'number' || !Number.isFinite(by)) throw new TypeError('increment: by must be a finite number');
-    const lock = core.lock;
+    const lock = this.#h.lock;
     lock.enter();
     try {
       core.sync(false);
@@ -702,7 +714,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
    */
   async *watch(options: { signal?: AbortSignal } = {}): AsyncGenerator<Change, void, undefined> {
     const core = this.#core;
-    core.check();
+    this.#h.check();
     const signal = options.signal;
     const queue: Change[] = [];
     let wake: (() => void) | null = null;
@@ -721,7 +733,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
           yield queue.shift()!;
           continue;
         }
-        if (signal?.aborted || core.closed) return;
+        if (signal?.aborted || this.#h.closed) return;
         await new Promise<void>((resolve) => (wake = resolve));
         wake = null;
       }
@@ -736,7 +748,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** Resolves with the next change made by any process, or null after `timeout` ms (or on abort/close). */
   waitForChange(options: { timeout?: number; signal?: AbortSignal } = {}): Promise<Change | null> {
     const core = this.#core;
-    core.check();
+    this.#h.check();
     const { timeout, signal } = options;
     if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0))) throw new TypeError('timeout must be a number of ms >= 0');
     return new Promise<Change | null>((resolve) => {
@@ -762,14 +774,14 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   /** Makes 'change' listeners keep the event loop alive (default: they do not). */
   ref(): this {
-    this.#core.check();
+    this.#h.check();
     this.#core.setRef(true);
     return this;
   }
 
   /** Lets the process exit even while 'change' listeners are registered (the default). */
   unref(): this {
-    this.#core.check();
+    this.#h.check();
     this.#core.setRef(false);
     return this;
   }
@@ -781,7 +793,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
    * `{...o}`, `JSON.stringify(o)`. Nested dicts appear as proxies too. String keys only.
    */
   asObject(): Record<string, any> {
-    this.#core.check();
+    this.#h.check();
     return asObject(this as UltraDict<unknown>);
   }
 
@@ -789,6 +801,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   stats(): UltraDictStats {
     const core = this.#core;
+    this.#h.check();
     core.read();
     const ctrl = core.ctrl;
     return {
@@ -806,6 +819,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       lockHolder: core.lock.owner(),
       lockRecoveries: ctrl.recoveries,
       lockHandoffs: ctrl.handoffs,
+      lockHandoffsLapsed: ctrl.lapsedHandoffs,
       attached: ctrl.attached().length,
       listeners: ctrl.listeners,
       creatorPid: ctrl.creatorPid,
@@ -817,7 +831,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   /** Whether this handle is closed. */
   get closed(): boolean {
-    return this.#core.closed;
+    return this.#h.closed;
   }
 
   /**
@@ -826,7 +840,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
    */
   unlink(): void {
     const core = this.#core;
-    core.check();
+    this.#h.check();
     if (core.ctrl.unlinked) return;
     core.ctrl.markUnlinked();
     removeIncarnation(core.name, core.ctrl.tag, { controlOnly: true });
@@ -834,12 +848,21 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   /** Detaches this handle (and its nested views); idempotent. The creator (autoUnlink) also unlinks the dict. */
   close(): void {
+    const h = this.#h;
+    if (h.closed) return;
     const core = this.#core;
-    if (core.closed) return;
-    const subs = [...subscribers(core)];
-    closeCore(core);
-    for (const d of subs) d.emit('close');
-    if (!subs.includes(this as UltraDict<unknown>)) this.emit('close');
+    h.closed = true;
+    const subs = subscribers(core);
+    const mine = [...subs].filter((d) => d.#h === h);
+    try {
+      if (h.autoUnlink) core.autoUnlinkHandle(-1);
+    } finally {
+      for (const d of mine) subs.delete(d);
+      if (subs.size === 0) core.stopListening();
+      core.release(); // closes the engine with its last handle (at the end of a lock scope in progress)
+    }
+    for (const d of mine) d.emit('close');
+    if (!mine.includes(this as UltraDict<unknown>)) this.emit('close');
   }
 
   [Symbol.dispose](): void {

@@ -14,6 +14,11 @@ export class AlreadyClosedError extends UltraDictError {
   override readonly code = 'ULTRADICT_CLOSED';
 }
 
+/** A call that is not allowed in the current state (e.g. `dump()` inside a transaction). Nothing was changed. */
+export class InvalidStateError extends UltraDictError {
+  override readonly code = 'ULTRADICT_INVALID_STATE';
+}
+
 /** `create: true` but a dict of that name exists. */
 export class AlreadyExistsError extends UltraDictError {
   override readonly code = 'ULTRADICT_EXISTS';

@@ -40,6 +40,13 @@ export interface NativeAddon {
   watchStart(name: string, byteOffset: number, callback: () => void, lastSeen: number, decOffset1?: number, decOffset2?: number): number;
   watchStop(id: number): boolean;
   watchRef(id: number, ref: boolean): boolean;
+  /**
+   * Frees the attach slot at the given cells (pid, tid, epoch, listening, listeners total) if the calling
+   * thread's env is torn down (worker.terminate()) while the slot still holds this pid, tid and epoch.
+   */
+  slotGuard(name: string, offsets: [number, number, number, number, number], pid: number, tid: number, epoch: number): number;
+  /** Drops a slot guard (the slot was released normally). */
+  slotGuardStop(id: number): boolean;
 }
 
 function packageRoot(): string {

@@ -12,7 +12,7 @@ import {
   UltraDict,
   UltraDictError,
 } from '../src/index.js';
-import { shmEntries, uniqueName } from './helpers.js';
+import { runChild, shmEntries, uniqueName } from './helpers.js';
 
 test('behaves like a Map', () => {
   const d = new UltraDict<unknown>({ name: uniqueName() });
@@ -395,21 +395,14 @@ test('withLock returns the result, releases on throw, rejects async functions', 
   }
 });
 
-test('refresh() counts applied operations; data is the unrefreshed local copy', () => {
+test('refresh() counts applied operations; data is the unrefreshed local copy', async () => {
   const name = uniqueName();
-  const a = new UltraDict<number>({ name });
-  const b = new UltraDict<number>({ name });
-  try {
-    a.set('x', 1);
-    a.update({ y: 2, z: 3 });
-    assert.equal(b.data.has('x'), false);
-    assert.equal(b.refresh(), 3);
-    assert.equal(b.data.get('z'), 3);
-    assert.equal(b.refresh(), 0);
-  } finally {
-    b.close();
-    a.close();
-  }
+  using b = new UltraDict<number>({ name });
+  await runChild('child', { op: 'writeN', name, key: 'x', n: 3 }); // another process writes
+  assert.equal(b.data.has('x'), false);
+  assert.equal(b.refresh(), 3);
+  assert.equal(b.data.get('x'), 2);
+  assert.equal(b.refresh(), 0);
 });
 
 test('unlink(): new processes cannot attach, attached ones keep working, last one out frees it', () => {

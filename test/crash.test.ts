@@ -159,12 +159,12 @@ test('UltraDict.unlink(name) removes every segment after a crash; gc() removes d
   }
 });
 
-test('kill matrix (short): writers SIGKILLed at random, holding the lock, mid-dump and mid-attach; exactly the acknowledged writes survive', async () => {
+test('kill matrix (short): writers SIGKILLed at random, holding the lock, mid-dump, mid-attach, stopped or killed while waiting for a hand-off; exactly the acknowledged writes survive', async () => {
   // the full matrix (hundreds of kills): npm run reliability:kill; see docs/reliability.md
   const { runKillMatrix } = await import('./reliability/killmatrix.js');
   const { PROFILES } = await import('./reliability/writer-ops.js');
   const r = await runKillMatrix({
-    rounds: 5, // one round per profile: writes, dumps, bigdump (mid-dump kills), attach (a big dump to load), bigframes (mid-frame kills)
+    rounds: 6, // one round per plan: writes, dumps, bigdump (mid-dump kills), attach (a big dump to load), bigframes (mid-frame kills), waiters
     seedBase: Number(process.env.ULTRADICT_SEED ?? 1),
     kills: 3,
     writers: 2,
@@ -175,4 +175,5 @@ test('kill matrix (short): writers SIGKILLed at random, holding the lock, mid-du
   assert.equal(r.lostWrites, 0);
   assert.ok(r.trials >= 20, `trials ${r.trials}`);
   assert.ok(r.heldLock > 0, 'some victims held the lock when killed');
+  assert.ok(r.stoppedWaiters > 0 && r.deadWaiters > 0, `stopped waiters ${r.stoppedWaiters}, dead waiters ${r.deadWaiters}`);
 });

@@ -315,23 +315,21 @@ test('another process listening receives every change; own writes are events too
 
 test('a reader that missed a whole generation gets one reload event', async () => {
   const name = uniqueName('reload');
-  const d = new UltraDict<number>({ name });
-  const e = new UltraDict<number>({ name });
-  try {
-    const got: Change[] = [];
-    // e has no listener while d switches two generations: then it listens and syncs
-    d.set('a', 1);
-    d.dump();
-    d.dump();
-    e.on('change', (c) => got.push(c));
-    e.refresh();
-    await waitFor(() => got.length > 0, 'reload event');
-    assert.deepEqual(got, [{ type: 'reload' }]);
-    assert.equal(e.get('a'), 1);
-  } finally {
-    e.close();
-    d.close();
-  }
+  using e = new UltraDict<number>({ name });
+  const got: Change[] = [];
+  // e has no listener while another process switches two generations: then it listens and syncs
+  const w = new Child('child', { op: 'attachWait', name });
+  await w.message('ready');
+  await runChild('child', { op: 'set', name, key: 'a', value: 1 });
+  await runChild('child', { op: 'dump', name });
+  await runChild('child', { op: 'dump', name });
+  e.on('change', (c) => got.push(c));
+  e.refresh();
+  await waitFor(() => got.length > 0, 'reload event');
+  assert.deepEqual(got, [{ type: 'reload' }]);
+  assert.equal(e.get('a'), 1);
+  w.send('close');
+  await w.done();
 });
 
 test('watch() async iterator and waitForChange()', async () => {

@@ -99,3 +99,15 @@ export async function runChild(script: string, command: object, timeoutMs = 60_0
   await c.done();
   return c.messages;
 }
+
+/**
+ * Attaches to `name` in a fresh process (handles of one dict in one thread share their engine, so a
+ * second, independent reader must live elsewhere): its contents as JSON, or the error class it got.
+ */
+export async function attachElsewhere(name: string): Promise<{ json?: string; error?: string; message?: string }> {
+  const c = new Child('child', { op: 'json', name });
+  await c.exited;
+  const m = c.messages.find((x) => x.type === 'json' || x.type === 'error');
+  if (m === undefined) throw new Error(`the attaching process said nothing (exit ${c.proc.exitCode ?? c.proc.signalCode}): ${c.stderr}`);
+  return m.type === 'json' ? { json: m.json as string } : { error: m.name as string, message: m.message as string };
+}

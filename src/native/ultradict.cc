@@ -706,9 +706,41 @@ Napi::Value WatchRef(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
-// Per-env (main thread or worker) list of watcher ids, stopped when the env is torn down.
+// ---------------------------------------------------------------------------------------------
+// Slot guards. A thread's attach slot in a control block is freed by JS when it closes the dict; a
+// worker that is terminated never gets to. A guard maps the control segment itself (V8 may free the
+// SharedArrayBuffer mappings before the cleanup hooks run) and, if the env is torn down while the slot
+// is still this thread's claim (same tid and claim epoch), frees it: listener counts out, pid cell 0.
+
+struct SlotGuard {
+  void* addr = nullptr;
+  size_t length = 0;
+  int32_t* pid = nullptr;
+  int32_t* tid = nullptr;
+  int32_t* epoch = nullptr;
+  int32_t* listening = nullptr;
+  int32_t* total = nullptr;
+  int32_t pid_value = 0;
+  int32_t tid_value = 0;
+  int32_t epoch_value = 0;
+};
+
+void FreeGuardedSlot(SlotGuard* g) {
+  if (__atomic_load_n(g->epoch, __ATOMIC_SEQ_CST) == g->epoch_value &&
+      __atomic_load_n(g->tid, __ATOMIC_SEQ_CST) == g->tid_value &&
+      __atomic_load_n(g->pid, __ATOMIC_SEQ_CST) == g->pid_value) {
+    int32_t n = __atomic_exchange_n(g->listening, 0, __ATOMIC_SEQ_CST);
+    if (n != 0) __atomic_sub_fetch(g->total, n, __ATOMIC_SEQ_CST);
+    int32_t expected = g->pid_value;
+    __atomic_compare_exchange_n(g->pid, &expected, 0, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  }
+}
+
+// Per-env (main thread or worker) list of watcher ids and slot guards, ended when the env is torn down.
 struct EnvWatchers {
   std::unordered_set<uint32_t> ids;
+  std::unordered_map<uint32_t, SlotGuard*> guards;
+  uint32_t next_guard = 1;
 };
 
 thread_local EnvWatchers* t_env_watchers = nullptr;  // one env per JS thread
@@ -717,6 +749,77 @@ Napi::Value WatchStartTracked(const Napi::CallbackInfo& info) {
   Napi::Value id = WatchStart(info);
   if (id.IsNumber() && t_env_watchers != nullptr) t_env_watchers->ids.insert(id.As<Napi::Number>().Uint32Value());
   return id;
+}
+
+// slotGuard(controlName, [pidOff, tidOff, epochOff, listeningOff, totalOff], pid, tid, epoch) -> id
+Napi::Value SlotGuardStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckSupported(env)) return env.Undefined();
+  std::string name;
+  if (!GetName(info, 0, &name)) return env.Undefined();
+  if (info.Length() < 5 || !info[1].IsArray() || !info[2].IsNumber() || !info[3].IsNumber() || !info[4].IsNumber() ||
+      info[1].As<Napi::Array>().Length() != 5 || t_env_watchers == nullptr) {
+    ThrowCode(env, "EINVAL", "slotGuard(name, offsets[5], pid, tid, epoch)");
+    return env.Undefined();
+  }
+#if UD_SUPPORTED
+  size_t length = 0;
+  void* addr = MapExisting(env, name, &length);
+  if (addr == nullptr) return env.Undefined();
+  Napi::Array offs = info[1].As<Napi::Array>();
+  int32_t* cells[5];
+  for (uint32_t i = 0; i < 5; i++) {
+    Napi::Value o = offs.Get(i);
+    cells[i] = o.IsNumber() ? CellAt(addr, length, o.As<Napi::Number>().DoubleValue()) : nullptr;
+    if (cells[i] == nullptr) {
+      munmap(addr, length);
+      ThrowCode(env, "EINVAL", "slotGuard: offset outside the segment");
+      return env.Undefined();
+    }
+  }
+  SlotGuard* g = new SlotGuard();
+  g->addr = addr;
+  g->length = length;
+  g->pid = cells[0];
+  g->tid = cells[1];
+  g->epoch = cells[2];
+  g->listening = cells[3];
+  g->total = cells[4];
+  g->pid_value = info[2].As<Napi::Number>().Int32Value();
+  g->tid_value = info[3].As<Napi::Number>().Int32Value();
+  g->epoch_value = info[4].As<Napi::Number>().Int32Value();
+  uint32_t id = t_env_watchers->next_guard++;
+  t_env_watchers->guards[id] = g;
+  return Napi::Number::New(env, id);
+#else
+  return env.Undefined();
+#endif
+}
+
+// slotGuardStop(id) -> boolean: the slot was released by JS; drop the guard without touching the slot
+Napi::Value SlotGuardStop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber() || t_env_watchers == nullptr) return Napi::Boolean::New(env, false);
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  auto it = t_env_watchers->guards.find(id);
+  if (it == t_env_watchers->guards.end()) return Napi::Boolean::New(env, false);
+#if UD_SUPPORTED
+  munmap(it->second->addr, it->second->length);
+#endif
+  delete it->second;
+  t_env_watchers->guards.erase(it);
+  return Napi::Boolean::New(env, true);
+}
+
+void EndEnvGuards(EnvWatchers* ew) {
+  for (auto& kv : ew->guards) {
+    FreeGuardedSlot(kv.second);
+#if UD_SUPPORTED
+    munmap(kv.second->addr, kv.second->length);
+#endif
+    delete kv.second;
+  }
+  ew->guards.clear();
 }
 
 void StopEnvWatchers(EnvWatchers* ew) {
@@ -748,10 +851,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("watchStart", Napi::Function::New(env, WatchStartTracked, "watchStart"));
   exports.Set("watchStop", Napi::Function::New(env, WatchStop, "watchStop"));
   exports.Set("watchRef", Napi::Function::New(env, WatchRef, "watchRef"));
+  exports.Set("slotGuard", Napi::Function::New(env, SlotGuardStart, "slotGuard"));
+  exports.Set("slotGuardStop", Napi::Function::New(env, SlotGuardStop, "slotGuardStop"));
   EnvWatchers* ew = new EnvWatchers();
   t_env_watchers = ew;
   env.AddCleanupHook([ew]() {  // env teardown (process exit, worker terminate): stop its threads
     StopEnvWatchers(ew);
+    EndEnvGuards(ew);  // after the watchers, which take their own listener counts out first
     if (t_env_watchers == ew) t_env_watchers = nullptr;
     delete ew;
   });

@@ -12,7 +12,7 @@ import { readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { UltraDict, UltraDictError } from '../../src/index.js';
 import { checksum, Decoder, FRAME_HEADER, type DecodedOp } from '../../src/codec.js';
 import { Control } from '../../src/control.js';
-import { SharedLock } from '../../src/lock.js';
+import { SharedLock, threadId } from '../../src/lock.js';
 import { native } from '../../src/native.js';
 import { Segment } from '../../src/segment.js';
 import { builtinSerializers, type Serializer } from '../../src/serializer.js';
@@ -424,7 +424,8 @@ export function fuzzControl(templates: Template[], n: number, seed: number, scra
           c.checkHeader();
           void [c.tag, c.gen(), c.counter(), c.bufferSize, c.fullDumpSize, c.mode, c.serializerName, c.flags, c.creatorPid, c.unlinked];
           void c.attached();
-          const entry = { key: `fuzz${i}`, slot: r.int(8), depth: 0, refs: 1 };
+          const slot = r.int(8);
+          const entry = { key: `fuzz${i}`, slot, id: threadId(slot, 1), depth: 0, refs: 1, onIdle: null };
           const lock = new SharedLock(c, entry, 0, () => {}, () => {});
           void lock.owner();
           const h = lock.acquire({ timeout: 0 });

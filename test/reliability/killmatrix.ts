@@ -7,14 +7,15 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { UltraDict } from '../../src/index.js';
-import { Control } from '../../src/control.js';
+import { Control, I_HANDOFF } from '../../src/control.js';
+import { forgetSlot, lockOwnerSlot, slotOfWord } from '../../src/lock.js';
 import { controlSegment } from '../../src/names.js';
 import { Segment } from '../../src/segment.js';
 import { Child, runChild, shmEntries, uniqueName } from '../helpers.js';
 import { canonEntries, hashStr, PHASE_ATTACHED, PHASE_STARTED, readAck, readBytes, Rng, tempDir } from './lib.js';
 import { checkWriter, type Profile } from './writer-ops.js';
 
-export type KillMode = 'random' | 'lock' | 'dump' | 'frame' | 'attach';
+export type KillMode = 'random' | 'lock' | 'dump' | 'frame' | 'attach' | 'stopWaiter' | 'deadWaiter';
 
 export interface KillTotals {
   trials: number;
@@ -25,6 +26,10 @@ export interface KillTotals {
   midSwitch: number;
   midFrame: number;
   duringAttach: number;
+  /** waiters stopped (SIGSTOP) after asking for a hand-off, while the survivors had to go on */
+  stoppedWaiters: number;
+  /** waiters SIGKILLed after asking for a hand-off, their slot then reaped and reused */
+  deadWaiters: number;
   lockRecoveries: number;
   ackedWrites: number;
   inFlightApplied: number;
@@ -43,6 +48,8 @@ export function emptyTotals(): KillTotals {
     midSwitch: 0,
     midFrame: 0,
     duringAttach: 0,
+    stoppedWaiters: 0,
+    deadWaiters: 0,
     lockRecoveries: 0,
     ackedWrites: 0,
     inFlightApplied: 0,
@@ -109,9 +116,8 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
   };
   const acked = (w: Writer): number => readAck(w.ackFile).acked;
   const ownerPid = (): number => {
-    const v = Atomics.load(ctrl.i32, 256 >> 2);
-    if (v === 0) return 0;
-    return Math.abs(ctrl.slot((v & 0x3fffffff) - 1).pid);
+    const s = lockOwnerSlot(ctrl);
+    return s < 0 ? 0 : Math.abs(ctrl.slot(s).pid);
   };
   const waitAttached = async (w: Writer, timeoutMs = 30_000): Promise<boolean> => {
     const deadline = Date.now() + timeoutMs;
@@ -222,6 +228,49 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
     return { heldLock: held };
   };
 
+  /**
+   * Holds the lock until a writer asks for a hand-off, then stops it (SIGSTOP) or SIGKILLs it and reaps
+   * and reuses its slot, and releases: the offer goes to a waiter that cannot take it.
+   */
+  const waiterFault = async (mode: 'stopWaiter' | 'deadWaiter'): Promise<void> => {
+    const h = d.lock.acquire();
+    let victim: Writer | undefined;
+    try {
+      const deadline = Date.now() + 10_000;
+      while (victim === undefined && Date.now() < deadline) {
+        const req = Atomics.load(ctrl.i32, I_HANDOFF);
+        if (req !== 0) {
+          const pid = Math.abs(ctrl.slot(slotOfWord(req)).pid);
+          victim = writers.find((w) => !w.killedByUs && w.child.proc.pid === pid);
+        }
+        if (victim === undefined) await sleep(5);
+      }
+      if (victim === undefined) {
+        fail(`${mode}: no writer asked for a hand-off within 10 s`);
+        return;
+      }
+      if (mode === 'stopWaiter') {
+        victim.child.proc.kill('SIGSTOP');
+        victim.killedByUs = true; // not a survivor while stopped
+      } else {
+        await kill(victim, 'random'); // SIGKILL: its request stays behind
+        ctrl.reapSlots(lockOwnerSlot(ctrl), (slot) => forgetSlot(ctrl, slot)); // as an attacher short of slots does
+      }
+    } finally {
+      h.release(); // offers the lock to the stopped or dead waiter (or to the new thread in its slot)
+    }
+    if (mode === 'stopWaiter') {
+      totals.stoppedWaiters++;
+      if (!(await survivorsProgress('a waiter stopped after asking for a hand-off'))) return;
+      victim.child.proc.kill('SIGCONT');
+      victim.killedByUs = false;
+    } else {
+      totals.deadWaiters++;
+      const repl = spawnWriter(); // takes the reaped slot
+      if (!(await waitAttached(repl))) fail(`writer ${repl.id} did not attach after a dead waiter: ${repl.child.stderr.slice(0, 800)}`);
+    }
+  };
+
   try {
     for (let i = 0; i < o.writers; i++) spawnWriter();
     for (const w of writers) if (!(await waitAttached(w))) fail(`writer ${w.id} did not attach: ${w.child.stderr.slice(0, 800)}`);
@@ -229,8 +278,10 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
     for (let k = 0; k < o.kills; k++) {
       const mode = rng.pick(o.modes);
       const before = ctrl.recoveries;
-      let held: boolean;
-      if (mode === 'attach') {
+      let held = false;
+      if (mode === 'stopWaiter' || mode === 'deadWaiter') {
+        await waiterFault(mode);
+      } else if (mode === 'attach') {
         const w = spawnWriter();
         ({ heldLock: held } = await kill(w, 'attach'));
         // a new writer attaches after the killed one; it also tells how long an attach takes, so later
@@ -342,6 +393,7 @@ const PLAN: { profile: string; modes: KillMode[] }[] = [
   { profile: 'bigdump', modes: ['dump', 'lock', 'random'] },
   { profile: 'attach', modes: ['attach', 'attach', 'random'] },
   { profile: 'bigframes', modes: ['frame', 'frame', 'lock'] },
+  { profile: 'writes', modes: ['stopWaiter', 'deadWaiter'] },
 ];
 
 /** Runs `rounds` rounds (seeds seedBase, seedBase+1, ...) over every profile in turn. */
@@ -373,7 +425,8 @@ export async function runKillMatrix(opts: {
     );
     opts.log?.(
       `round ${r + 1}/${opts.rounds} seed ${seed} ${plan.profile}: ${Date.now() - t} ms, trials ${totals.trials}, ` +
-        `held lock ${totals.heldLock}, mid switch ${totals.midSwitch}, mid frame ${totals.midFrame}, during attach ${totals.duringAttach}` +
+        `held lock ${totals.heldLock}, mid switch ${totals.midSwitch}, mid frame ${totals.midFrame}, during attach ${totals.duringAttach}, ` +
+        `stopped waiters ${totals.stoppedWaiters}, dead waiters ${totals.deadWaiters}` +
         (totals.failures.length > failuresBefore ? `, FAILURES:\n  ${totals.failures.slice(failuresBefore).join('\n  ')}` : ''),
     );
   }

@@ -106,7 +106,7 @@ expectTypeOf(d.lock.acquire({ timeout: 10 })).toEqualTypeOf<LockHandle>();
 expectTypeOf<LockHandle>().toExtend<{ release(): void; [Symbol.dispose](): void }>();
 expectTypeOf(d.lock.held).toBeBoolean();
 expectTypeOf(d.lock.owner()).toEqualTypeOf<LockOwner | null>();
-expectTypeOf<LockOwner>().toEqualTypeOf<{ pid: number; tid: number; since: number }>();
+expectTypeOf<LockOwner>().toEqualTypeOf<{ pid: number; tid: number; since: number; offered?: boolean }>();
 
 // ---- changes -----------------------------------------------------------------------------------
 expectTypeOf<Change['type']>().toEqualTypeOf<'set' | 'delete' | 'clear' | 'reload'>();
