@@ -223,6 +223,7 @@ export class SharedLock {
     this.checkOpen();
     const v = Atomics.load(this.ctrl.i32, I_LOCK);
     if (v === 0) return null;
+    this.checkWord(v);
     const s = this.ctrl.slot(slotOfWord(v));
     if ((v & RESERVED) !== 0) return { pid: Math.abs(s.pid), tid: s.tid, since: this.ctrl.handoffAt, offered: true };
     return { pid: Math.abs(s.pid), tid: s.tid, since: this.ctrl.lockSince };
