@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UltraDict } from '../src/index.js';
-import { uniqueName } from './helpers.js';
+import { scaled, uniqueName } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -19,7 +19,7 @@ function cleanEnv(): NodeJS.ProcessEnv {
 
 function run(cmd: string, args: string[], cwd: string, timeout = 60_000, env: NodeJS.ProcessEnv = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { cwd, env: { ...cleanEnv(), ...env }, timeout, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { cwd, env: { ...cleanEnv(), ...env }, timeout: scaled(timeout), maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${cmd} ${args.join(' ')} failed (${err.code ?? err.signal}):\n${stdout}\n${stderr}`));
       else resolve(stdout);
     });
@@ -28,7 +28,7 @@ function run(cmd: string, args: string[], cwd: string, timeout = 60_000, env: No
 
 const bin = (name: string): string => join(root, 'node_modules', '.bin', name);
 
-test('npm pack ships only the runtime files, and installs and runs without a compiler (ESM and CommonJS)', { timeout: 180_000 }, async (t) => {
+test('npm pack ships only the runtime files, and installs and runs without a compiler (ESM and CommonJS)', { timeout: scaled(240_000) }, async (t) => {
   const tmp = mkdtempSync(join(tmpdir(), 'ultradict-pack-'));
   const name = uniqueName('pkg');
   try {

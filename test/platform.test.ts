@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { scaled } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const index = pathToFileURL(join(root, 'out', 'src', 'index.js')).href;
@@ -15,7 +16,7 @@ const index = pathToFileURL(join(root, 'out', 'src', 'index.js')).href;
 function node(args: string[], platform: string, cwd = root): { status: number | null; stdout: string; stderr: string } {
   const env: NodeJS.ProcessEnv = { ...process.env, ULTRADICT_TEST_PLATFORM: platform };
   delete env.NODE_TEST_CONTEXT;
-  const r = spawnSync(process.execPath, args, { cwd, env, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, args, { cwd, env, encoding: 'utf8', timeout: scaled(60_000) });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
