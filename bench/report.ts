@@ -525,24 +525,29 @@ export function writeReport(r: RunResults, dir: string): string[] {
   const md = join(dir, 'benchmarks.md');
   const svg = join(dir, 'bench-chart.svg');
   writeFileSync(svg, chartSvg(r));
-  // the replication section comes from bench/replication.ts: keep it
+  // the replication section comes from bench/replication.ts, the Node.js lines one from
+  // tools/bench-lines.mjs: keep them
   const before = existsSync(md) ? readFileSync(md, 'utf8') : '';
-  const i = before.indexOf(START);
-  const j = before.indexOf(END);
   writeFileSync(md, markdown(r));
-  if (i >= 0 && j > i) spliceSection(md, before.slice(i, j + END.length));
+  for (const [start, end] of [[START, END], [LINES_START, LINES_END]] as const) {
+    const i = before.indexOf(start);
+    const j = before.indexOf(end);
+    if (i >= 0 && j > i) spliceSection(md, before.slice(i, j + end.length), start, end);
+  }
   return [md, svg];
 }
 
 
 export const START = '<!-- replication:start -->';
 export const END = '<!-- replication:end -->';
+const LINES_START = '<!-- node-lines:start -->';
+const LINES_END = '<!-- node-lines:end -->';
 
-/** Replaces (or appends) the marked replication section of a benchmarks.md. */
-export function spliceSection(file: string, section: string): void {
+/** Replaces (or appends) a marked section (by default the replication one) of a benchmarks.md. */
+export function spliceSection(file: string, section: string, start = START, end = END): void {
   const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
-  const i = old.indexOf(START);
-  const j = old.indexOf(END);
-  const next = i >= 0 && j > i ? old.slice(0, i) + section + old.slice(j + END.length) : `${old.trimEnd()}\n\n${section}\n`;
+  const i = old.indexOf(start);
+  const j = old.indexOf(end);
+  const next = i >= 0 && j > i ? old.slice(0, i) + section + old.slice(j + end.length) : `${old.trimEnd()}\n\n${section}\n`;
   writeFileSync(file, next);
 }

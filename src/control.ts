@@ -56,6 +56,24 @@ export const I_LISTENERS = OFF_LISTENERS >> 2;
 const I_GEN64 = OFF_GEN >> 3;
 const I_STATE = H_STATE >> 2;
 
+// The f64 words other threads read without the lock (lock holder's start, last wake-up, last dump size)
+// move as their 64-bit pattern through Atomics: a plain 8-byte access is neither ordered nor guaranteed
+// untorn across threads (JS memory model), which a weakly ordered CPU can show.
+const f64Scratch = new Float64Array(1);
+const f64ScratchBits = new BigInt64Array(f64Scratch.buffer);
+function loadF64(b64: BigInt64Array, byteOffset: number): number {
+  f64ScratchBits[0] = Atomics.load(b64, byteOffset >> 3);
+  return f64Scratch[0]!;
+}
+function storeF64(b64: BigInt64Array, byteOffset: number, v: number): void {
+  if (v === 0) {
+    Atomics.store(b64, byteOffset >> 3, 0n); // the lock's release path: no conversion
+    return;
+  }
+  f64Scratch[0] = v;
+  Atomics.store(b64, byteOffset >> 3, f64ScratchBits[0]!);
+}
+
 export const STATE_INITIALIZING = 0;
 export const STATE_READY = 1;
 export const STATE_ABANDONED = 2;
@@ -289,10 +307,10 @@ export class Control {
     return Atomics.load(this.i32, OFF_DUMPS >> 2) >>> 0;
   }
   get lastDumpBytes(): number {
-    return this.dv.getFloat64(OFF_LAST_DUMP_BYTES, true);
+    return loadF64(this.b64, OFF_LAST_DUMP_BYTES);
   }
   recordDump(bytes: number): void {
-    this.dv.setFloat64(OFF_LAST_DUMP_BYTES, bytes, true);
+    storeF64(this.b64, OFF_LAST_DUMP_BYTES, bytes);
     Atomics.add(this.i32, OFF_DUMPS >> 2, 1);
   }
   get recoveries(): number {
@@ -337,16 +355,16 @@ export class Control {
     this.dv.setFloat64(OFF_HANDOFF_AT, ms, true);
   }
   get lastWake(): number {
-    return this.dv.getFloat64(OFF_LAST_WAKE, true);
+    return loadF64(this.b64, OFF_LAST_WAKE);
   }
   set lastWake(ms: number) {
-    this.dv.setFloat64(OFF_LAST_WAKE, ms, true);
+    storeF64(this.b64, OFF_LAST_WAKE, ms);
   }
   get lockSince(): number {
-    return this.dv.getFloat64(OFF_LOCK_SINCE, true);
+    return loadF64(this.b64, OFF_LOCK_SINCE);
   }
   setLockSince(ms: number): void {
-    this.dv.setFloat64(OFF_LOCK_SINCE, ms, true);
+    storeF64(this.b64, OFF_LOCK_SINCE, ms);
   }
 
   // ---- attach slots -------------------------------------------------------------------------

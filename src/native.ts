@@ -1,7 +1,7 @@
 // The one loader of the native addon (shared memory, futex, liveness); every other module imports it from here.
 
 import { createRequire } from 'node:module';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UnsupportedPlatformError } from './errors.js';
@@ -49,34 +49,59 @@ export interface NativeAddon {
   slotGuardStop(id: number): boolean;
 }
 
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg)) {
-      try {
-        if (JSON.parse(readFileSync(pkg, 'utf8')).name === 'ultradict') return dir;
-      } catch {
-        // not ours; keep walking up
-      }
-    }
-    const parent = dirname(dir);
-    if (parent === dir) throw new UnsupportedPlatformError('ultradict: cannot find the package root to load the addon');
-    dir = parent;
-  }
+/** The platforms the addon is built and tested on (prebuilt in the package). */
+export const SUPPORTED_PLATFORMS = ['linux-x64', 'linux-arm64'] as const;
+
+/**
+ * The platform as `<os>-<arch>`. ULTRADICT_TEST_PLATFORM overrides it: only the tests set it, to exercise
+ * the unsupported-platform path (import works, the constructor throws) on a Linux machine.
+ */
+export function currentPlatform(): string {
+  return process.env.ULTRADICT_TEST_PLATFORM || `${process.platform}-${process.arch}`;
+}
+
+/**
+ * The folder holding binding.gyp, build/ and prebuilds/, found from this module's own location: dist/native.js
+ * in the package (one level down), out/src/native.js in the repo's test build (two levels down).
+ */
+function addonRoot(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, '..'), join(here, '..', '..')];
+  const found = candidates.find((d) => existsSync(join(d, 'binding.gyp')));
+  if (found === undefined) throw new UnsupportedPlatformError(`ultradict: the native addon's folder is not next to ${here} (looked in ${candidates.join(', ')})`);
+  return found;
+}
+
+/** An addon that is not there: every call throws `error` (the constructor is the first to call it). */
+function unsupported(error: () => Error): NativeAddon {
+  return new Proxy({ supported: false } as NativeAddon, {
+    get(target, key) {
+      if (key === 'supported') return false;
+      if (typeof key === 'symbol' || key === 'then') return undefined;
+      return () => {
+        throw error();
+      };
+    },
+  });
 }
 
 function load(): NativeAddon {
-  if (process.platform !== 'linux') {
-    throw new UnsupportedPlatformError(
-      `ultradict supports Linux only for now (this is ${process.platform}); macOS and Windows are planned`,
+  const platform = currentPlatform();
+  if (!platform.startsWith('linux-')) {
+    // importing works (an app that only uses ultradict on its Linux servers still runs here); using it throws
+    return unsupported(
+      () =>
+        new UnsupportedPlatformError(
+          `ultradict does not support ${platform}: it runs on ${SUPPORTED_PLATFORMS.join(' and ')} (glibc; Node.js 20, 22, 24, 26), ` +
+            `and builds from source on other Linux architectures`,
+        ),
     );
   }
   const require = createRequire(import.meta.url);
   const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
   let addon: NativeAddon;
   try {
-    addon = nodeGypBuild(packageRoot()) as NativeAddon;
+    addon = nodeGypBuild(addonRoot()) as NativeAddon;
   } catch (cause) {
     throw new UnsupportedPlatformError(
       `ultradict: no native addon for ${process.platform}-${process.arch} (node ${process.version}) and it could not be built; ` +

@@ -1,7 +1,7 @@
 // A mapped shared-memory segment: create/open/unlink through the addon, typed views, and OS errors as typed errors.
 
 import { native } from './native.js';
-import { CorruptSegmentError, SharedMemoryError } from './errors.js';
+import { CorruptSegmentError, SharedMemoryError, UnsupportedPlatformError } from './errors.js';
 
 export const SHM_DIR = '/dev/shm';
 
@@ -96,7 +96,8 @@ export class Segment {
   }
 }
 
-export function osError(e: unknown, what: string): SharedMemoryError {
+export function osError(e: unknown, what: string): SharedMemoryError | UnsupportedPlatformError {
+  if (e instanceof UnsupportedPlatformError) return e; // no addon on this platform: not an OS error
   const code = (e as { code?: string } | null)?.code;
   const hint =
     code === 'ENOSPC' || code === 'ENOMEM'

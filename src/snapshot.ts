@@ -125,22 +125,41 @@ export function loadDumpSegment(seg: Segment, x: DumpExpectation, serializer: Se
 }
 
 /**
+ * How long a fixed half whose copy fails its checksum while its sequence word still says valid is given to
+ * show the rewrite in progress (see loadFixedDump) before it counts as corrupt.
+ */
+export const TORN_COPY_GRACE_MS = 50;
+
+/**
  * Loads the half of the fixed area of generation x.gen. The half may be rewritten concurrently (by the
  * writer of gen + 2): copy it, then check it was valid before and after the copy. Returns null when it
  * changed under us (the caller re-reads the published generation).
+ *
+ * The checks are a seqlock, and on a weakly ordered CPU (arm64) a seqlock in JS cannot order the plain
+ * copy against its sequence word: JS has no fences, Atomics.store(seq, 0) is a release store (the
+ * writer's new bytes may become visible before it) and Atomics.load(seq) an acquire load (the copy may be
+ * read after it). A torn copy can then pass both checks. The checksum catches it, and a mismatch is only
+ * corruption if the half still says valid for x.gen once the writer's invalidation has had time to
+ * become visible: until then it is retried, and it turns into null as soon as seq or gen moves.
  */
 export function loadFixedDump(seg: Segment, fullDumpSize: number, x: DumpExpectation, serializer: Serializer): Map<Key, unknown> | null {
   const at = (x.gen % 2) * fixedHalfSize(fullDumpSize);
   if (at + DUMP_HEADER > seg.size) throw new CorruptSegmentError(`${seg.name}: fixed dump area too small`);
   const seqIdx = (at + H_SEQ) >> 2;
-  if (Atomics.load(seg.i32, seqIdx) !== 1) return null;
-  if (seg.dv.getFloat64(at + H_GEN, true) !== x.gen) return null;
+  const valid = (): boolean => Atomics.load(seg.i32, seqIdx) === 1 && seg.dv.getFloat64(at + H_GEN, true) === x.gen;
+  if (!valid()) return null;
   checkHeader(seg, at, x);
   const copy = Buffer.allocUnsafeSlow(Math.max(8, Math.ceil(x.len / 8) * 8));
-  copy.set(seg.u8.subarray(at + DUMP_HEADER, at + DUMP_HEADER + x.len), 0);
-  if (Atomics.load(seg.i32, seqIdx) !== 1 || seg.dv.getFloat64(at + H_GEN, true) !== x.gen) return null;
   const i32 = new Int32Array(copy.buffer, copy.byteOffset, copy.length >> 2);
-  if (checksum(i32, copy, 0, x.len) !== x.checksum) throw new CorruptSegmentError(`${seg.name}: dump checksum mismatch`);
+  let deadline = 0;
+  for (;;) {
+    copy.set(seg.u8.subarray(at + DUMP_HEADER, at + DUMP_HEADER + x.len), 0);
+    if (!valid()) return null;
+    if (checksum(i32, copy, 0, x.len) === x.checksum) break;
+    const now = performance.now();
+    if (deadline === 0) deadline = now + TORN_COPY_GRACE_MS;
+    else if (now > deadline) throw new CorruptSegmentError(`${seg.name}: dump checksum mismatch`);
+  }
   const dv = new DataView(copy.buffer, copy.byteOffset, copy.length);
   return decodeDump(new Decoder(copy, dv, copy, seg.name), 0, x.len, serializer);
 }

@@ -8,6 +8,15 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 let counter = 0;
 
+/**
+ * How much longer timing-based waits may take: ULTRADICT_TEST_TIME_SCALE (set by .ci/run for the emulated
+ * arm64 run, where everything is several times slower). Only deadlines scale; what is asserted does not.
+ */
+export const TIME_SCALE = Math.max(1, Number(process.env.ULTRADICT_TEST_TIME_SCALE) || 1);
+export function scaled(ms: number): number {
+  return ms * TIME_SCALE;
+}
+
 export function uniqueName(prefix = 't'): string {
   return `${prefix}_${process.pid}_${++counter}_${Math.random().toString(36).slice(2, 8)}`;
 }
@@ -28,6 +37,7 @@ export async function waitFor(
   timeoutMs = 15_000,
   intervalMs = 2,
 ): Promise<void> {
+  timeoutMs = scaled(timeoutMs);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await cond()) return;
@@ -52,7 +62,7 @@ export class Child {
     this.proc = fork(fixture(script), [JSON.stringify(command)], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
     this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.proc.on('message', (m) => this.messages.push(m as ChildMessage));
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), scaled(timeoutMs));
     this.exited = new Promise((resolve) => {
       this.proc.on('exit', (code, signal) => {
         clearTimeout(timer);
