@@ -25,15 +25,19 @@ test('a torn copy of a fixed dump half that still says valid is retried until th
     assert.deepEqual([...loadFixedDump(seg, fullDumpSize, x, builtinSerializers.msgpack)!], [['a', 1], ['b', 'two']]);
 
     // the writer of gen + 2 has started on this half: its first new bytes are visible, its seq = 0 store
-    // (issued before them) is not yet; a worker makes it visible 30 ms later
+    // (issued before them) is not yet; a worker, spinning already, makes it visible a moment later
     seg.u8[DUMP_HEADER + 3] = seg.u8[DUMP_HEADER + 3]! ^ 0xff;
+    const go = new Int32Array(new SharedArrayBuffer(8));
     const w = new Worker(
-      `const { workerData: { buffer, idx } } = require('node:worker_threads');
-       setTimeout(() => Atomics.store(new Int32Array(buffer), idx, 0), 30);`,
-      { eval: true, workerData: { buffer: seg.buffer, idx: H_SEQ >> 2 } },
+      `const { workerData: { buffer, idx, go } } = require('node:worker_threads');
+       Atomics.store(go, 1, 1);
+       while (Atomics.load(go, 0) === 0) {}
+       Atomics.store(new Int32Array(buffer), idx, 0);`,
+      { eval: true, workerData: { buffer: seg.buffer, idx: H_SEQ >> 2, go } },
     );
     const exited = new Promise((resolve) => w.once('exit', resolve));
-    await new Promise((resolve) => w.once('online', resolve));
+    while (Atomics.load(go, 1) === 0) await new Promise((resolve) => setTimeout(resolve, 1)); // the worker spins
+    Atomics.store(go, 0, 1);
     // null: "changed under us", the caller re-reads the published generation
     assert.equal(loadFixedDump(seg, fullDumpSize, x, builtinSerializers.msgpack), null);
     await exited;
