@@ -349,10 +349,10 @@ export class Control {
     Atomics.add(this.i32, OFF_HANDOFF_LAPSED >> 2, 1);
   }
   get handoffAt(): number {
-    return this.dv.getFloat64(OFF_HANDOFF_AT, true);
+    return loadF64(this.b64, OFF_HANDOFF_AT);
   }
   setHandoffAt(ms: number): void {
-    this.dv.setFloat64(OFF_HANDOFF_AT, ms, true);
+    storeF64(this.b64, OFF_HANDOFF_AT, ms);
   }
   get lastWake(): number {
     return loadF64(this.b64, OFF_LAST_WAKE);

@@ -610,6 +610,7 @@ export class Core {
         enc.patchU32(tx.countAt, tx.ops.length);
         const len = enc.finishFrame();
         try {
+          this.checkUnmoved();
           this.publishFrame(enc, len);
         } catch (e) {
           undoAll(tx.undo);
@@ -643,13 +644,6 @@ export class Core {
   private publishFrame(enc: Encoder, len: number): void {
     const s = this.stream;
     const at = this.pos;
-    // the lock holder is the only writer and has synced: anything else would overwrite published frames
-    if (s.end() !== at || this.ctrl.genLow() !== this.gen) {
-      throw new CorruptSegmentError(
-        `${this.ctrl.name}: the stream moved while this thread held the lock (at ${at} of generation ${this.gen}, ` +
-          `published ${s.end()} of generation ${this.ctrl.gen()}); nothing was written`,
-      );
-    }
     if (at + len <= s.capacity) {
       if (at + len > this.reservedCache) this.reservedCache = this.reserveFor(s, at + len);
       s.append(enc, len, at);
@@ -658,6 +652,21 @@ export class Core {
       return;
     }
     this.switchGeneration(enc, len);
+  }
+
+  /**
+   * Before publishing what was prepared under the lock while other code ran (a transaction's fn): the
+   * lock holder is the only writer and had synced, so the stream must not have moved; if it did, the
+   * publish would overwrite published frames. (Single writes sync right before they publish.)
+   */
+  private checkUnmoved(): void {
+    const s = this.stream;
+    if (s.end() !== this.pos || this.ctrl.genLow() !== this.gen) {
+      throw new CorruptSegmentError(
+        `${this.ctrl.name}: the stream moved while this thread held the lock (at ${this.pos} of generation ${this.gen}, ` +
+          `published ${s.end()} of generation ${this.ctrl.gen()}); nothing was written`,
+      );
+    }
   }
 
   /** Allocates stream pages up to `end` (any writer may have done it already); returns the reserved size. */

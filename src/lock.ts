@@ -67,6 +67,8 @@ export interface ThreadEntry {
   id: number;
   depth: number;
   refs: number;
+  /** the current acquisition recorded its time in the control block (a contended one): clear it on release */
+  since: boolean;
   /** Runs once when the thread's outermost lock scope ends (a close deferred until then). */
   onIdle: (() => void) | null;
 }
@@ -77,7 +79,7 @@ export function threadEntry(key: string, claim: () => { slot: number; epoch: num
   let e = entries.get(key);
   if (!e) {
     const c = claim();
-    e = { key, slot: c.slot, id: threadId(c.slot, c.epoch), depth: 0, refs: 0, onIdle: null };
+    e = { key, slot: c.slot, id: threadId(c.slot, c.epoch), depth: 0, refs: 0, since: false, onIdle: null };
     entries.set(key, e);
   }
   e.refs++;
@@ -151,6 +153,7 @@ export class SharedLock {
       this.slowEnter(timeout);
       // a clock read costs ~15% of a write: only contended acquisitions record when they happened
       this.ctrl.setLockSince(Date.now());
+      e.since = true;
     }
     e.depth = 1;
   }
@@ -170,7 +173,10 @@ export class SharedLock {
 
   private release(): void {
     const ctrl = this.ctrl;
-    ctrl.setLockSince(0);
+    if (this.entry.since) {
+      this.entry.since = false;
+      ctrl.setLockSince(0);
+    }
     const i32 = ctrl.i32;
     const h = Atomics.load(i32, I_HANDOFF);
     if (h !== 0 && h !== this.me) {

@@ -425,7 +425,7 @@ export function fuzzControl(templates: Template[], n: number, seed: number, scra
           void [c.tag, c.gen(), c.counter(), c.bufferSize, c.fullDumpSize, c.mode, c.serializerName, c.flags, c.creatorPid, c.unlinked];
           void c.attached();
           const slot = r.int(8);
-          const entry = { key: `fuzz${i}`, slot, id: threadId(slot, 1), depth: 0, refs: 1, onIdle: null };
+          const entry = { key: `fuzz${i}`, slot, id: threadId(slot, 1), depth: 0, refs: 1, since: false, onIdle: null };
           const lock = new SharedLock(c, entry, 0, () => {}, () => {});
           void lock.owner();
           const h = lock.acquire({ timeout: 0 });
