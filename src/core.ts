@@ -219,7 +219,9 @@ export class Core {
         n++;
         continue;
       }
-      if (attempt > 10_000) throw new CorruptSegmentError(`${ctrl.name}: cannot open generation ${g} (segments missing)`);
+      // g's segments exist from before g is published until after g+1 is: missing while g is still the
+      // published generation, they were removed (by hand, a crash), not superseded
+      if (attempt > 10_000 || ctrl.gen() === g) throw new CorruptSegmentError(`${ctrl.name}: cannot open generation ${g} (segments missing)`);
     }
     this.seen = c;
     return n;

@@ -29,7 +29,7 @@ const msgpack: Serializer = {
   serialize(value) {
     if (!assertSerializable(value, 'msgpack')) return packr.pack(value);
     const body = packr.pack(escapeKeys(value));
-    const out = new Uint8Array(body.length + 1);
+    const out = Buffer.allocUnsafe(body.length + 1); // a Buffer, like packr.pack's result
     out[0] = ESCAPED;
     out.set(body, 1);
     return out;

@@ -31,7 +31,7 @@ test('a corrupted frame is detected by its checksum: CorruptSegmentError, no cra
   const e = new UltraDict<string>({ name });
   try {
     d.set('a', 'value');
-    const stream = shmEntries(name).find((f) => /\.s0$/.test(f))!;
+    const stream = shmEntries(name).find((f) => /\.s0\./.test(f))!;
     poke(stream, 64 + 12, Uint8Array.of(0x41));
     assert.throws(() => e.get('a'), CorruptSegmentError);
     assert.throws(() => e.get('a'), CorruptSegmentError);
@@ -47,7 +47,7 @@ test('an impossible published end or a foreign stream header is rejected', () =>
   const e = new UltraDict<number>({ name });
   try {
     d.set('a', 1);
-    const stream = shmEntries(name).find((f) => /\.s0$/.test(f))!;
+    const stream = shmEntries(name).find((f) => /\.s0\./.test(f))!;
     const end = Buffer.alloc(4);
     end.writeInt32LE(0x7ffffff0);
     poke(stream, 32, end);
@@ -63,7 +63,7 @@ test('an impossible published end or a foreign stream header is rejected', () =>
   try {
     f.set('x', 1);
     f.dump();
-    const s1 = shmEntries(name2).find((x) => /\.s1$/.test(x))!;
+    const s1 = shmEntries(name2).find((x) => /\.s1\./.test(x))!;
     poke(s1, 0, Buffer.from('XXXX'));
     assert.throws(() => new UltraDict({ name: name2 }), CorruptSegmentError);
   } finally {
@@ -77,7 +77,7 @@ test('a corrupted dump is rejected when a fresh process loads it', () => {
   try {
     d.update({ a: 'x'.repeat(100), b: 'y' });
     d.dump();
-    const dump = shmEntries(name).find((f) => /\.d1$/.test(f))!;
+    const dump = shmEntries(name).find((f) => /\.d1\./.test(f))!;
     poke(dump, 64 + 20, Uint8Array.of(0, 1, 2, 3));
     assert.throws(() => new UltraDict({ name }), CorruptSegmentError);
   } finally {
