@@ -5,6 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chmodSync, readdirSync, rmSync } from 'node:fs';
 import { ForeignSegmentError, UltraDict } from '../src/index.js';
 import { fixture, uniqueName } from './helpers.js';
@@ -16,6 +18,12 @@ const needsRoot = { skip: !isRoot && 'needs root to run processes as other users
 const NOBODY = { uid: 65534, gid: 65534 };
 /** a user with no access to anything of the dicts (plants files) */
 const STRANGER = { uid: 4242, gid: 4242 };
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli.js');
+const cli = (...args: string[]): { code: number | null; stdout: string; stderr: string } => {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+};
 
 const files = (name: string): string[] => readdirSync('/dev/shm').filter((f) => f === `ud.${name}` || f.startsWith(`ud.${name}.`));
 
@@ -58,6 +66,12 @@ test("finding 7: another user's dict is refused with ForeignSegmentError unless 
     }
     assert.deepEqual(await other.ok('get', { key: 'root-65534' }), 1);
     assert.deepEqual(await other.ok('get', { key: 'root-any' }), 1);
+    // the CLI too: refused unless --owner trusts the user
+    const refused = cli('get', name, 'k');
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /owned by uid 65534/);
+    for (const o of ['65534', 'any']) assert.equal(cli('get', name, 'k', '--owner', o).stdout, '"from nobody"\n');
+    for (const bad of ['-1', 'me', '4294967295', '1.5']) assert.equal(cli('get', name, 'k', '--owner', bad).code, 2, bad);
     await other.ok('close');
   } finally {
     await other.exit();
@@ -204,6 +218,9 @@ test('finding 11: a nested dict (recurse) with a key __proto__: toJSON keeps it 
     assert.equal(json, '{"n":{"__proto__":{"polluted":true},"b":1}}');
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     assert.equal(await other.ok('json'), json);
+    // ultradict dump prints it too
+    assert.deepEqual(JSON.parse(cli('dump', name).stdout), JSON.parse(json));
+    assert.match(cli('dump', name).stdout, /"__proto__"/);
     await other.ok('close');
   } finally {
     await other.exit();
