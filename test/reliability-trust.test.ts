@@ -7,8 +7,10 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chmodSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { ForeignSegmentError, UltraDict } from '../src/index.js';
+import { coreOf } from '../src/dict.js';
+import { Stream } from '../src/stream.js';
 import { fixture, uniqueName } from './helpers.js';
 import { Remote } from './lib/remote.js';
 import { inPrivateShm, privateShmUnavailable } from './reliability/lib.js';
@@ -163,6 +165,27 @@ for (const [label, opts] of [
     }
   });
 }
+
+test('finding 8: a file planted at the name of a superseded generation counts as missing, not as an error', needsRoot, () => {
+  using d = new UltraDict<unknown>({ name: uniqueName('stale'), bufferSize: 1024 });
+  d.set('a', 1);
+  d.dump();
+  d.dump(); // generation 2 is published; the names of 0 and 1 are free again
+  const ctrl = coreOf(d as UltraDict<unknown>).ctrl;
+  const planted = `/dev/shm/ud.${d.name}.${ctrl.tag}.planted`;
+  writeFileSync(planted, Buffer.alloc(4096), { mode: 0o600 });
+  chownSync(planted, STRANGER.uid, STRANGER.gid);
+  try {
+    const seg = planted.slice('/dev/shm'.length);
+    // a reader that looked up generation 0 and finds a stranger's file there: missing (it re-reads the generation)
+    assert.equal(Stream.open(seg, ctrl.idLo, ctrl.idHi, 0, ctrl.guard(0)), null);
+    // the published generation's segment failing its checks is an error
+    assert.throws(() => Stream.open(seg, ctrl.idLo, ctrl.idHi, 2, ctrl.guard(2)), ForeignSegmentError);
+    assert.equal(d.get('a'), 1);
+  } finally {
+    rmSync(planted, { force: true });
+  }
+});
 
 test('finding 9: attach loops racing gc() loops (private /dev/shm): every attach succeeds, gc never removes an attached dict', { skip: privateShmUnavailable() ?? false }, async () => {
   const cmd = { role: 'driver', name: uniqueName('gcrace'), attachers: 3, gcs: 2, attaches: 150 };
