@@ -34,6 +34,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   entries: { help: 'print [key, value] pairs (keeps number keys apart from string keys)' },
   force: { short: 'f', help: 'remove even if live processes are attached' },
   'lock-timeout': { value: 'MS', help: 'longest wait for the dict lock (default 10000)' },
+  owner: { value: 'UID', help: "attach to a dict owned by this uid, or by anyone with 'any' (default: only your own)" },
   grace: { value: 'MS', help: 'leave segments younger than this alone (default 2000)' },
   all: { short: 'a', help: 'also remove dicts that every process closed cleanly (kept with autoUnlink: false)' },
   stream: { value: 'NAME', help: 'name of the replicated dict in Redis (default: the local NAME)' },
@@ -110,7 +111,7 @@ interface Command {
   run(ctx: Ctx): Promise<number> | number;
 }
 
-const COMMON = ['help', 'lock-timeout'];
+const COMMON = ['help', 'lock-timeout', 'owner'];
 
 const COMMANDS: Record<string, Command> = {
   ls: {
@@ -209,10 +210,24 @@ function lockTimeout(p: Parsed): number | undefined {
   return n;
 }
 
+function owner(p: Parsed): number | 'any' | undefined {
+  const v = p.values.get('owner');
+  if (v === undefined || v === 'any') return v;
+  if (!/^\d{1,10}$/.test(v) || Number(v) > 0xfffffffe) throw new UsageError(`--owner must be a uid or 'any', got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
 function open(ctx: Ctx, name: string): UltraDictClass<unknown> {
   const lt = lockTimeout(ctx.p);
+  const own = owner(ctx.p);
   // attach only, and never unlink on close: the CLI is a visitor
-  return new ctx.lib.UltraDict<unknown>({ name, create: false, autoUnlink: false, ...(lt === undefined ? {} : { lockTimeout: lt }) });
+  return new ctx.lib.UltraDict<unknown>({
+    name,
+    create: false,
+    autoUnlink: false,
+    ...(lt === undefined ? {} : { lockTimeout: lt }),
+    ...(own === undefined ? {} : { owner: own }),
+  });
 }
 
 function withDict<R>(ctx: Ctx, name: string, fn: (d: UltraDictClass<unknown>) => R): R {

@@ -48,8 +48,17 @@ export class Node extends Map<Key, unknown> {
 export function plain(v: unknown): unknown {
   if (!(v instanceof Node)) return v;
   const o: Record<string, unknown> = {};
-  for (const [k, x] of v) o[String(k)] = plain(x);
+  for (const [k, x] of v) setOwn(o, String(k), plain(x));
   return Object.freeze(o);
+}
+
+/**
+ * o[k] = v as an own data property, also for k = '__proto__' (an assignment would set the prototype
+ * instead, and the key would be lost).
+ */
+export function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === '__proto__') Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
+  else o[k] = v;
 }
 
 /** The map at `path` below root (null or []: the root), or undefined if it does not exist (or is not a dict). */

@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { CorruptSegmentError } from './errors.js';
 import { native, type SelfInfo } from './native.js';
-import { Segment } from './segment.js';
+import { Segment, type SegmentGuard } from './segment.js';
+import type { Trust } from './trust.js';
 
 export const CONTROL_MAGIC = 0x54434455; // "UDCT" little-endian
 export const FORMAT_VERSION = 2;
@@ -48,6 +49,11 @@ const OFF_LAST_WAKE = 328; // f64: ms since epoch of the last wake-up a lock rel
 const OFF_HANDOFFS = 336; // u32: number of lock hand-offs offered to starving waiters
 const OFF_HANDOFF_LAPSED = 340; // u32: offers withdrawn because the waiter did not take them in time
 const OFF_HANDOFF_AT = 344; // f64: ms since epoch when the lock was last offered to a waiter
+// 360-399: data segment names and gc's removal (see the block at the end of the class)
+const OFF_NONCES = 360; // NONCE_RING x 8 bytes: random name part of generation g's segments, slot g % NONCE_RING
+const NONCE_RING = 3; // generations g-1, g (published) and g+1 (being written) never share a slot
+const OFF_FIXED_NONCE = 384; // 8 bytes: random name part of the fixed dump area
+const OFF_REMOVER = 392; // i32: pid of the gc() removing the dict (state REMOVING), else 0
 
 export const I_LOCK = OFF_LOCK >> 2;
 export const I_COUNTER = OFF_COUNTER >> 2;
@@ -77,6 +83,8 @@ function storeF64(b64: BigInt64Array, byteOffset: number, v: number): void {
 export const STATE_INITIALIZING = 0;
 export const STATE_READY = 1;
 export const STATE_ABANDONED = 2;
+/** gc() is removing the dict (see Control.beginRemoval); attachers that see it retry. */
+export const STATE_REMOVING = 3;
 
 // attach slots
 const SLOTS_OFFSET = 4096;
@@ -164,14 +172,19 @@ export class Control {
     const ser = Buffer.from(opts.serializer, 'latin1');
     seg.u8[H_SER_LEN] = ser.length;
     seg.u8.set(ser, H_SER_NAME);
+    c.newNonce(0);
+    c.newFixedNonce();
     dv.setUint32(H_VERSION, FORMAT_VERSION, true);
     Atomics.store(c.i32, H_MAGIC >> 2, CONTROL_MAGIC);
     return c;
   }
 
-  /** Opens an existing control segment; null if missing. Validates magic, version and size. */
-  static open(segName: string): Control | null {
-    const seg = Segment.tryOpen(segName, false);
+  /**
+   * Opens an existing control segment; null if missing. Validates magic, version and size; with a
+   * guard, first checks the file itself (its owner: see trust.ts).
+   */
+  static open(segName: string, guard?: SegmentGuard): Control | null {
+    const seg = Segment.tryOpen(segName, false, guard);
     if (!seg) return null;
     try {
       return Control.validate(seg);
@@ -534,5 +547,93 @@ export class Control {
     let n = 0;
     for (let i = 0; i < SLOT_COUNT; i++) if (Atomics.load(this.i32, (this.slotBase(i) + S_PID) >> 2) !== 0) n++;
     return n;
+  }
+
+  // ---- data segment names, owner checks and gc's removal (issue 11: findings 7-9) ---------------
+  // Bytes 360-399 of the header; see docs/FORMAT.md.
+
+  /** The owner and permission checks of this handle (set by the opener; null: no checks). */
+  trust: Trust | null = null;
+
+  /**
+   * The guard for opening a data segment of generation gen (-1: the fixed dump area, which lives as
+   * long as the dict): checks its owner and permissions, and treats a segment that fails while gen is
+   * no longer the published generation as missing (its name was unlinked and may have been reused).
+   */
+  guard(gen: number): SegmentGuard {
+    return {
+      check: (seg) => this.trust?.checkData(seg),
+      gone: () => gen >= 0 && this.gen() !== gen,
+    };
+  }
+
+  /** Hex of the random name part of generation gen's segments (ring of NONCE_RING, indexed by gen). */
+  nonce(gen: number): string {
+    return this.hex64(OFF_NONCES + (gen % NONCE_RING) * 8);
+  }
+  /** A writer draws the name part of generation gen before creating its segments (and publishing it). */
+  newNonce(gen: number): void {
+    this.random64(OFF_NONCES + (gen % NONCE_RING) * 8);
+  }
+  /** Random name part of the fixed dump area (drawn at creation). */
+  get fixedNonce(): string {
+    return this.hex64(OFF_FIXED_NONCE);
+  }
+  newFixedNonce(): void {
+    this.random64(OFF_FIXED_NONCE);
+  }
+  private hex64(off: number): string {
+    const lo = Atomics.load(this.i32, off >> 2) >>> 0;
+    const hi = Atomics.load(this.i32, (off >> 2) + 1) >>> 0;
+    return lo.toString(16).padStart(8, '0') + hi.toString(16).padStart(8, '0');
+  }
+  private random64(off: number): void {
+    const r = randomBytes(8);
+    Atomics.store(this.i32, off >> 2, r.readInt32LE(0));
+    Atomics.store(this.i32, (off >> 2) + 1, r.readInt32LE(4));
+  }
+
+  /** Whether the creator finished writing the header (its magic is written last). */
+  get headerWritten(): boolean {
+    return Atomics.load(this.i32, H_MAGIC >> 2) === CONTROL_MAGIC;
+  }
+
+  /** The owner uid of the control segment's file: the dict's owner. */
+  get ownerUid(): number {
+    return this.seg.uid;
+  }
+
+  /**
+   * gc(): moves READY to REMOVING (true for exactly one caller), records the remover's pid, then
+   * re-checks the slots (Dekker with attachSettled: an attacher claims its slot, then reads the
+   * state). If a live thread is attached by then, the state goes back to READY and false is returned.
+   */
+  beginRemoval(): boolean {
+    if (Atomics.compareExchange(this.i32, I_STATE, STATE_READY, STATE_REMOVING) !== STATE_READY) return false;
+    Atomics.store(this.i32, OFF_REMOVER >> 2, process.pid);
+    if (this.attached().length === 0) return true;
+    this.endRemoval();
+    return false;
+  }
+  /** Back to READY (a remover that found a live attacher, or that died: see attachSettled). */
+  endRemoval(): void {
+    Atomics.store(this.i32, OFF_REMOVER >> 2, 0);
+    if (Atomics.compareExchange(this.i32, I_STATE, STATE_REMOVING, STATE_READY) === STATE_REMOVING) {
+      native.futexWake(this.seg.buffer, H_STATE, 0x7fffffff);
+    }
+  }
+  /**
+   * An attacher, after claiming its slot: whether the dict is still READY, so that no gc() can remove
+   * it any more. False: gc() is removing it (or did), the caller releases its slot and starts again. A
+   * REMOVING state whose remover died is reverted to READY here (the next try then attaches).
+   */
+  attachSettled(): boolean {
+    const state = Atomics.load(this.i32, I_STATE);
+    if (state === STATE_READY) return true;
+    if (state === STATE_REMOVING) {
+      const pid = Atomics.load(this.i32, OFF_REMOVER >> 2);
+      if (pid > 0 && !native.processAlive(pid)) this.endRemoval();
+    }
+    return false;
   }
 }

@@ -276,7 +276,7 @@ export class Core {
     let sum = 0;
     let dumpSeg: Segment | null = null;
     if (this.fullDumpSize > 0) {
-      this.fixed = Segment.create(fixedDumpSegment(this.name, ctrl.tag), 2 * fixedHalfSize(this.fullDumpSize), this.mode);
+      this.fixed = Segment.create(fixedDumpSegment(this.name, ctrl), 2 * fixedHalfSize(this.fullDumpSize), this.mode);
     }
     if (initial !== null && initial.count > 0) {
       len = initial.len;
@@ -288,12 +288,12 @@ export class Core {
         writeFixedDump(this.fixed, this.fullDumpSize, ctrl.idLo, ctrl.idHi, 0, initial.enc, len, sum);
         kind = DUMP_FIXED;
       } else {
-        dumpSeg = writeDumpSegment(dumpSegment(this.name, ctrl.tag, 0), this.mode, ctrl.idLo, ctrl.idHi, 0, initial.enc, len, sum);
+        dumpSeg = writeDumpSegment(dumpSegment(this.name, ctrl, 0), this.mode, ctrl.idLo, ctrl.idHi, 0, initial.enc, len, sum);
         kind = DUMP_SEGMENT;
       }
     }
     const s = Stream.create(
-      streamSegment(this.name, ctrl.tag, 0),
+      streamSegment(this.name, ctrl, 0),
       this.mode,
       ctrl.idLo,
       ctrl.idHi,
@@ -343,7 +343,7 @@ export class Core {
       if (g < this.gen) throw new CorruptSegmentError(`${ctrl.name}: published generation went back from ${this.gen} to ${g}`);
       if (g === this.gen + 1 && this.gen >= 0) {
         // the common case: finish the sealed stream, then continue at the start of the next one
-        const next = Stream.open(streamSegment(this.name, ctrl.tag, g), ctrl.idLo, ctrl.idHi, g);
+        const next = Stream.open(streamSegment(this.name, ctrl, g), ctrl.idLo, ctrl.idHi, g, ctrl.guard(g));
         if (next !== null) {
           n += this.replay(this.stream.end());
           this.stream.unmap();
@@ -358,7 +358,9 @@ export class Core {
         n++;
         continue;
       }
-      if (attempt > 10_000) throw new CorruptSegmentError(`${ctrl.name}: cannot open generation ${g} (segments missing)`);
+      // g's segments exist from before g is published until after g+1 is: missing while g is still the
+      // published generation, they were removed (by hand, a crash), not superseded
+      if (attempt > 10_000 || ctrl.gen() === g) throw new CorruptSegmentError(`${ctrl.name}: cannot open generation ${g} (segments missing)`);
     }
     this.seen = c;
     return n;
@@ -367,7 +369,7 @@ export class Core {
   /** Loads generation g from its dump; false if its segments are gone (a newer generation exists). */
   private load(g: number): boolean {
     const ctrl = this.ctrl;
-    const s = Stream.open(streamSegment(this.name, ctrl.tag, g), ctrl.idLo, ctrl.idHi, g);
+    const s = Stream.open(streamSegment(this.name, ctrl, g), ctrl.idLo, ctrl.idHi, g, ctrl.guard(g));
     if (s === null) return false;
     try {
       const d = s.dump;
@@ -376,7 +378,7 @@ export class Core {
       if (d.kind === DUMP_NONE) {
         map = new Map();
       } else if (d.kind === DUMP_SEGMENT) {
-        const seg = Segment.tryOpen(dumpSegment(this.name, ctrl.tag, g));
+        const seg = Segment.tryOpen(dumpSegment(this.name, ctrl, g), true, ctrl.guard(g));
         if (seg === null) {
           s.unmap();
           return false;
@@ -387,7 +389,7 @@ export class Core {
           seg.unmap();
         }
       } else {
-        this.fixed ??= Segment.open(fixedDumpSegment(this.name, ctrl.tag));
+        this.fixed ??= Segment.open(fixedDumpSegment(this.name, ctrl), ctrl.guard(-1));
         const m = loadFixedDump(this.fixed, this.fullDumpSize, expect, this.ser);
         if (m === null) {
           s.unmap();
@@ -732,7 +734,6 @@ export class Core {
    */
   private switchGeneration(frame: Encoder | null, len: number): void {
     const ctrl = this.ctrl;
-    const tag = ctrl.tag;
     const g = this.gen;
     const g1 = g + 1;
     const enc = (this.dumpEnc ??= new Encoder(64 * 1024));
@@ -744,18 +745,16 @@ export class Core {
       );
     }
     const capacity = capacityFor(this.bufferSize, dumpLen, len);
-    const sName = streamSegment(this.name, tag, g1);
-    const dName = dumpSegment(this.name, tag, g1);
-    // leftovers of a writer that died before publishing g1
-    Segment.unlink(sName);
-    if (!fixed) Segment.unlink(dName);
+    ctrl.newNonce(g1); // fresh random names: nothing can be in the way (a dead writer's leftovers: recover())
+    const sName = streamSegment(this.name, ctrl, g1);
+    const dName = dumpSegment(this.name, ctrl, g1);
     const sum = count > 0 ? checksum(enc.i32, enc.buf, 0, dumpLen) : 0;
     let kind = DUMP_NONE;
     let stream: Stream | null = null;
     try {
       if (count > 0) {
         if (fixed) {
-          this.fixed ??= Segment.open(fixedDumpSegment(this.name, tag));
+          this.fixed ??= Segment.open(fixedDumpSegment(this.name, ctrl), ctrl.guard(-1));
           writeFixedDump(this.fixed, this.fullDumpSize, ctrl.idLo, ctrl.idHi, g1, enc, dumpLen, sum);
           kind = DUMP_FIXED;
         } else {
@@ -776,19 +775,19 @@ export class Core {
       if (frame !== null && len > 0) stream.append(frame, len, 0);
     } catch (e) {
       stream?.unmap();
-      Segment.unlink(sName);
-      if (!fixed) Segment.unlink(dName);
+      Segment.unlinkIfAllowed(sName);
+      if (!fixed) Segment.unlinkIfAllowed(dName);
       throw e;
     }
     ctrl.publishGen(g1);
     ctrl.recordDump(count > 0 ? dumpLen : 0);
     this.published();
     // the old generation's names; readers that mapped them keep their mappings
-    Segment.unlink(streamSegment(this.name, tag, g));
-    if (!fixed) Segment.unlink(dumpSegment(this.name, tag, g));
+    Segment.unlinkIfAllowed(streamSegment(this.name, ctrl, g));
+    if (!fixed) Segment.unlinkIfAllowed(dumpSegment(this.name, ctrl, g));
     if (g > 0) {
-      Segment.unlink(streamSegment(this.name, tag, g - 1));
-      if (!fixed) Segment.unlink(dumpSegment(this.name, tag, g - 1));
+      Segment.unlinkIfAllowed(streamSegment(this.name, ctrl, g - 1));
+      if (!fixed) Segment.unlinkIfAllowed(dumpSegment(this.name, ctrl, g - 1));
     }
     this.stream.unmap();
     this.stream = stream;
@@ -802,13 +801,12 @@ export class Core {
   private recover(): void {
     const ctrl = this.ctrl;
     const g = ctrl.gen();
-    const tag = ctrl.tag;
     // a dead writer's unpublished next generation, and the old one it may not have unlinked
-    Segment.unlink(streamSegment(this.name, tag, g + 1));
-    if (this.fullDumpSize === 0) Segment.unlink(dumpSegment(this.name, tag, g + 1));
+    Segment.unlinkIfAllowed(streamSegment(this.name, ctrl, g + 1));
+    if (this.fullDumpSize === 0) Segment.unlinkIfAllowed(dumpSegment(this.name, ctrl, g + 1));
     if (g > 0) {
-      Segment.unlink(streamSegment(this.name, tag, g - 1));
-      if (this.fullDumpSize === 0) Segment.unlink(dumpSegment(this.name, tag, g - 1));
+      Segment.unlinkIfAllowed(streamSegment(this.name, ctrl, g - 1));
+      if (this.fullDumpSize === 0) Segment.unlinkIfAllowed(dumpSegment(this.name, ctrl, g - 1));
     }
     // it may have published an end without bumping the counter
     ctrl.bump();

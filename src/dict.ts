@@ -4,8 +4,8 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
-import { checkKey, Encoder, Node, plain, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec.js';
-import { Control, I_COUNTER, STATE_ABANDONED, STATE_INITIALIZING } from './control.js';
+import { checkKey, Encoder, Node, plain, setOwn, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec.js';
+import { Control, I_COUNTER, STATE_ABANDONED, STATE_INITIALIZING, STATE_REMOVING } from './control.js';
 import { Core, isThenable, openEngines, retainEngine, type Change, type RawOp } from './core.js';
 import {
   AlreadyClosedError,
@@ -30,8 +30,10 @@ import {
 import { controlSegment, randomName, validateName } from './names.js';
 import { removeDict, removeIncarnation } from './registry.js';
 import { builtinSerializers, resolveSerializer, type SerializerOption } from './serializer.js';
+import type { SegmentGuard } from './segment.js';
 import { encodeDump } from './snapshot.js';
 import { asObject } from './proxy.js';
+import { euid, Trust, validateOwner, type OwnerOption } from './trust.js';
 
 export type { Key } from './codec.js';
 export type { Change } from './core.js';
@@ -56,6 +58,11 @@ export interface UltraDictOptions {
   mode?: number;
   /** Plain objects assigned as values become nested shared dicts (default false; fixed at creation). */
   recurse?: boolean;
+  /**
+   * The user trusted to own the dict's segments: a uid, or 'any' (default: this process's effective
+   * uid). Attaching to a dict owned by anyone else is a ForeignSegmentError.
+   */
+  owner?: OwnerOption;
 }
 
 export interface UltraDictStats {
@@ -84,7 +91,7 @@ export interface UltraDictStats {
   sharedMemoryBytes: number;
 }
 
-const KNOWN_OPTIONS = new Set(['name', 'create', 'bufferSize', 'serializer', 'fullDumpSize', 'autoUnlink', 'lockTimeout', 'mode', 'recurse']);
+const KNOWN_OPTIONS = new Set(['name', 'create', 'bufferSize', 'serializer', 'fullDumpSize', 'autoUnlink', 'lockTimeout', 'mode', 'recurse', 'owner']);
 export const DEFAULT_BUFFER_SIZE = 1 << 20;
 export const DEFAULT_LOCK_TIMEOUT = 10_000;
 const MIN_BUFFER_SIZE = 1024;
@@ -155,6 +162,7 @@ function validateOptions(o: unknown): UltraDictOptions {
   int('bufferSize', MIN_BUFFER_SIZE, MAX_SIZE);
   int('fullDumpSize', 64, MAX_SIZE);
   int('mode', 0, 0o777);
+  validateOwner(opts.owner);
   if (opts.lockTimeout !== undefined && (typeof opts.lockTimeout !== 'number' || !(opts.lockTimeout >= 0))) {
     throw new TypeError('option lockTimeout must be a number of ms >= 0');
   }
@@ -203,7 +211,12 @@ function hookExit(): void {
  * Opens the engine of dict `name` for a new handle: creates the dict, or attaches to it (this thread's
  * engine of it if one is open). Returns the engine and whether this call created the dict.
  */
-function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown> | undefined): { core: Core; creator: boolean } {
+function openCore(
+  name: string,
+  opts: UltraDictOptions,
+  initial: Initial<unknown> | undefined,
+  deadlineArg?: number,
+): { core: Core; creator: boolean } {
   const lockTimeout = opts.lockTimeout ?? DEFAULT_LOCK_TIMEOUT;
   const explicitSer = opts.serializer !== undefined;
   let ser = resolveSerializer(opts.serializer ?? 'msgpack');
@@ -225,7 +238,10 @@ function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown
   }
 
   const ctrlName = controlSegment(name);
-  const deadline = performance.now() + lockTimeout;
+  const deadline = deadlineArg ?? performance.now() + lockTimeout;
+  // the owner of the control segment is checked before anything in it is read (its mode once it is known)
+  const trust = new Trust(opts.owner, opts.mode ?? 0o600, euid());
+  const ownerGuard: SegmentGuard = { check: (seg) => trust.checkOwner(seg), gone: () => false };
   let ctrl: Control | null = null;
   let creator = false;
   for (;;) {
@@ -246,7 +262,7 @@ function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown
       }
     }
     try {
-      ctrl = Control.open(ctrlName);
+      ctrl = Control.open(ctrlName, ownerGuard);
     } catch (e) {
       // EEMPTY: a creator between shm_open and ftruncate (microseconds), or a foreign empty file
       if (!(e instanceof SharedMemoryError && e.osCode === 'EEMPTY')) throw e;
@@ -269,6 +285,7 @@ function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown
     ctrl.seg.unmap();
     ctrl = null;
     if (performance.now() > deadline) throw new LockTimeoutError(`timed out attaching to ${JSON.stringify(name)}`, null);
+    sleepMs(1); // abandoned (it is being removed), or gc() is removing it
   }
 
   let core: Core | null = null;
@@ -277,6 +294,8 @@ function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown
     let recurse = recurseOpt;
     if (!creator) {
       ctrl.checkHeader();
+      trust.mode = ctrl.mode;
+      trust.checkMode(ctrl.seg);
       const recorded = ctrl.serializerName;
       if (explicitSer) {
         if (ser.name !== recorded) throw new ParameterMismatchError(`${JSON.stringify(name)} uses serializer '${recorded}', not '${ser.name}'`);
@@ -296,6 +315,8 @@ function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown
       recurse = (ctrl.flags & FLAG_RECURSE) !== 0;
       mismatch('recurse', opts.recurse, recurse);
     }
+    trust.dictOwner = ctrl.ownerUid;
+    ctrl.trust = trust;
     const c = ctrl;
     const key = `${ctrlName}:${ctrl.tag}`;
     if (!creator) {
@@ -314,6 +335,15 @@ function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown
       if (claimed === null) throw new TooManyAttachedError(`every attach slot of ${JSON.stringify(name)} is held by a live thread`);
       return claimed;
     });
+    // with our slot claimed, gc() can no longer remove the dict; if it began before, start again (the
+    // dict may then be created anew)
+    if (!creator && !ctrl.attachSettled()) {
+      if (dropThreadEntry(entry)) ctrl.releaseSlot(entry.slot);
+      ctrl.seg.unmap();
+      if (performance.now() > deadline) throw new LockTimeoutError(`timed out attaching to ${JSON.stringify(name)}: gc() kept removing it`, null);
+      sleepMs(1);
+      return openCore(name, opts, initial, deadline);
+    }
     core = new Core({ name, ctrl, entry, serializer: ser, lockTimeout, recurse });
     if (creator) core.initialize(initialDump);
     core.sync(true);
@@ -336,6 +366,8 @@ function waitReady(ctrl: Control, ctrlName: string, deadline: number): boolean {
   const start = performance.now();
   for (;;) {
     const state = ctrl.state;
+    // REMOVING: gc() is removing it; the caller starts again (a dead remover's state is reverted there)
+    if (state === STATE_REMOVING) return ctrl.attachSettled();
     if (state !== STATE_INITIALIZING) return state !== STATE_ABANDONED;
     const pid = ctrl.creatorPid;
     // pid 0: the creator died before writing its header (or has not yet: give it a second)
@@ -542,7 +574,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   toJSON(): Record<string, unknown> {
     const m = this.#map();
     const o: Record<string, unknown> = {};
-    if (m !== undefined) for (const [k, v] of m) o[String(k)] = plain(v);
+    if (m !== undefined) for (const [k, v] of m) setOwn(o, String(k), plain(v));
     return o;
   }
 

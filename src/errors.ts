@@ -60,6 +60,23 @@ export class CorruptSegmentError extends UltraDictError {
   override readonly code = 'ULTRADICT_CORRUPT_SEGMENT';
 }
 
+/**
+ * A segment of the dict belongs to another user than the one trusted (by default: this process's
+ * effective uid; see the `owner` option), or its permission bits differ from the dict's mode: refused
+ * before anything in it was read or written. `file`, `uid` and `mode` describe the file found.
+ */
+export class ForeignSegmentError extends UltraDictError {
+  override readonly code = 'ULTRADICT_FOREIGN_SEGMENT';
+  constructor(
+    message: string,
+    readonly file: string,
+    readonly uid: number,
+    readonly mode: number,
+  ) {
+    super(message);
+  }
+}
+
 /** The dict name is not valid (characters, length). */
 export class InvalidNameError extends UltraDictError {
   override readonly code = 'ULTRADICT_INVALID_NAME';

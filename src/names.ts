@@ -28,21 +28,33 @@ export function controlSegment(name: string): string {
   return `/${PREFIX}${name}`;
 }
 
+/** What data segment names are made of: the incarnation's tag and the random parts in its control block. */
+export interface DataNames {
+  /** hex of the dict's random id */
+  readonly tag: string;
+  /** random name part of generation gen (recorded in the control block before gen is published) */
+  nonce(gen: number): string;
+  /** random name part of the fixed dump area */
+  readonly fixedNonce: string;
+}
+
 /** Prefix of the data segments of one incarnation of a dict (dictTag = hex of its random id). */
 function dataPrefix(name: string, dictTag: string): string {
   return `/${PREFIX}${name}.${dictTag}`;
 }
 
-export function streamSegment(name: string, dictTag: string, gen: number): string {
-  return `${dataPrefix(name, dictTag)}.s${gen}`;
+// The random parts make the names unpredictable: another user cannot take a name before the dict
+// creates it (a file planted there would make the creation fail).
+export function streamSegment(name: string, d: DataNames, gen: number): string {
+  return `${dataPrefix(name, d.tag)}.s${gen}.${d.nonce(gen)}`;
 }
 
-export function dumpSegment(name: string, dictTag: string, gen: number): string {
-  return `${dataPrefix(name, dictTag)}.d${gen}`;
+export function dumpSegment(name: string, d: DataNames, gen: number): string {
+  return `${dataPrefix(name, d.tag)}.d${gen}.${d.nonce(gen)}`;
 }
 
-export function fixedDumpSegment(name: string, dictTag: string): string {
-  return `${dataPrefix(name, dictTag)}.dump`;
+export function fixedDumpSegment(name: string, d: DataNames): string {
+  return `${dataPrefix(name, d.tag)}.dump.${d.fixedNonce}`;
 }
 
 /**

@@ -9,6 +9,9 @@ import { UnsupportedPlatformError } from './errors.js';
 export interface Mapped {
   buffer: SharedArrayBuffer;
   id: number;
+  /** open() only: owner uid and permission bits (mode & 0o7777) of the file that was mapped */
+  uid?: number;
+  mode?: number;
 }
 
 export interface SelfInfo {
@@ -24,6 +27,7 @@ export interface NativeAddon {
   create(name: string, size: number, mode: number, reserve?: number): Mapped;
   /** Allocates the pages of a byte range of a mapped segment (ENOSPC if /dev/shm is full). */
   reserve(buffer: SharedArrayBuffer, byteOffset: number, length: number, name: string): boolean;
+  /** Maps an existing segment; also returns the file's owner uid and permission bits (fstat). */
   open(name: string): Mapped;
   unmap(id: number): boolean;
   liveMappings(): number;

@@ -4,7 +4,6 @@ import { readdirSync, renameSync, statSync } from 'node:fs';
 import { Control, STATE_INITIALIZING, STATE_READY } from './control.js';
 import { controlSegment, PREFIX, parseSegmentFile } from './names.js';
 import { Segment, SHM_DIR } from './segment.js';
-import { SharedMemoryError } from './errors.js';
 
 function shmFiles(): string[] {
   try {
@@ -43,9 +42,10 @@ export function removeIncarnation(name: string, tag: string | null, opts: { cont
     }
     return;
   }
-  if (ours) Segment.unlink('/' + ctrlFile);
+  // a file another user planted under one of our names cannot be removed (sticky /dev/shm): left alone
+  if (ours) Segment.unlinkIfAllowed('/' + ctrlFile);
   const prefix = `${ctrlFile}.${tag}.`;
-  for (const f of shmFiles()) if (f.startsWith(prefix) || f === retired) Segment.unlink('/' + f);
+  for (const f of shmFiles()) if (f.startsWith(prefix) || f === retired) Segment.unlinkIfAllowed('/' + f);
 }
 
 function safeOpen(segName: string): Control | null {
@@ -151,7 +151,9 @@ export function gc(options: { graceMs?: number; includeDetached?: boolean } = {}
   const liveTags = new Set<string>();
   eachControl(files, (f, name, attachable, ctrl) => {
     if (ctrl.state === STATE_INITIALIZING) {
-      if (!ctrl.creatorAlive() && ageMs(f) > grace && gcUnlink('/' + f)) removed.push(name);
+      // a header still being written names no creator yet: only its age tells (at least a second)
+      const dead = ctrl.headerWritten ? !ctrl.creatorAlive() && ageMs(f) > grace : ageMs(f) > Math.max(grace, 1000);
+      if (dead && gcUnlink('/' + f)) removed.push(name);
       return;
     }
     const tag = ctrl.tag;
@@ -162,13 +164,24 @@ export function gc(options: { graceMs?: number; includeDetached?: boolean } = {}
       liveTags.add(`${name}.${tag}`);
       return;
     }
-    if (attachable && !gcUnlink('/' + f)) return; // not ours to remove (another user's)
+    // an attacher may be between its open and its slot claim: READY -> REMOVING, then look at the slots
+    // again (the attacher claims, then checks the state); a live slot by then keeps the dict
+    if (attachable && !ctrl.beginRemoval()) {
+      liveTags.add(`${name}.${tag}`);
+      return;
+    }
+    if (attachable && !gcUnlink('/' + f)) {
+      ctrl.endRemoval(); // not ours to remove (another user's)
+      return;
+    }
     ctrl.markUnlinked();
     const prefix = `${PREFIX}${name}.${tag}.`;
     for (const g of files) if (g.startsWith(prefix)) gcUnlink('/' + g);
     removed.push(name);
   });
-  // data segments whose control segment no longer exists
+  // data segments whose control segment no longer exists. The data files are listed before the control
+  // segments are read: a data file is only created once its control segment exists with its tag.
+  const dataFiles = shmFiles();
   const ctrlTags = new Set<string>();
   // names whose control segment exists but cannot be read (another user's, or foreign): their data
   // segments are not orphans, whatever their tag
@@ -179,7 +192,8 @@ export function gc(options: { graceMs?: number; includeDetached?: boolean } = {}
     if (p.control) {
       const c = safeOpen('/' + f);
       if (c !== null) {
-        if (c.state !== STATE_INITIALIZING) ctrlTags.add(`${p.name}.${c.tag}`);
+        // also while initialising: its creator may be writing generation 0 already
+        ctrlTags.add(`${p.name}.${c.tag}`);
         c.seg.unmap();
       } else {
         unreadable.add(p.name);
@@ -188,7 +202,7 @@ export function gc(options: { graceMs?: number; includeDetached?: boolean } = {}
       ctrlTags.add(f.slice(PREFIX.length, -RETIRED.length));
     }
   }
-  for (const f of shmFiles()) {
+  for (const f of dataFiles) {
     const p = parseSegmentFile(f);
     if (p === null || p.control) continue;
     const rest = f.slice(PREFIX.length);
@@ -203,12 +217,7 @@ export function gc(options: { graceMs?: number; includeDetached?: boolean } = {}
 
 /** gc's unlink: a segment this user may not remove (another user's) is left alone, not an error. */
 function gcUnlink(segName: string): boolean {
-  try {
-    return Segment.unlink(segName);
-  } catch (e) {
-    if (e instanceof SharedMemoryError && (e.osCode === 'EACCES' || e.osCode === 'EPERM')) return false;
-    throw e;
-  }
+  return Segment.unlinkIfAllowed(segName);
 }
 
 function ageMs(file: string): number {

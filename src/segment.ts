@@ -5,20 +5,37 @@ import { CorruptSegmentError, SharedMemoryError, UnsupportedPlatformError } from
 
 export const SHM_DIR = '/dev/shm';
 
+/**
+ * Checks a segment just opened before anything in it is used (owner and permissions, see trust.ts).
+ * gone(): whether the name may have been reused since it was looked up (its generation is no longer
+ * the published one); a segment that fails its checks then counts as missing instead of as an error.
+ */
+export interface SegmentGuard {
+  check(seg: Segment): void;
+  gone(): boolean;
+}
+
 export class Segment {
   readonly u8: Uint8Array;
   readonly i32: Int32Array;
   readonly dv: DataView;
   readonly buf: Buffer;
   readonly size: number;
+  /** Owner uid and permission bits of the file (fstat when opened; this process's when created). */
+  readonly uid: number;
+  readonly mode: number;
   private id: number;
 
   private constructor(
     readonly name: string,
     readonly buffer: SharedArrayBuffer,
     id: number,
+    uid: number,
+    mode: number,
   ) {
     this.id = id;
+    this.uid = uid;
+    this.mode = mode;
     this.size = buffer.byteLength;
     this.u8 = new Uint8Array(buffer);
     this.i32 = new Int32Array(buffer, 0, this.size >>> 2);
@@ -33,31 +50,46 @@ export class Segment {
   static create(name: string, size: number, mode: number, reserve?: number): Segment {
     try {
       const m = native.create(name, size, mode, reserve);
-      return new Segment(name, m.buffer, m.id);
+      return new Segment(name, m.buffer, m.id, process.geteuid?.() ?? -1, mode);
     } catch (e) {
       throw osError(e, `cannot create shared memory segment ${name} (${size} bytes)`);
     }
   }
 
-  /** Opens an existing segment; throws SharedMemoryError with osCode 'ENOENT' if missing. */
-  static open(name: string): Segment {
+  /**
+   * Opens an existing segment; throws SharedMemoryError with osCode 'ENOENT' if missing. With a guard,
+   * the segment is checked (owner, permissions) before it is returned, and unmapped if it fails.
+   */
+  static open(name: string, guard?: SegmentGuard): Segment {
+    let seg: Segment;
     try {
       const m = native.open(name);
-      return new Segment(name, m.buffer, m.id);
+      seg = new Segment(name, m.buffer, m.id, m.uid ?? -1, m.mode ?? -1);
     } catch (e) {
       throw osError(e, `cannot open shared memory segment ${name}`);
     }
+    if (guard !== undefined) {
+      try {
+        guard.check(seg);
+      } catch (e) {
+        seg.unmap();
+        throw e;
+      }
+    }
+    return seg;
   }
 
   /**
    * Opens a segment, or returns null if it does not exist. An empty file is a CorruptSegmentError
    * unless emptyIsCorrupt is false (then a SharedMemoryError with osCode 'EEMPTY').
    */
-  static tryOpen(name: string, emptyIsCorrupt = true): Segment | null {
+  static tryOpen(name: string, emptyIsCorrupt = true, guard?: SegmentGuard): Segment | null {
     try {
-      return Segment.open(name);
+      return Segment.open(name, guard);
     } catch (e) {
       if (e instanceof SharedMemoryError && e.osCode === 'ENOENT') return null;
+      // a name of a generation that was unlinked meanwhile may have been taken by anyone: missing
+      if (guard?.gone()) return null;
       if (emptyIsCorrupt && e instanceof SharedMemoryError && e.osCode === 'EEMPTY') {
         throw new CorruptSegmentError(`${name} is empty: not an ultradict segment`);
       }
@@ -70,6 +102,20 @@ export class Segment {
     try {
       return native.unlink(name);
     } catch (e) {
+      throw osError(e, `cannot unlink shared memory segment ${name}`);
+    }
+  }
+
+  /**
+   * Removes a segment name unless the OS refuses it (EACCES, EPERM: another user's file in the sticky
+   * /dev/shm). Returns whether it was removed; other errors are thrown.
+   */
+  static unlinkIfAllowed(name: string): boolean {
+    try {
+      return native.unlink(name);
+    } catch (e) {
+      const code = (e as { code?: string } | null)?.code;
+      if (code === 'EACCES' || code === 'EPERM') return false;
       throw osError(e, `cannot unlink shared memory segment ${name}`);
     }
   }

@@ -19,16 +19,60 @@ export type SerializerOption = BuiltinSerializerName | Serializer;
 // no structuredClone: it doubles the cost of packing, and cyclic values are refused before packing
 const packr = new Packr({ moreTypes: true, int64AsType: 'bigint', useRecords: true });
 
+// msgpackr renames every key '__proto__' to '__proto_' when it decodes an object. A value with such a
+// key is packed with its keys escaped ('__proto__' -> '\0', a key starting with '\0' gets one more) after
+// a 0xc1 byte (never used by msgpack), and unescaped after unpacking. Other values are unchanged.
+const ESCAPED = 0xc1;
+
 const msgpack: Serializer = {
   name: 'msgpack',
   serialize(value) {
-    assertSerializable(value, 'msgpack');
-    return packr.pack(value);
+    if (!assertSerializable(value, 'msgpack')) return packr.pack(value);
+    const body = packr.pack(escapeKeys(value));
+    const out = Buffer.allocUnsafe(body.length + 1); // a Buffer, like packr.pack's result
+    out[0] = ESCAPED;
+    out.set(body, 1);
+    return out;
   },
   deserialize(bytes) {
-    return packr.unpack(bytes);
+    if (bytes[0] !== ESCAPED) return packr.unpack(bytes);
+    return unescapeKeys(packr.unpack(bytes.subarray(1)));
   },
 };
+
+/** Objects and arrays that are walked into by escapeKeys/unescapeKeys (the rest are values as they are). */
+function isLeaf(o: object): boolean {
+  return ArrayBuffer.isView(o) || o instanceof ArrayBuffer || o instanceof Date || o instanceof RegExp || o instanceof Error;
+}
+
+function escapeKeys(v: unknown): unknown {
+  if (v === null || typeof v !== 'object' || isLeaf(v)) return v;
+  if (Array.isArray(v)) return v.map(escapeKeys);
+  if (v instanceof Map) return new Map([...v].map(([k, x]) => [escapeKeys(k), escapeKeys(x)]));
+  if (v instanceof Set) return new Set([...v].map(escapeKeys));
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) {
+    out[k === '__proto__' ? '\0' : k.charCodeAt(0) === 0 ? '\0' + k : k] = escapeKeys((v as Record<string, unknown>)[k]);
+  }
+  return out;
+}
+
+function unescapeKeys(v: unknown): unknown {
+  if (v === null || typeof v !== 'object' || isLeaf(v)) return v;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) v[i] = unescapeKeys(v[i]);
+    return v;
+  }
+  if (v instanceof Map) return new Map([...v].map(([k, x]) => [unescapeKeys(k), unescapeKeys(x)]));
+  if (v instanceof Set) return new Set([...v].map(unescapeKeys));
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) {
+    const x = unescapeKeys((v as Record<string, unknown>)[k]);
+    if (k === '\0') Object.defineProperty(out, '__proto__', { value: x, writable: true, enumerable: true, configurable: true });
+    else out[k.charCodeAt(0) === 0 ? k.slice(1) : k] = x;
+  }
+  return out;
+}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -91,10 +135,12 @@ export function resolveSerializer(option: SerializerOption): Serializer {
  * Throws SerializationError for what the built-in serializer would drop or mangle silently:
  * functions and symbols anywhere (msgpack, json), and for json also BigInt, Map, Set and typed arrays.
  * (Symbol-keyed properties are ignored, as JSON.stringify does.) The path of the offending value is
- * only built when there is one: the walk itself allocates nothing but a stack of keys.
+ * only built when there is one: the walk itself allocates nothing but a stack of keys. Returns whether
+ * an object in the value has an own property named '__proto__'.
  */
-export function assertSerializable(value: unknown, kind: 'msgpack' | 'json'): void {
+export function assertSerializable(value: unknown, kind: 'msgpack' | 'json'): boolean {
   const json = kind === 'json';
+  let protoKey = false;
   const path: unknown[] = [];
   let seen: Set<object> | null = null;
   const where = (): string => {
@@ -155,6 +201,7 @@ export function assertSerializable(value: unknown, kind: 'msgpack' | 'json'): vo
     if (json && typeof (o as { toJSON?: unknown }).toJSON === 'function') return;
     for (const k in o) {
       if (!Object.hasOwn(o, k)) continue;
+      if (k === '__proto__') protoKey = true;
       const x = (o as Record<string, unknown>)[k];
       if (typeof x === 'object' || typeof x === 'function' || typeof x === 'symbol' || (json && typeof x === 'bigint')) {
         path.push(k);
@@ -164,4 +211,5 @@ export function assertSerializable(value: unknown, kind: 'msgpack' | 'json'): vo
     }
   };
   visit(value, 0);
+  return protoKey;
 }

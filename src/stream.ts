@@ -3,7 +3,7 @@
 
 import { align8, checksum, Decoder, FRAME_HEADER, type Encoder } from './codec.js';
 import { CorruptSegmentError } from './errors.js';
-import { Segment } from './segment.js';
+import { Segment, type SegmentGuard } from './segment.js';
 
 export const STREAM_MAGIC = 0x54534455; // "UDST"
 const VERSION = 1;
@@ -39,6 +39,9 @@ export interface DumpRef {
   /** Byte offset (from DATA) of the first frame not contained in the dump. */
   streamStart: number;
 }
+
+/** Thrown inside Stream.open when a segment that fails validation belongs to a superseded generation. */
+const GONE = Symbol('gone');
 
 export class Stream {
   readonly capacity: number;
@@ -83,15 +86,28 @@ export class Stream {
     return new Stream(seg, gen);
   }
 
-  /** Opens and validates the stream of a generation; null if it no longer exists. */
-  static open(segName: string, idLo: number, idHi: number, gen: number): Stream | null {
-    const seg = Segment.tryOpen(segName);
+  /**
+   * Opens and validates the stream of a generation; null if it no longer exists (or, with a guard, if
+   * it fails its checks after its generation was superseded: the name may have been taken meanwhile).
+   */
+  static open(segName: string, idLo: number, idHi: number, gen: number, guard?: SegmentGuard): Stream | null {
+    const seg = Segment.tryOpen(segName, true, guard);
     if (!seg) return null;
-    const dv = seg.dv;
     const bad = (why: string): never => {
       seg.unmap();
+      if (guard?.gone()) throw GONE;
       throw new CorruptSegmentError(`${segName} is not a valid ultradict stream: ${why}`);
     };
+    try {
+      return Stream.validate(seg, bad, gen, idLo, idHi);
+    } catch (e) {
+      if (e === GONE) return null;
+      throw e;
+    }
+  }
+
+  private static validate(seg: Segment, bad: (why: string) => never, gen: number, idLo: number, idHi: number): Stream {
+    const dv = seg.dv;
     if (seg.size < DATA) bad('too small');
     if (dv.getUint32(H_MAGIC, true) !== STREAM_MAGIC) bad('bad magic');
     if (dv.getUint32(H_VERSION, true) !== VERSION) bad(`version ${dv.getUint32(H_VERSION, true)}`);

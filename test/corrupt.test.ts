@@ -29,7 +29,7 @@ test('a corrupted frame is detected by its checksum: CorruptSegmentError, no cra
   const name = uniqueName('frame');
   using d = new UltraDict<string>({ name });
   d.set('a', 'value');
-  const stream = shmEntries(name).find((f) => /\.s0$/.test(f))!;
+  const stream = shmEntries(name).find((f) => /\.s0\./.test(f))!;
   poke(stream, 64 + 12, Uint8Array.of(0x41));
   // a reader that has not replayed the frame yet (another process: one thread's handles share a copy)
   assert.equal((await attachElsewhere(name)).error, 'CorruptSegmentError');
@@ -41,7 +41,7 @@ test('an impossible published end or a foreign stream header is rejected', async
   {
     using d = new UltraDict<number>({ name });
     d.set('a', 1);
-    const stream = shmEntries(name).find((f) => /\.s0$/.test(f))!;
+    const stream = shmEntries(name).find((f) => /\.s0\./.test(f))!;
     const end = Buffer.alloc(4);
     end.writeInt32LE(0x7ffffff0);
     poke(stream, 32, end);
@@ -54,7 +54,7 @@ test('an impossible published end or a foreign stream header is rejected', async
   using f = new UltraDict<number>({ name: name2 });
   f.set('x', 1);
   f.dump();
-  const s1 = shmEntries(name2).find((x) => /\.s1$/.test(x))!;
+  const s1 = shmEntries(name2).find((x) => /\.s1\./.test(x))!;
   poke(s1, 0, Buffer.from('XXXX'));
   assert.equal((await attachElsewhere(name2)).error, 'CorruptSegmentError');
 });

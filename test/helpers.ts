@@ -58,8 +58,9 @@ export class Child {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr = '';
 
-  constructor(script: string, command: object, timeoutMs = 60_000) {
-    this.proc = fork(fixture(script), [JSON.stringify(command)], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  /** as: run the child as another user (needs root). */
+  constructor(script: string, command: object, timeoutMs = 60_000, as?: { uid: number; gid: number }) {
+    this.proc = fork(fixture(script), [JSON.stringify(command)], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], ...as });
     this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.proc.on('message', (m) => this.messages.push(m as ChildMessage));
     const timer = setTimeout(() => this.proc.kill('SIGKILL'), scaled(timeoutMs));

@@ -1,13 +1,14 @@
 // Security: segment permissions, another user's attempts (run as nobody), names that try to escape
-// /dev/shm, and hostile files (symlink, directory, FIFO) planted under a dict's name.
+// /dev/shm, and hostile files (symlink, directory, FIFO, another user's file) planted under a dict's name.
+// Planted data segment names and owner checks of data segments: reliability-trust.test.ts.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gc, InvalidNameError, SharedMemoryError, UltraDict, UltraDictError } from '../src/index.js';
+import { ForeignSegmentError, gc, InvalidNameError, SharedMemoryError, UltraDict, UltraDictError } from '../src/index.js';
 import { native } from '../src/native.js';
 import { fixture, shmEntries, uniqueName } from './helpers.js';
 
@@ -78,12 +79,15 @@ test('another user (nobody) cannot open, take over, gc or unlink a 0600 dict: ty
   }
 });
 
-test('with mode 0o666 another user can attach and write (the mode is the access control)', { skip: !isRoot && 'needs root to run a process as nobody' }, () => {
+test('with mode 0o666 another user can attach and write once it trusts the owner (the mode is the access control)', { skip: !isRoot && 'needs root to run a process as nobody' }, () => {
   const name = uniqueName('shared');
   const d = new UltraDict<unknown>({ name, mode: 0o666 });
   try {
     d.set('secret', 'shared on purpose');
-    const out = asNobody({ name, write: true });
+    // not without saying whom it trusts: the dict belongs to root
+    assert.match(asNobody({ name, write: true }).attach!, /^ForeignSegmentError: \/ud\.\S+ is owned by uid 0, not by uid 65534/);
+    assert.equal(d.get('from-nobody'), undefined);
+    const out = asNobody({ name, write: true, owner: 0 });
     assert.equal(out.attach, 'ok "shared on purpose"');
     assert.equal(d.get('from-nobody'), 1);
   } finally {
@@ -144,6 +148,18 @@ test('hostile files under a dict name (symlink, directory, FIFO, foreign bytes):
     // unlink(name) removes the link, never its target
     assert.equal(UltraDict.unlink(link), true);
     assert.equal(readFileSync(target, 'utf8'), 'do not touch');
+    if (isRoot) {
+      // a file of another user planted under a dict name: refused for its owner before it is read
+      const planted = uniqueName('planted');
+      names.push(planted);
+      writeFileSync(`/dev/shm/ud.${planted}`, Buffer.alloc(36864), { mode: 0o666 });
+      chownSync(`/dev/shm/ud.${planted}`, NOBODY, NOBODY);
+      for (const opts of [{ name: planted }, { name: planted, create: false }]) {
+        assert.throws(() => new UltraDict(opts), (e: unknown) => e instanceof ForeignSegmentError && e.uid === NOBODY && e.file === `/ud.${planted}`);
+      }
+      // trusting that user, it is judged by its contents: not a dict
+      assert.throws(() => new UltraDict({ name: planted, create: false, owner: NOBODY, lockTimeout: 200 }), (e: unknown) => e instanceof UltraDictError && !(e instanceof ForeignSegmentError));
+    }
   } finally {
     for (const n of names) rmSync(`/dev/shm/ud.${n}`, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });

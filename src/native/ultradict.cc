@@ -211,7 +211,8 @@ Napi::Value MapFd(Napi::Env env, int fd, size_t length, const std::string& name)
 }
 
 // Maps an existing segment at its current size (EEMPTY if it has none). Null (JS error thrown) on failure.
-void* MapExisting(Napi::Env env, const std::string& name, size_t* length) {
+// owner (if given) receives the file's owner uid and permission bits (st_uid, st_mode & 07777).
+void* MapExisting(Napi::Env env, const std::string& name, size_t* length, struct stat* owner = nullptr) {
   int fd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
   if (fd < 0) {
     ThrowErrno(env, "shm_open " + name, errno);
@@ -230,6 +231,7 @@ void* MapExisting(Napi::Env env, const std::string& name, size_t* length) {
     return nullptr;
   }
   *length = static_cast<size_t>(st.st_size);
+  if (owner != nullptr) *owner = st;
   return MmapFd(env, fd, *length, name);
 }
 #endif
@@ -339,7 +341,8 @@ Napi::Value Reserve(const Napi::CallbackInfo& info) {
 #endif
 }
 
-// open(name) -> { buffer, id }: maps an existing segment at its current size.
+// open(name) -> { buffer, id, uid, mode }: maps an existing segment at its current size; uid and mode
+// are the owner and permission bits of the file that was mapped (fstat of the same descriptor).
 Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!CheckSupported(env)) return env.Undefined();
@@ -347,9 +350,15 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   if (!GetName(info, 0, &name)) return env.Undefined();
 #if UD_SUPPORTED
   size_t length = 0;
-  void* addr = MapExisting(env, name, &length);
+  struct stat st;
+  void* addr = MapExisting(env, name, &length, &st);
   if (addr == nullptr) return env.Undefined();
-  return WrapMapping(env, addr, length);
+  Napi::Value mapped = WrapMapping(env, addr, length);
+  if (!mapped.IsObject()) return mapped;
+  Napi::Object result = mapped.As<Napi::Object>();
+  result.Set("uid", Napi::Number::New(env, static_cast<double>(st.st_uid)));
+  result.Set("mode", Napi::Number::New(env, static_cast<double>(st.st_mode & 07777)));
+  return result;
 #else
   return env.Undefined();
 #endif

@@ -3,7 +3,7 @@
 
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { applyOp, applyWithUndo, checkKey, Encoder, Node, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, plain, undoAll, type Key, type Undo } from '../codec.js';
+import { applyOp, applyWithUndo, checkKey, Encoder, Node, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, plain, setOwn, undoAll, type Key, type Undo } from '../codec.js';
 import { changeOf, encodeOps, encodeWrite, isThenable, type Change, type RawOp } from '../core.js';
 import { AlreadyClosedError, TransactionConflictError } from '../errors.js';
 import { validateName } from '../names.js';
@@ -178,7 +178,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   }
   toJSON(): Record<string, unknown> {
     const o: Record<string, unknown> = {};
-    for (const [k, v] of this.entries()) o[String(k)] = v;
+    for (const [k, v] of this.entries()) setOwn(o, String(k), v);
     return o;
   }
 

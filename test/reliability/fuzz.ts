@@ -12,6 +12,7 @@ import { readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { UltraDict, UltraDictError } from '../../src/index.js';
 import { checksum, Decoder, FRAME_HEADER, type DecodedOp } from '../../src/codec.js';
 import { Control } from '../../src/control.js';
+import { dumpSegment, fixedDumpSegment, streamSegment } from '../../src/names.js';
 import { SharedLock, threadId } from '../../src/lock.js';
 import { native } from '../../src/native.js';
 import { Segment } from '../../src/segment.js';
@@ -30,6 +31,8 @@ export interface Template {
   idHi: number;
   gen: number;
   fullDumpSize: number;
+  /** names of the stream, dump and fixed dump files after "ud.<name>." (tag and random parts) */
+  files: { stream: string; dump: string; fixed: string };
   ctrl: Buffer;
   stream: Buffer;
   dump: Buffer | null;
@@ -96,6 +99,8 @@ export function buildTemplates(prefix: string): { templates: Template[]; dicts: 
     const ctrl = Control.open(`/ud.${name}`)!;
     const tag = ctrl.tag;
     const gen = ctrl.gen();
+    const after = (segName: string): string => segName.slice(`/ud.${name}.`.length);
+    const files = { stream: after(streamSegment(name, ctrl, gen)), dump: after(dumpSegment(name, ctrl, gen)), fixed: after(fixedDumpSegment(name, ctrl)) };
     const t: Template = {
       label: k.label,
       ser: builtinSerializers[(k.opts.serializer as 'msgpack' | 'json' | 'v8') ?? 'msgpack'],
@@ -104,10 +109,11 @@ export function buildTemplates(prefix: string): { templates: Template[]; dicts: 
       idHi: ctrl.idHi,
       gen,
       fullDumpSize: ctrl.fullDumpSize,
+      files,
       ctrl: readFileSync(shm(`ud.${name}`)),
-      stream: readFileSync(shm(`ud.${name}.${tag}.s${gen}`)),
-      dump: safeRead(shm(`ud.${name}.${tag}.d${gen}`)),
-      fixed: safeRead(shm(`ud.${name}.${tag}.dump`)),
+      stream: readFileSync(shm(`ud.${name}.${files.stream}`)),
+      dump: safeRead(shm(`ud.${name}.${files.dump}`)),
+      fixed: safeRead(shm(`ud.${name}.${files.fixed}`)),
       bodies: [],
     };
     ctrl.seg.unmap();
@@ -192,7 +198,15 @@ function randomBuf(r: Rng, n: number): Buffer {
 
 const STREAM_HOT = [0, 4, 8, 12, 16, 24, 32, 36, 40, 48, 56, 60, DATA, DATA + 4];
 const DUMP_HOT = [0, 4, 8, 12, 16, 24, 32, 36, DUMP_HEADER, DUMP_HEADER + 1];
-const CONTROL_HOT = [0, 4, 8, 12, 16, 20, 24, 32, 36, 40, 48, 56, 64, 68, 72, 144, 256, 264, 272, 276, 280, 284, 288, 296, 300, 304, 312, 4096, 4100, 4104, 4112, 4120, 4128, 4132];
+const CONTROL_HOT = [0, 4, 8, 12, 16, 20, 24, 32, 36, 40, 48, 56, 64, 68, 72, 144, 256, 264, 272, 276, 280, 284, 288, 296, 300, 304, 312, 360, 368, 376, 384, 392, 4096, 4100, 4104, 4112, 4120, 4128, 4132];
+
+/** The files of a template's segment set under another dict name: [file in /dev/shm, bytes]. */
+export function segmentFiles(t: Template, name: string): [string, Buffer][] {
+  const files: [string, Buffer][] = [[`ud.${name}`, t.ctrl], [`ud.${name}.${t.files.stream}`, t.stream]];
+  if (t.dump) files.push([`ud.${name}.${t.files.dump}`, t.dump]);
+  if (t.fixed) files.push([`ud.${name}.${t.files.fixed}`, t.fixed]);
+  return files;
+}
 
 /** Recomputes frame checksums (walking the mutated lengths) so mutated bodies reach the decoder. */
 function fixFrameChecksums(b: Buffer): void {
@@ -452,20 +466,19 @@ export function fuzzAttach(templates: Template[], n: number, seed: number, prefi
     const baseline = native.liveMappings();
     const t = r.pick(templates);
     const name = `${prefix}_a${i}`;
-    const files: [string, Buffer][] = [[`ud.${name}`, t.ctrl], [`ud.${name}.${t.tag}.s${t.gen}`, t.stream]];
-    if (t.dump) files.push([`ud.${name}.${t.tag}.d${t.gen}`, t.dump]);
-    if (t.fixed) files.push([`ud.${name}.${t.tag}.dump`, t.fixed]);
+    const files = segmentFiles(t, name);
     const victim = r.int(files.length);
     const [vf, vb] = files[victim]!;
     // the generation and id fields are left alone most of the time: a wrong one only makes the attach
     // retry its missing segments for ~0.5 s before CorruptSegmentError (covered, but slow to repeat)
-    const ctrlHot = r.chance(0.97) ? CONTROL_HOT.filter((o) => o !== 16 && o !== 20 && o !== 272 && o !== 276) : CONTROL_HOT;
-    const hot = victim === 0 ? ctrlHot : vf.endsWith('.dump') || /\.d\d+$/.test(vf) ? DUMP_HOT : STREAM_HOT;
+    // (and so are the random parts of the segment names, 360-391)
+    const ctrlHot = r.chance(0.97) ? CONTROL_HOT.filter((o) => o !== 16 && o !== 20 && o !== 272 && o !== 276 && !(o >= 360 && o < 392)) : CONTROL_HOT;
+    const hot = victim === 0 ? ctrlHot : /\.(d\d+|dump)\./.test(vf) ? DUMP_HOT : STREAM_HOT;
     let mutated: Buffer | null = mutate(r, vb, hot, 512);
     if (victim !== 0 && r.chance(0.005)) mutated = null; // a missing segment
-    if (mutated && /\.s\d+$/.test(vf) && r.chance(0.6)) fixFrameChecksums(mutated);
+    if (mutated && /\.s\d+\./.test(vf) && r.chance(0.6)) fixFrameChecksums(mutated);
     files[victim] = [vf, mutated ?? Buffer.alloc(0)];
-    for (const [f, b] of files) if (!(f === vf && mutated === null)) writeFileSync(shm(f), b);
+    for (const [f, b] of files) if (!(f === vf && mutated === null)) writeFileSync(shm(f), b, { mode: 0o600 });
     const t0 = performance.now();
     judge(
       st,

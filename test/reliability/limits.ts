@@ -142,7 +142,8 @@ export async function enospcTrial(
     // nothing half-published: only the published generation's segments exist
     const gen = d.stats().generation;
     const files = readdirSync('/dev/shm').filter((f) => f.startsWith(`ud.${name}.`));
-    const stray = files.filter((f) => !f.endsWith(`.s${gen}`) && !f.endsWith(`.d${gen}`) && !f.endsWith('.dump'));
+    const published = new RegExp(`\\.(s${gen}|d${gen}|dump)\\.[0-9a-f]{16}$`);
+    const stray = files.filter((f) => !published.test(f));
     check(stray.length === 0, `no segments of an unpublished generation: ${stray.join(' ')}`);
     // a new dict cannot be created either, and leaves nothing behind
     if (full) {

@@ -6,6 +6,7 @@ import {
   AlreadyExistsError,
   CorruptSegmentError,
   DEFAULT_BUFFER_SIZE,
+  ForeignSegmentError,
   DEFAULT_LOCK_TIMEOUT,
   FullDumpMemoryFullError,
   gc,
@@ -63,6 +64,7 @@ expectTypeOf<UltraDictOptions>().toEqualTypeOf<{
   lockTimeout?: number;
   mode?: number;
   recurse?: boolean;
+  owner?: 'any' | number;
 }>();
 expectTypeOf<BuiltinSerializerName>().toEqualTypeOf<'msgpack' | 'json' | 'v8'>();
 expectTypeOf<SerializerOption>().toEqualTypeOf<BuiltinSerializerName | Serializer>();
@@ -172,6 +174,7 @@ expectTypeOf(new UltraDictError('m').code).toBeString();
 expectTypeOf(new LockTimeoutError('m', 1)).toExtend<UltraDictError>();
 expectTypeOf(new LockTimeoutError('m', 1).holderPid).toEqualTypeOf<number | null>();
 expectTypeOf(new SharedMemoryError('m', 'ENOSPC').osCode).toEqualTypeOf<string | undefined>();
+expectTypeOf(new ForeignSegmentError('m', '/ud.x', 1000, 0o666)).toExtend<UltraDictError & { file: string; uid: number; mode: number }>();
 
 // a lone plain object is the options, never initial items
 // @ts-expect-error: { a: 1 } is not an option
