@@ -64,7 +64,7 @@ test('a corrupted dump is rejected when a fresh process loads it', async () => {
   using d = new UltraDict<string>({ name });
   d.update({ a: 'x'.repeat(100), b: 'y' });
   d.dump();
-  const dump = shmEntries(name).find((f) => /\.d1$/.test(f))!;
+  const dump = shmEntries(name).find((f) => /\.d1\./.test(f))!;
   poke(dump, 64 + 20, Uint8Array.of(0, 1, 2, 3));
   assert.equal((await attachElsewhere(name)).error, 'CorruptSegmentError');
 });
