@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
 import { checkKey, Encoder, Node, plain, setOwn, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec.js';
-import { Control, I_COUNTER, STATE_ABANDONED, STATE_INITIALIZING, STATE_REMOVING } from './control.js';
+import { Control, I_COUNTER, STATE_ABANDONED, STATE_INITIALIZING, STATE_READY, STATE_REMOVING } from './control.js';
 import { Core, isThenable, openEngines, retainEngine, type Change, type RawOp } from './core.js';
 import {
   AlreadyClosedError,
@@ -339,6 +339,7 @@ function openCore(
     // dict may then be created anew)
     if (!creator && !ctrl.attachSettled()) {
       if (dropThreadEntry(entry)) ctrl.releaseSlot(entry.slot);
+      entry = null; // released: the catch below must not release it again (the control is unmapped next)
       ctrl.seg.unmap();
       if (performance.now() > deadline) throw new LockTimeoutError(`timed out attaching to ${JSON.stringify(name)}: gc() kept removing it`, null);
       sleepMs(1);
@@ -368,7 +369,9 @@ function waitReady(ctrl: Control, ctrlName: string, deadline: number): boolean {
     const state = ctrl.state;
     // REMOVING: gc() is removing it; the caller starts again (a dead remover's state is reverted there)
     if (state === STATE_REMOVING) return ctrl.attachSettled();
-    if (state !== STATE_INITIALIZING) return state !== STATE_ABANDONED;
+    if (state === STATE_READY) return true;
+    if (state === STATE_ABANDONED) return false;
+    if (state !== STATE_INITIALIZING) throw new CorruptSegmentError(`${ctrlName} has an unknown state ${state}: not an ultradict dict, or damaged`);
     const pid = ctrl.creatorPid;
     // pid 0: the creator died before writing its header (or has not yet: give it a second)
     const creatorGone = pid === 0 ? performance.now() - start > 1000 : !ctrl.creatorAlive();

@@ -88,6 +88,7 @@ export function threadEntry(key: string, claim: () => { slot: number; epoch: num
 
 /** Drops one reference; returns true when the caller was the last one (and must free the slot). */
 export function dropThreadEntry(e: ThreadEntry): boolean {
+  if (e.refs <= 0) return false; // dropped already: its slot was released by whoever dropped it last
   if (--e.refs > 0) return false;
   if (entries.get(e.key) === e) entries.delete(e.key);
   return true;

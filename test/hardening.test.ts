@@ -221,3 +221,25 @@ test('listeners of SIGKILLed processes leave the count that writers check', asyn
   for (let i = 0; i < 200; i++) d.set('k', i); // was: every write woke the dead listener, for good
   assert.equal(d.stats().listeners, 0);
 });
+
+test('a view of a segment used after close() reads zeros and writes nowhere: no fault (was SIGSEGV)', async () => {
+  // the class behind "close() inside a transaction crashed": whatever code path still holds a view after an
+  // unmap, the addon replaces the shared pages by private zero pages instead of leaving a hole
+  const name = uniqueName('stale');
+  const script = `
+    import { Segment } from ${JSON.stringify(new URL('../src/segment.js', import.meta.url).href)};
+    const seg = Segment.create('/ud.${name}', 4096, 0o600);
+    const view = seg.i32;
+    Atomics.store(view, 0, 7);
+    seg.unmap();
+    const before = Atomics.exchange(view, 0, 9);
+    const other = Segment.open('/ud.${name}');
+    console.log(before, Atomics.load(view, 0), Atomics.load(other.i32, 0));
+    other.unmap();
+    Segment.unlink('/ud.${name}');`;
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.signal, null, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), '0 9 7'); // zeros after close; the write stayed private; the segment kept 7
+});

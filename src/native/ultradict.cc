@@ -108,15 +108,18 @@ bool GetName(const Napi::CallbackInfo& info, size_t index, std::string* out) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Mappings. Each mapping is owned by exactly one SharedArrayBuffer backing store. It can be released
-// early by unmap(id) (close()), or late by the backing-store deleter (GC); whichever comes first
-// munmaps, the other does nothing. The deleter may run on any thread, hence the mutex.
+// Mappings. Each mapping is owned by exactly one SharedArrayBuffer backing store. It is detached early
+// by unmap(id) (close()): the shared pages are replaced in place by private zero pages, so that a stale
+// access through a view that outlived close() reads zeros instead of faulting, and nothing it writes
+// reaches the segment. The address range itself is freed by the backing-store deleter (GC). The deleter
+// may run on any thread, hence the mutex.
 
 struct Mapping {
   void* addr;
   size_t length;
   uint32_t id;
-  bool released;
+  bool released;  // the address range is unmapped (only the struct is left)
+  bool detached;  // the shared pages were replaced by private ones (unmap(id) ran)
 };
 
 std::mutex g_mappings_mutex;
@@ -132,8 +135,10 @@ void MappingDeleter(void* data, size_t length, void* deleter_data) {
     munmap(m->addr, m->length);
 #endif
     m->released = true;
-    g_mappings.erase(m->id);
-    g_live_mappings--;
+    if (!m->detached) {
+      g_mappings.erase(m->id);
+      g_live_mappings--;
+    }
   }
   delete m;
 }
@@ -163,7 +168,7 @@ napi_value FromV8(v8::Local<v8::Value> local) {
 
 // Wraps [addr, addr+length) (an mmap of a segment) in a SharedArrayBuffer. Returns { buffer, id }.
 Napi::Value WrapMapping(Napi::Env env, void* addr, size_t length) {
-  Mapping* m = new Mapping{addr, length, 0, false};
+  Mapping* m = new Mapping{addr, length, 0, false, false};
   {
     std::lock_guard<std::mutex> guard(g_mappings_mutex);
     m->id = g_next_id++;
@@ -375,9 +380,16 @@ Napi::Value Unmap(const Napi::CallbackInfo& info) {
   if (it == g_mappings.end()) return Napi::Boolean::New(env, false);
   Mapping* m = it->second;
 #if UD_SUPPORTED
-  munmap(m->addr, m->length);
+  void* r = mmap(m->addr, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  if (r == MAP_FAILED) {
+    munmap(m->addr, m->length);
+    m->released = true;  // the deleter will only free the struct
+  } else {
+    m->detached = true;  // the deleter will unmap the private pages
+  }
+#else
+  m->released = true;
 #endif
-  m->released = true;  // the deleter will only free the struct
   g_mappings.erase(it);
   g_live_mappings--;
   return Napi::Boolean::New(env, true);
