@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { createServer, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -168,3 +168,74 @@ export class BridgeProc {
   }
 }
 
+
+/**
+ * A TCP proxy on loopback in front of a redis-server that can be paused: while paused, no byte moves in
+ * either direction (a host cut off by a slow network). Its clients' commands and replies are delivered,
+ * in order, on resume.
+ */
+export class PausableProxy {
+  private readonly server: Server;
+  private readonly pairs = new Set<[Socket, Socket]>();
+  private paused = false;
+  private readonly held: (() => void)[] = [];
+
+  private constructor(readonly target: number, readonly port: number, server: Server) {
+    this.server = server;
+  }
+
+  static async start(targetPort: number): Promise<PausableProxy> {
+    const server = createServer();
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+    });
+    const p = new PausableProxy(targetPort, port, server);
+    server.on('connection', (c) => p.accept(c));
+    return p;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  private accept(c: Socket): void {
+    const u = new Socket();
+    const pair: [Socket, Socket] = [c, u];
+    this.pairs.add(pair);
+    const relay = (from: Socket, to: Socket): void => {
+      from.on('data', (d: Buffer) => {
+        if (this.paused) this.held.push(() => to.write(d));
+        else to.write(d);
+      });
+    };
+    relay(c, u);
+    relay(u, c);
+    const end = (): void => {
+      this.pairs.delete(pair);
+      c.destroy();
+      u.destroy();
+    };
+    c.on('error', end).on('close', end);
+    u.on('error', end).on('close', end);
+    u.connect(this.target, '127.0.0.1');
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    for (const f of this.held.splice(0)) f();
+  }
+
+  async close(): Promise<void> {
+    this.resume();
+    for (const [c, u] of this.pairs) {
+      c.destroy();
+      u.destroy();
+    }
+    await new Promise((r) => this.server.close(r));
+  }
+}

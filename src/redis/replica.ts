@@ -4,7 +4,7 @@
 // each remote entry they must follow. See docs/ARCHITECTURE.md ("Replication through Redis").
 
 import type { Redis as RedisClient } from 'ioredis';
-import { applyOp, Decoder, Encoder, OP_CLEAR, type DecodedOp, type Key } from '../codec.js';
+import { applyOp, Decoder, Encoder, nSet, Node, OP_CLEAR, OP_SET, type DecodedOp, type Key } from '../codec.js';
 import { ParameterMismatchError, ReplicationError, UltraDictError } from '../errors.js';
 import type { Serializer } from '../serializer.js';
 import { decodeDump, encodeDump } from '../snapshot.js';
@@ -173,7 +173,7 @@ export class Replica {
         break;
       } else keys.push(o.key!);
     }
-    this.pending.push({ seq, ops, keys });
+    this.pending.push({ seq, ops: ops.map(detach), keys });
     if (keys !== null) for (const k of keys) this.pendingKeys.set(k, (this.pendingKeys.get(k) ?? 0) + 1);
     this.outbox.push(seq.toString(), body);
     this.outboxBytes += body.length;
@@ -297,7 +297,8 @@ export class Replica {
     }
     const out: DecodedOp[] = [];
     if (from < 0) return out;
-    for (let i = from; i < pend.length; i++) for (const o of pend[i]!.ops) out.push(o);
+    // fresh copies of nested dicts: the target may keep (and later writes change) what it is given
+    for (let i = from; i < pend.length; i++) for (const o of pend[i]!.ops) out.push(detach(o));
     return out;
   }
 
@@ -627,6 +628,21 @@ export class Replica {
     this.cmd.disconnect();
     if (err !== null) throw err instanceof UltraDictError ? err : new ReplicationError(String(err), { cause: err });
   }
+}
+
+/**
+ * The op with a private deep copy of its nested dict (a SET of a Node); other ops as they are. A pending
+ * write must keep the value it was made with: the Node a target holds changes with later writes into
+ * it (remote ones included), and re-applying that changed Node would resurrect them.
+ */
+function detach(o: DecodedOp): DecodedOp {
+  return o.op === OP_SET && o.value instanceof Node ? { op: o.op, key: o.key, path: o.path, value: copyNode(o.value) } : o;
+}
+
+function copyNode(n: Node): Node {
+  const c = new Node();
+  for (const [k, v] of n) nSet(c, k, v instanceof Node ? copyNode(v) : v);
+  return c;
 }
 
 export function delay(ms: number): Promise<void> {
