@@ -8,7 +8,7 @@ import { applyOp, Decoder, Encoder, nSet, Node, OP_CLEAR, OP_SET, type DecodedOp
 import { ParameterMismatchError, ReplicationError, UltraDictError } from '../errors.js';
 import type { Serializer } from '../serializer.js';
 import { decodeDump, encodeDump } from '../snapshot.js';
-import { cmpId, connect, describeTarget, keysOf, parseEntries, REDIS_FORMAT, scripts, type Entry, type Keys, type RedisTarget } from './protocol.js';
+import { cmpId, connect, describeTarget, keySpec, keysOf, parseEntries, REDIS_FORMAT, scripts, type Entry, type Keys, type RedisTarget } from './protocol.js';
 
 /** What the replica keeps in sync: a local map (RedisDict) or a shared-memory dict (the bridge). */
 export interface ReplicaTarget {
@@ -74,8 +74,9 @@ export class Replica {
   private ph = 0;
   private readonly pendingKeys = new Map<Key, number>();
   private lastAck: Promise<unknown> = Promise.resolve();
-  /** writes of this tick not sent yet: seq, body, seq, body, ... */
-  private outbox: (string | Buffer)[] = [];
+  /** writes of this tick not sent yet: seq, body, key spec (count, fields), seq, body, ... */
+  private outbox: (string | number | Buffer)[] = [];
+  private outboxSeqs: bigint[] = [];
   private outboxBytes = 0;
   private outboxScheduled = false;
   private failure: ReplicationError | null = null;
@@ -128,7 +129,7 @@ export class Replica {
   private async checkMeta(): Promise<void> {
     const k = this.keys;
     const ser = this.cfg.serializer.name;
-    const res = await scripts(this.cmd).udInit(k.meta, k.stream, k.last, k.snap, k.count, k.bridges, REDIS_FORMAT, ser);
+    const res = await scripts(this.cmd).udInit(k.meta, k.stream, k.last, k.snap, k.count, k.bridges, k.ver, REDIS_FORMAT, ser);
     if (res[0] === 'foreign') {
       throw new ReplicationError(`Redis key ${res[1]} is a ${res[2]}, not part of an ultradict dict; refusing to touch it (choose another name or prefix)`);
     }
@@ -176,8 +177,10 @@ export class Replica {
     this.pending.push({ seq, ops: ops.map(detach), keys });
     if (keys !== null) for (const k of keys) this.pendingKeys.set(k, (this.pendingKeys.get(k) ?? 0) + 1);
     this.outbox.push(seq.toString(), body);
+    keySpec(keys, this.outbox);
+    this.outboxSeqs.push(seq);
     this.outboxBytes += body.length;
-    if (this.outbox.length >= 2 * OUTBOX_ENTRIES || this.outboxBytes >= OUTBOX_BYTES) this.sendOutbox();
+    if (this.outboxSeqs.length >= OUTBOX_ENTRIES || this.outboxBytes >= OUTBOX_BYTES) this.sendOutbox();
     else if (!this.outboxScheduled) {
       this.outboxScheduled = true;
       queueMicrotask(() => this.sendOutbox());
@@ -188,26 +191,34 @@ export class Replica {
   private sendOutbox(): void {
     this.outboxScheduled = false;
     const batch = this.outbox;
-    if (batch.length === 0) return;
+    const seqs = this.outboxSeqs;
+    if (seqs.length === 0) return;
     this.outbox = [];
+    this.outboxSeqs = [];
     this.outboxBytes = 0;
     const k = this.keys;
     const o = this.cfg.origin;
-    const seqs = batch.filter((_, i) => i % 2 === 0) as string[];
     const p = scripts(this.cmd)
-      .udWriteMany(k.stream, k.last, k.origin(o), k.count, o, this.cfg.originTtl, batch.length / 2, ...batch)
+      .udWriteMany(k.stream, k.last, k.origin(o), k.count, k.ver, o, this.cfg.originTtl, seqs.length, ...batch)
       .then(
         (r) => this.noteLength(r[2]),
-        (e) => this.writeFailed(seqs.map((x) => BigInt(x)), e),
+        (e) => this.writeFailed(seqs, e),
       );
     this.lastAck = p;
   }
 
-  /** Sends one entry, appended only if the stream's last id is still `expected` (transactions). */
-  sendConditional(seq: bigint, body: Buffer, expected: string): Promise<[string, string, number]> {
+  /**
+   * Sends one entry (transactions), appended only if no entry after `expected` wrote a root key in
+   * `reads` (null: it read everything, so the stream must not have moved past `expected`). `writes`: the
+   * root keys it writes (null: a root clear). Resolves with [status, id or last, length, prev].
+   */
+  sendConditional(seq: bigint, body: Buffer, expected: string, reads: Iterable<Key> | null, writes: Iterable<Key> | null): Promise<[string, string, number, string]> {
     const k = this.keys;
     const o = this.cfg.origin;
-    return scripts(this.cmd).udWrite(k.stream, k.last, k.origin(o), k.count, o, seq.toString(), expected, body, this.cfg.originTtl);
+    const specs: (string | number | Buffer)[] = [];
+    keySpec(reads, specs);
+    keySpec(writes, specs);
+    return scripts(this.cmd).udWrite(k.stream, k.last, k.origin(o), k.count, k.ver, o, seq.toString(), expected, body, this.cfg.originTtl, ...(specs as (string | number)[]));
   }
 
   /** Entries between snapshots (a generation): max(snapshotEvery, keys), so that dumps stay amortised. */
@@ -586,7 +597,7 @@ export class Replica {
       const id = this.lastId;
       this.snapWanted = false;
       this.snapForced = false;
-      if ((await scripts(this.cmd).udSnapshot(k.snap, k.stream, k.count, id, enc.buf.subarray(0, len), gen)) === 1) this.stats_.snapshots++;
+      if ((await scripts(this.cmd).udSnapshot(k.snap, k.stream, k.count, k.ver, id, enc.buf.subarray(0, len), gen)) === 1) this.stats_.snapshots++;
     } finally {
       await this.cmd.del(k.snapLock);
     }
