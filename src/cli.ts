@@ -566,6 +566,7 @@ async function cmdBridge(ctx: Ctx): Promise<number> {
   const [name, url] = ctx.args as [string, string];
   if (!/^rediss?:\/\/[^/]/.test(url)) throw new UsageError(`URL must look like redis://host:port, not ${JSON.stringify(url)}`);
   const { Bridge } = await import('./redis/index.js');
+  const { describeTarget } = await import('./redis/protocol.js');
   const log = (type: string, message: string): void =>
     ctx.err(ctx.json ? JSON.stringify({ time: new Date().toISOString(), type, message }) : `${time()}  ${type.padEnd(7)}  ${message}`);
   const b = await Bridge.start({ name, redis: url, stream: ctx.p.values.get('stream'), id: ctx.p.values.get('id'), prefix: ctx.p.values.get('prefix') });
@@ -574,7 +575,7 @@ async function cmdBridge(ctx: Ctx): Promise<number> {
   b.on('offline', () => log('offline', 'Redis connection lost; local writes are queued and sent on reconnect'));
   b.on('online', () => log('online', 'Redis connection back'));
   const s = b.stats();
-  await ctx.out(ctx.json ? JSON.stringify({ type: 'ready', name, stream: b.stream, origin: b.origin, keys: b.dict.size, lastId: s.lastId }) : `ready: ${name} <-> ${url} stream ${b.stream} as ${b.origin} (${b.dict.size} keys)`);
+  await ctx.out(ctx.json ? JSON.stringify({ type: 'ready', name, stream: b.stream, origin: b.origin, keys: b.dict.size, lastId: s.lastId }) : `ready: ${name} <-> ${describeTarget(url)} stream ${b.stream} as ${b.origin} (${b.dict.size} keys)`);
   if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
   log('stop', 'forwarding what is left, then closing');
   await b.close();

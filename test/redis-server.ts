@@ -48,7 +48,7 @@ async function answers(port: number): Promise<boolean> {
     sock.once('error', () => done(false));
     sock.on('data', (d) => {
       buf += d.toString();
-      if (buf.includes('PONG')) done(true);
+      if (buf.includes('PONG') || buf.startsWith('-NOAUTH')) done(true); // up (NOAUTH: it wants a password)
       else if (buf.startsWith('-')) done(false); // -LOADING: still reading its AOF
     });
     sock.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
@@ -60,20 +60,24 @@ export class RedisServer {
   readonly dir = mkdtempSync(join(tmpdir(), 'ud-redis-'));
   log = '';
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    /** more redis-server arguments (later ones override the defaults: e.g. --appendonly no, --requirepass X) */
+    readonly extra: string[] = [],
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<RedisServer> {
-    const s = new RedisServer(await freePort());
+  static async start(extra: string[] = []): Promise<RedisServer> {
+    const s = new RedisServer(await freePort(), extra);
     await s.launch();
     return s;
   }
 
   async launch(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dir];
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dir, ...this.extra];
     const p = spawn(redisServerPath(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
     p.stdout!.on('data', (d: Buffer) => (this.log = (this.log + d.toString()).slice(-4000)));
     p.stderr!.on('data', (d: Buffer) => (this.log = (this.log + d.toString()).slice(-4000)));

@@ -12,7 +12,8 @@ import { NotFoundError } from '../errors.js';
 import { validateName } from '../names.js';
 import type { SerializerOption } from '../serializer.js';
 import { encodeDump } from '../snapshot.js';
-import { DEFAULT_PREFIX, type RedisTarget } from './protocol.js';
+import { claimDict, type Claim } from './claim.js';
+import { DEFAULT_PREFIX, describeTarget, type RedisTarget } from './protocol.js';
 import { Replica, type ReplicaStats, type ReplicaTarget } from './replica.js';
 
 export interface BridgeOptions {
@@ -79,12 +80,15 @@ export class Bridge extends EventEmitter {
   readonly #core: Core;
   readonly #replica: Replica;
   readonly #closeTimeout: number;
+  readonly #claim: Claim;
+  /** warnings raised before anyone listened (inside start()): delivered to the first 'warning' listener */
+  #queuedWarnings: Error[] = [];
   #forwarded = 0;
   #seeded = 0;
   #gaps = 0;
   #closed = false;
 
-  private constructor(dict: UltraDict<unknown>, stream: string, origin: string, replica: Replica, closeTimeout: number) {
+  private constructor(dict: UltraDict<unknown>, stream: string, origin: string, replica: Replica, closeTimeout: number, claim: Claim) {
     super();
     this.dict = dict;
     this.stream = stream;
@@ -92,6 +96,19 @@ export class Bridge extends EventEmitter {
     this.#core = coreOf(dict);
     this.#replica = replica;
     this.#closeTimeout = closeTimeout;
+    this.#claim = claim;
+    this.on('newListener', (event: string) => {
+      if (event !== 'warning' || this.#queuedWarnings.length === 0) return;
+      process.nextTick(() => {
+        for (const w of this.#queuedWarnings.splice(0)) this.emit('warning', w);
+      });
+    });
+  }
+
+  /** Emits 'warning', or keeps it for the first listener (start() warns before the caller can listen). */
+  #warn(e: Error): void {
+    if (this.listenerCount('warning') > 0) this.emit('warning', e);
+    else this.#queuedWarnings.push(e);
   }
 
   /** Opens the local dict, connects, forwards what the last run of this bridge left, loads the stream and starts tailing. */
@@ -105,6 +122,13 @@ export class Bridge extends EventEmitter {
     const core = coreOf(dict);
     const ser = core.ser; // the local dict's own (it may have been created with another than the default)
     const origin = `${id}:${core.ctrl.tag}`;
+    let claim: Claim;
+    try {
+      claim = await claimDict(name, core.ctrl.tag, origin); // one bridge per local dict
+    } catch (e) {
+      dict.close();
+      throw e;
+    }
     const note: RawOp = { op: OP_NOTE, path: null, key: `${NOTE_PREFIX}${origin}`, value: undefined };
     let self: Bridge | null = null;
     const target: ReplicaTarget = {
@@ -146,19 +170,40 @@ export class Bridge extends EventEmitter {
         target,
       );
     } catch (e) {
+      claim.release();
       dict.close();
       throw e;
     }
-    const b = new Bridge(dict, stream, origin, replica, options.closeTimeout ?? 5000);
+    const b = new Bridge(dict, stream, origin, replica, options.closeTimeout ?? 5000, claim);
     self = b;
     try {
+      await b.#checkPersistence(options.redis);
       await b.#resume();
     } catch (e) {
       await replica.close(0).catch(() => {});
+      claim.release();
       dict.close();
       throw e;
     }
     return b;
+  }
+
+  /** Warns when Redis keeps nothing on disk (a restart of Redis then empties the dict on every host). */
+  async #checkPersistence(target: RedisTarget): Promise<void> {
+    let aof: string | undefined, save: string | undefined;
+    try {
+      aof = ((await this.#replica.cmd.call('CONFIG', 'GET', 'appendonly')) as string[])[1];
+      save = ((await this.#replica.cmd.call('CONFIG', 'GET', 'save')) as string[])[1];
+    } catch {
+      return; // CONFIG disabled or renamed (managed Redis): nothing to tell
+    }
+    if (aof === 'no' && save === '') {
+      this.#warn(
+        new Error(
+          `${describeTarget(target)} has neither AOF (appendonly) nor RDB snapshots (save) enabled: if Redis restarts, it restarts empty and the dict ${JSON.stringify(this.stream)} is emptied on every host`,
+        ),
+      );
+    }
   }
 
   /** Queues the local writes the stream does not have yet, then loads the stream and starts both directions. */
@@ -224,8 +269,7 @@ export class Bridge extends EventEmitter {
   /** Local frames were overwritten before this bridge read them: their writes are not forwarded. */
   #lost(): void {
     this.#gaps++;
-    this.emit(
-      'warning',
+    this.#warn(
       new Error(
         `bridge ${this.origin}: the local stream of ${JSON.stringify(this.#core.name)} moved on before the bridge read all of it; ` +
           'local writes in between were not forwarded (the stream\'s values stand for them). Keep the bridge running, or give the dict a larger bufferSize',
@@ -256,6 +300,7 @@ export class Bridge extends EventEmitter {
       await this.#replica.close(this.#closeTimeout);
     } finally {
       this.#core.onFrame = null;
+      this.#claim.release();
       this.dict.close();
     }
   }

@@ -270,18 +270,35 @@ export function parseEntries(raw: unknown): Entry[] {
 /** Where to connect: a redis:// URL or ioredis options. */
 export type RedisTarget = string | RedisOptions;
 
-/** Describes a target for error messages (no password). */
+/** Describes a target for messages and logs: the password, if any, is replaced by '***'. */
 export function describeTarget(t: RedisTarget): string {
   if (typeof t === 'string') {
     try {
       const u = new URL(t);
-      u.password = '';
+      if (u.password !== '') u.password = '***';
       return u.toString();
     } catch {
-      return t;
+      // not a URL: keep what is before any '@' out of it
+      return t.includes('@') ? `${t.slice(0, t.indexOf('://') + 3)}***@${t.slice(t.lastIndexOf('@') + 1)}` : t;
     }
   }
-  return `redis://${t.host ?? '127.0.0.1'}:${t.port ?? 6379}`;
+  return `redis://${t.host ?? '127.0.0.1'}:${t.port ?? 6379}${t.db ? `/${t.db}` : ''}`;
+}
+
+/** The database a target asks for (the URL's path, or options.db); NaN if the URL's path is not a number. */
+export function dbOf(t: RedisTarget): number {
+  if (typeof t !== 'string') return t.db ?? 0;
+  try {
+    const path = new URL(t).pathname.replace(/^\//, '');
+    return path === '' ? 0 : /^\d+$/.test(path) ? Number(path) : NaN;
+  } catch {
+    return 0;
+  }
+}
+
+/** An error Redis gives for bad credentials: retrying cannot help. */
+function isAuthError(e: unknown): boolean {
+  return /WRONGPASS|NOAUTH|NOPERM|invalid password|invalid username-password|AUTH.*(failed|without any password)/i.test((e as Error)?.message ?? '');
 }
 
 type RedisCtor = new (a: string | RedisOptions, b?: RedisOptions) => RedisClient;
@@ -305,6 +322,8 @@ async function loadIoredis(): Promise<RedisCtor> {
  * ready within connectTimeout ms.
  */
 export async function connect(target: RedisTarget, role: string, connectTimeout: number): Promise<RedisClient> {
+  const db = dbOf(target);
+  if (!Number.isSafeInteger(db) || db < 0) throw new ReplicationError(`${describeTarget(target)}: the database must be a number (redis://host:port/DB)`);
   const Redis = await loadIoredis();
   const opts: RedisOptions = {
     lazyConnect: true,
@@ -330,19 +349,37 @@ export async function connect(target: RedisTarget, role: string, connectTimeout:
   client.defineCommand('udSnapshotDue', { numberOfKeys: 2, lua: SNAPSHOT_DUE_LUA });
   client.defineCommand('udSnapshot', { numberOfKeys: 4, lua: SNAPSHOT_LUA });
   let timer: NodeJS.Timeout | undefined;
+  let authFailed: ((e: unknown) => void) | null = null;
+  const onAuth = (e: unknown): void => {
+    if (isAuthError(e)) authFailed?.(e);
+  };
+  client.on('error', onAuth);
   try {
-    // ioredis retries by itself (retryStrategy): wait for the first 'ready' or give up after connectTimeout
+    // ioredis retries by itself (retryStrategy): wait for the first 'ready' or give up after connectTimeout;
+    // bad credentials are final (no retry can fix them): reported at once
     await new Promise<void>((resolve, reject) => {
+      authFailed = reject;
       client.once('ready', resolve);
       timer = setTimeout(() => reject(new Error(`no connection within ${connectTimeout} ms`)), connectTimeout);
-      client.connect().catch(() => {});
+      client.connect().catch(onAuth);
     });
   } catch (e) {
     client.disconnect();
+    if (isAuthError(e)) throw new ReplicationError(`${describeTarget(target)} refused the credentials: ${(e as Error).message}`, { cause: e });
     const why = (lastError as Error | null)?.message ?? (e as Error)?.message ?? String(e);
     throw new ReplicationError(`cannot connect to ${describeTarget(target)} within ${connectTimeout} ms: ${why}`, { cause: lastError ?? e });
   } finally {
     clearTimeout(timer);
+    client.off('error', onAuth);
+  }
+  if (db !== 0) {
+    // ioredis selects the database on connect, but goes on in database 0 if that fails: check it
+    try {
+      await client.select(db);
+    } catch (e) {
+      client.disconnect();
+      throw new ReplicationError(`${describeTarget(target)}: Redis has no database ${db} (${(e as Error).message}; see its 'databases' setting)`, { cause: e });
+    }
   }
   return client; // onError stays: an 'error' event without a listener would be printed by ioredis
 }

@@ -627,12 +627,12 @@ export class Replica {
       err = e;
     }
     this.closed = true;
-    await Promise.race([this.snapDone, delay(timeoutMs)]); // releases the snapshot lock before the connection goes
+    await within(this.snapDone, timeoutMs); // releases the snapshot lock before the connection goes
     this.tail.disconnect();
     // a blocked XREAD that ioredis had queued for a reconnect is never settled by disconnect(): do not wait for it
-    await Promise.race([this.tailDone?.catch(() => {}), delay(100)]);
+    await within(this.tailDone?.catch(() => {}), 100);
     try {
-      await Promise.race([this.cmd.quit(), delay(1000)]);
+      await within(this.cmd.quit(), 1000);
     } catch {
       // already gone
     }
@@ -654,6 +654,16 @@ function copyNode(n: Node): Node {
   const c = new Node();
   for (const [k, v] of n) nSet(c, k, v instanceof Node ? copyNode(v) : v);
   return c;
+}
+
+/** Waits for p, but at most ms; the timer is cleared either way (it must not keep the process alive). */
+async function within(p: Promise<unknown> | undefined, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([p, new Promise((r) => (timer = setTimeout(r, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export function delay(ms: number): Promise<void> {
