@@ -580,7 +580,11 @@ async function cmdBridge(ctx: Ctx): Promise<number> {
   log('stop', 'forwarding what is left, then closing');
   await b.close();
   const st = b.stats();
-  log('stop', `closed: ${st.forwarded} local writes forwarded, ${st.applied} remote operations applied, ${st.resyncs} snapshot loads, ${st.gaps} local gaps`);
+  log(
+    'stop',
+    `closed: ${st.forwarded} local writes forwarded, ${st.applied} remote operations applied, ${st.resyncs} snapshot loads, ${st.gaps} local gaps, ` +
+      `${st.recovered} keys recovered after a gap, ${st.lost} keys lost`,
+  );
   return EXIT.ok;
 }
 

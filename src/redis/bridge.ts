@@ -6,14 +6,14 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { isDeepStrictEqual } from 'node:util';
 import { applyOp, Encoder, OP_DELETE, OP_NOTE, OP_SET, type DecodedOp, type Key } from '../codec.js';
-import type { Core, RawOp } from '../core.js';
+import { encodeWrite, type Core, type RawOp } from '../core.js';
 import { coreOf, UltraDict, type UltraDictOptions } from '../dict.js';
 import { NotFoundError } from '../errors.js';
 import { validateName } from '../names.js';
 import type { SerializerOption } from '../serializer.js';
 import { encodeDump } from '../snapshot.js';
 import { claimDict, type Claim } from './claim.js';
-import { DEFAULT_PREFIX, describeTarget, type RedisTarget } from './protocol.js';
+import { cmpId, DEFAULT_PREFIX, describeTarget, keyField, type RedisTarget } from './protocol.js';
 import { Replica, type ReplicaStats, type ReplicaTarget } from './replica.js';
 
 export interface BridgeOptions {
@@ -42,13 +42,20 @@ export interface BridgeStats extends ReplicaStats {
   forwarded: number;
   /** keys the first start of this bridge forwarded from what the host already held */
   seeded: number;
-  /** times local frames were overwritten before the bridge read them (their writes were not forwarded) */
+  /** times local frames were overwritten before the bridge read them */
   gaps: number;
+  /** keys whose local writes were recovered from the local contents after such a gap at a restart, and forwarded */
+  recovered: number;
+  /** keys whose local writes may be lost after such a gap (the stream's values stood for them); 0 is the goal */
+  lost: number;
 }
 
 /** Prefix of the NOTE on the frames a bridge writes: such frames are never forwarded. */
 const NOTE_PREFIX = 'bridge:';
 const POS_BITS = 40n;
+/** How often the applied position is recorded in Redis (ms), and how long Redis keeps it (s). */
+const APPLIED_EVERY_MS = 500;
+const APPLIED_TTL = 30 * 86_400;
 const POS_MASK = (1n << POS_BITS) - 1n;
 
 /** A forwarded frame's sequence number: its end position in the local stream of its generation. */
@@ -86,6 +93,10 @@ export class Bridge extends EventEmitter {
   #forwarded = 0;
   #seeded = 0;
   #gaps = 0;
+  #recovered = 0;
+  #lostKeys = 0;
+  #appliedRecorded = '';
+  #recorder: NodeJS.Timeout | null = null;
   #closed = false;
 
   private constructor(dict: UltraDict<unknown>, stream: string, origin: string, replica: Replica, closeTimeout: number, claim: Claim) {
@@ -227,11 +238,15 @@ export class Bridge extends EventEmitter {
     } else if (!known) {
       // first start of this bridge on this dict: seed the stream with what the host already holds
       this.#seed();
-    } else {
+    } else if (landed === null ? g > 0 : landed >> POS_BITS < BigInt(g)) {
       // restarted, and the local stream moved to a new generation since the last forward that landed:
-      // forward every local frame still readable; those of the generations in between are gone
+      // the frames in between are gone, but their writes are in the local contents. Forward the keys
+      // whose local value differs from the stream's and that no entry after this bridge's applied
+      // position wrote (so the difference is a local write), then every local frame still readable.
+      await this.#recover(g);
       forwardFrames(0, q);
-      if (landed === null ? g > 0 : landed >> POS_BITS < BigInt(g)) this.#lost();
+    } else {
+      forwardFrames(0, q);
     }
     core.onFrame = (body, ops, n) => {
       if (body === null) {
@@ -241,10 +256,78 @@ export class Bridge extends EventEmitter {
       } else this.#forward(seqOf(core.gen, core.pos), body, ops, n);
     };
     await replica.resync();
+    await this.#recordApplied();
+    this.#recorder = setInterval(() => void this.#recordApplied(), APPLIED_EVERY_MS);
+    this.#recorder.unref();
     // listening makes the native watcher sync this handle on every local write, which forwards it
     this.dict.on('change', () => {});
     this.dict.ref();
     replica.startTail();
+  }
+
+  /**
+   * After the local stream switched generation while this bridge was down: the local contents hold the
+   * writes of the frames it never read. A key whose local value differs from the stream's is a local
+   * write not forwarded if the last entry that wrote it (its version) is at or before the applied
+   * position recorded by the last run (every entry up to it was in the local dict then). Those keys are
+   * forwarded as one entry (their local values, or deletes). For the others a newer entry exists that
+   * the local dict may never have seen: the stream's value stands, and they count as lost.
+   */
+  async #recover(g: number): Promise<void> {
+    const core = this.#core;
+    const replica = this.#replica;
+    const k = replica.keys;
+    const applied = await replica.cmd.get(k.applied(this.origin));
+    const { map: remote } = await replica.loadState();
+    const differing: Key[] = [];
+    for (const [key, v] of core.map) if (!remote.has(key) || !isDeepStrictEqual(remote.get(key), v)) differing.push(key);
+    for (const key of remote.keys()) if (!core.map.has(key)) differing.push(key);
+    const raw: RawOp[] = [];
+    let lost = 0;
+    if (differing.length > 0 && applied !== null) {
+      const star = (await replica.cmd.hget(k.ver, '*')) ?? '0-0';
+      const vers = await replica.cmd.hmget(k.ver, ...differing.map(keyField));
+      differing.forEach((key, i) => {
+        const field = vers[i] ?? null;
+        const ver = field !== null && cmpId(field, star) > 0 ? field : star;
+        if (cmpId(ver, applied) > 0) lost++;
+        else if (core.map.has(key)) raw.push({ op: OP_SET, path: null, key, value: core.map.get(key) });
+        else raw.push({ op: OP_DELETE, path: null, key, value: undefined });
+      });
+    } else lost = differing.length; // no applied position recorded (expired, or an older version ran): nothing can be told apart
+    if (raw.length > 0) {
+      const enc = new Encoder();
+      enc.beginBody();
+      const ops = encodeWrite(enc, raw, core.ser, false);
+      this.#recovered += raw.length;
+      this.#forward(seqOf(g, 0), Buffer.from(enc.buf.subarray(0, enc.pos)), ops, null);
+    }
+    this.#gaps++;
+    if (lost > 0) {
+      this.#lostKeys += lost;
+      this.#warn(
+        new Error(
+          `bridge ${this.origin}: the local stream of ${JSON.stringify(core.name)} moved on while the bridge was down; ` +
+            `${raw.length} key(s) with local writes recovered and forwarded, ${lost} key(s) whose local writes may be lost: ` +
+            (applied === null
+              ? 'no applied position of the last run is recorded in Redis, so local and remote writes cannot be told apart; the stream\'s values stand'
+              : `another host wrote them after ${applied}, the last entry this bridge had applied; the stream's values stand`),
+        ),
+      );
+    }
+  }
+
+  /** Records in Redis how far the local dict has the stream (every entry up to lastId): #recover's bound. */
+  #recordApplied(): Promise<void> {
+    const id = this.#replica.lastId;
+    if (id === this.#appliedRecorded || this.#replica.closed) return Promise.resolve();
+    this.#appliedRecorded = id;
+    return this.#replica.cmd
+      .set(this.#replica.keys.applied(this.origin), id, 'EX', APPLIED_TTL)
+      .then(() => {})
+      .catch(() => {
+        this.#appliedRecorded = ''; // try again on the next tick of the recorder
+      });
   }
 
   /** Sends a local frame to the stream, unless a bridge wrote it (its note says so). */
@@ -284,7 +367,7 @@ export class Bridge extends EventEmitter {
   }
 
   stats(): BridgeStats {
-    return { name: this.#core.name, stream: this.stream, origin: this.origin, forwarded: this.#forwarded, seeded: this.#seeded, gaps: this.#gaps, ...this.#replica.stats() };
+    return { name: this.#core.name, stream: this.stream, origin: this.origin, forwarded: this.#forwarded, seeded: this.#seeded, gaps: this.#gaps, recovered: this.#recovered, lost: this.#lostKeys, ...this.#replica.stats() };
   }
 
   get closed(): boolean {
@@ -295,8 +378,10 @@ export class Bridge extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#recorder !== null) clearInterval(this.#recorder);
     try {
       this.#core.read();
+      await this.#recordApplied().catch(() => {});
       await this.#replica.close(this.#closeTimeout);
     } finally {
       this.#core.onFrame = null;

@@ -22,6 +22,8 @@ export interface Keys {
   /** per-key versions: keyField(key) -> id of the last entry that wrote that root key; '*' -> a floor for every key */
   ver: string;
   origin(origin: string): string;
+  /** a bridge's applied position: an entry id such that every entry up to it is in its local dict */
+  applied(origin: string): string;
 }
 
 export function keysOf(prefix: string, name: string): Keys {
@@ -36,6 +38,7 @@ export function keysOf(prefix: string, name: string): Keys {
     bridges: `${base}:bridges`,
     ver: `${base}:ver`,
     origin: (o) => `${base}:origin:${o}`,
+    applied: (o) => `${base}:applied:${o}`,
   };
 }
 

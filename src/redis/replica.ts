@@ -509,6 +509,31 @@ export class Replica {
   }
 
   /**
+   * The stream's contents now (the snapshot and the entries after it), without touching the target.
+   * Only while nothing is pending (entries of this origin would confirm pending writes).
+   */
+  async loadState(): Promise<{ map: Map<Key, unknown>; lastId: string }> {
+    if (this.pendingCount > 0) throw new ReplicationError('loadState() needs nothing pending');
+    const k = this.keys;
+    for (let attempt = 0; attempt <= 100; attempt++) {
+      const res = await this.cmd.multi().hget(k.snap, 'id').hgetBuffer(k.snap, 'd').exec();
+      if (res === null) throw new ReplicationError('snapshot read was aborted');
+      for (const [err] of res) if (err) throw new ReplicationError(`cannot read the snapshot: ${err.message}`, { cause: err });
+      const snapId = (res[0]![1] as string | null) ?? '0-0';
+      const dump = res[1]![1] as Buffer | null;
+      let map: Map<Key, unknown>;
+      try {
+        map = dump === null || dump.length === 0 ? new Map() : decodeDump(Decoder.of(dump, `snapshot ${k.snap}`), 0, dump.length, this.cfg.serializer);
+      } catch (x) {
+        throw new ReplicationError(`the snapshot ${k.snap} is unreadable: ${(x as Error).message}`, { cause: x });
+      }
+      const end = await this.readInto(map, snapId);
+      if (end !== null) return { map, lastId: end.lastId };
+    }
+    throw new ReplicationError(`${k.stream} keeps changing under the snapshot; giving up`);
+  }
+
+  /**
    * Applies every entry after `from` to a plain map (the stream's own state: own entries too, which
    * also confirm the pending writes they carry). Returns the position reached, or null on a gap.
    */
