@@ -7,11 +7,11 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { Encoder, OP_SET } from '../src/codec.js';
 import { encodeWrite } from '../src/core.js';
-import { RedisDict } from '../src/redis/index.js';
+import { RedisDict, TransactionConflictError } from '../src/redis/index.js';
 import { Replica } from '../src/redis/replica.js';
 import { resolveSerializer } from '../src/serializer.js';
 import { Child, uniqueName, waitFor } from './helpers.js';
-import { RedisServer } from './redis-server.js';
+import { PausableProxy, RedisServer } from './redis-server.js';
 
 let server: RedisServer;
 let admin: Redis;
@@ -110,6 +110,35 @@ describe('RedisDict atomic operations', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  test('giving up after conflictTimeout: the error states the attempts, the time taken and the bound', async () => {
+    const name = uniqueName('late');
+    const proxy = await PausableProxy.start(server.port);
+    const a = await RedisDict.open<number>({ name, redis: proxy.url, conflictTimeout: 1 });
+    const b = await RedisDict.open<number>({ name, redis: server.url });
+    try {
+      // a's conditional append is held on the way while b writes the key it read: a deterministic conflict
+      proxy.pause();
+      const p = a.increment('k');
+      b.set('k', 100);
+      await b.flush();
+      const t0 = Date.now();
+      await waitFor(() => Date.now() - t0 >= 5, 'past the bound', 1000, 1);
+      proxy.resume();
+      await assert.rejects(p, (e: unknown) => {
+        assert.ok(e instanceof TransactionConflictError);
+        const m = /conflicted 1 time\(s\); gave up after (\d+) ms \(conflictTimeout 1 ms: no new attempt after it\)/.exec(e.message);
+        assert.ok(m, e.message);
+        assert.ok(Number(m[1]) >= 5, e.message);
+        return true;
+      });
+      await waitFor(() => a.get('k') === 100, 'a caught up');
+    } finally {
+      await a.close();
+      await b.close();
+      await proxy.close();
     }
   });
 
