@@ -322,8 +322,10 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       // conditional on the keys fn read: entries after `expected` that wrote other keys do not conflict
       const [status, id, , prev] = await replica.sendConditional(seq, body, expected, tx.reads, tx.writes);
       if (status === 'ok') {
-        // the entry follows `prev` in the stream: apply it now if that is where this copy is, else catch up to it
-        if (prev !== replica.lastId || !replica.ingest([{ id, prev, origin: replica.cfg.origin, seq, body }])) await replica.catchUpTo(id);
+        // the entry follows `prev` in the stream: apply it now if that is where this copy is; else the tail
+        // brings the entries in between (it was woken by them) and this one, or, if it is slow, read them
+        if (prev === replica.lastId && replica.ingest([{ id, prev, origin: replica.cfg.origin, seq, body }])) return result;
+        if (!(await replica.whenApplied(id, 200))) await replica.catchUpTo(id);
         return result;
       }
       if (status === 'dup') {

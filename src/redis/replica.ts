@@ -71,6 +71,8 @@ export class Replica {
   onState: (online: boolean) => void = () => {};
 
   private pending: Pending[] = [];
+  /** whenApplied() calls waiting for the tail */
+  private readonly waiters = new Set<{ id: string; done: (ok: boolean) => void }>();
   private ph = 0;
   private readonly pendingKeys = new Map<Key, number>();
   private lastAck: Promise<unknown> = Promise.resolve();
@@ -387,6 +389,7 @@ export class Replica {
         this.countApplied(group.length);
       }
       this.lastId = cursor;
+      this.wake();
       group = [];
       groupKeys = new Set();
     };
@@ -455,6 +458,28 @@ export class Replica {
     }
   }
 
+  /** Resolves once lastId is at least `id` (the tail applies it), or after ms; true if it was reached. */
+  whenApplied(id: string, ms: number): Promise<boolean> {
+    if (cmpId(this.lastId, id) >= 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w = {
+        id,
+        done: (ok: boolean): void => {
+          clearTimeout(timer);
+          this.waiters.delete(w);
+          resolve(ok);
+        },
+      };
+      const timer = setTimeout(() => w.done(false), ms);
+      this.waiters.add(w);
+    });
+  }
+
+  private wake(): void {
+    if (this.waiters.size === 0) return;
+    for (const w of [...this.waiters]) if (cmpId(this.lastId, w.id) >= 0) w.done(true);
+  }
+
   /** Catches up, resyncing on a gap, until lastId is at least `id`. */
   async catchUpTo(id: string): Promise<void> {
     while (cmpId(this.lastId, id) < 0) {
@@ -497,6 +522,7 @@ export class Replica {
           }
           this.target.reset(map, () => this.allPending());
           this.lastId = end.lastId;
+          this.wake();
           this.readPos = end.readPos;
           this.stats_.resyncs++;
           return;
@@ -652,6 +678,7 @@ export class Replica {
       err = e;
     }
     this.closed = true;
+    for (const w of [...this.waiters]) w.done(false);
     await within(this.snapDone, timeoutMs); // releases the snapshot lock before the connection goes
     this.tail.disconnect();
     // a blocked XREAD that ioredis had queued for a reconnect is never settled by disconnect(): do not wait for it
