@@ -68,6 +68,38 @@ local function bump(ver, id, args, i)
   for j = 1, n do redis.call('HSET', ver, args[i + j], id) end
   return i + 1 + n
 end
+-- the same for many entries: collects field -> id (the latest wins) and writes them with one HSET at
+-- the end (flushvers); a clear empties what was collected before it
+local pendvers = {}
+local npend = 0
+local function collect(ver, id, args, i)
+  local n = tonumber(args[i])
+  if n < 0 then
+    redis.call('DEL', ver)
+    redis.call('HSET', ver, '*', id)
+    pendvers = {}
+    npend = 0
+    return i + 1
+  end
+  for j = 1, n do
+    if pendvers[args[i + j]] == nil then npend = npend + 1 end
+    pendvers[args[i + j]] = id
+  end
+  return i + 1 + n
+end
+local function flushvers(ver)
+  if npend == 0 then return end
+  local flat = {}
+  for f, id in pairs(pendvers) do
+    flat[#flat + 1] = f
+    flat[#flat + 1] = id
+    if #flat >= 4000 then
+      redis.call('HSET', ver, unpack(flat))
+      flat = {}
+    end
+  end
+  if #flat > 0 then redis.call('HSET', ver, unpack(flat)) end
+end
 -- true if no entry after 'expected' wrote any of the n fields args[i+1 .. i+n]
 local function unchanged(ver, expected, args, i, n)
   local star = redis.call('HGET', ver, '*')
@@ -146,7 +178,7 @@ for e = 1, n do
   local seq = ARGV[i]
   if not (seen and seqle(seq, seen)) then
     last = redis.call('XADD', KEYS[1], '*', 'p', last, 'o', ARGV[1], 's', seq, 'd', ARGV[i + 1])
-    i = bump(KEYS[5], last, ARGV, i + 2)
+    i = collect(KEYS[5], last, ARGV, i + 2)
     seen = seq
     wrote = wrote + 1
   else
@@ -155,6 +187,7 @@ for e = 1, n do
     i = i + 3 + nk
   end
 end
+flushvers(KEYS[5])
 if wrote > 0 then
   redis.call('SET', KEYS[2], last)
   redis.call('SET', KEYS[3], seen, 'EX', ARGV[2])
