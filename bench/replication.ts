@@ -1,5 +1,5 @@
 // Replication benchmark (`npm run bench`, or alone: `npm run build:bench && node out/bench/replication.js
-// [--quick] [--write-docs] [--out=DIR] [--contention]`): local reads of a bridged dict against the same dict without a
+// [--quick] [--write-docs] [--out=DIR] [--contention [--module=PATH]] [--delays]`): local reads of a bridged dict against the same dict without a
 // bridge, host-to-host replication delay through two bridges, and Redis-backed writes against plain
 // ioredis, all in one run against one redis-server started here. Writes the section between the
 // replication markers of benchmarks.md.
@@ -24,8 +24,11 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const writeDocs = args.includes('--write-docs') || (!quick && !args.some((a) => a.startsWith('--out=')));
 const outArg = args.find((a) => a.startsWith('--out='))?.slice(6);
-/** --contention: only the contention figures, printed (not written to the docs) */
+/** --contention / --delays: only those figures, printed (not written to the docs) */
 const contentionOnly = args.includes('--contention');
+const delaysOnly = args.includes('--delays');
+/** --module=PATH: the ultradict/redis module the contention processes load (an older build, for a before/after comparison) */
+const redisModule = resolve(args.find((a) => a.startsWith('--module='))?.slice(9) ?? join(here, '..', 'src', 'redis', 'index.js'));
 const REPS = quick ? 3 : 5;
 const READ_MS = quick ? 150 : 400;
 const WRITE_MS = quick ? 300 : 1000;
@@ -303,7 +306,7 @@ async function contention(url: string): Promise<Contention[]> {
         new Proc([
           '--input-type=module',
           '-e',
-          `import { RedisDict } from ${JSON.stringify(join(here, '..', 'src', 'redis', 'index.js'))};
+          `import { RedisDict } from ${JSON.stringify(redisModule)};
            const d = await RedisDict.open({ name: ${JSON.stringify(name)}, redis: ${JSON.stringify(url)}, conflictTimeout: 60000 });
            const key = ${shared ? "'counter'" : `'counter-${i}'`};
            while (Date.now() < ${startAt}) await new Promise((r) => setTimeout(r, 1));
@@ -335,10 +338,17 @@ async function main(): Promise<void> {
     const started = Date.now();
     const load = os.loadavg()[0]!.toFixed(2);
     console.log(`replication bench (${quick ? 'quick' : 'full'}) against redis-server on ${url}`);
+    if (delaysOnly) {
+      const d = await delays(url);
+      console.log(`[delay] host A -> host B, back to back: median ${median(d.shm).toFixed(0)} µs, p99 ${percentile(d.shm, 99).toFixed(0)} µs`);
+      console.log(`[delay] host A -> host B, ${SPACING_MS} ms apart: median ${median(d.spaced).toFixed(0)} µs, p99 ${percentile(d.spaced, 99).toFixed(0)} µs`);
+      console.log(`[delay] host A -> host B, ${SPACING_MS} ms apart, 'change' event: median ${median(d.event).toFixed(0)} µs, p99 ${percentile(d.event, 99).toFixed(0)} µs`);
+      console.log(`[delay] RedisDict -> host B: median ${median(d.rd).toFixed(0)} µs, p99 ${percentile(d.rd, 99).toFixed(0)} µs`);
+    }
     if (contentionOnly) {
       for (const x of await contention(url)) console.log(`[contention] ${x.procs} processes, ${x.label.padEnd(26)} ${fmt(x.opsPerSec)} increments/s (${fmt(x.perProc)}/s each), ${x.conflictsPer1000.toFixed(0)} conflicts per 1,000`);
-      return;
     }
+    if (contentionOnly || delaysOnly) return;
     const r = await reads(url);
     for (const [label, xs, ys] of r.rows) console.log(`[reads] ${label.padEnd(40)} bridged ${fmt(median(xs))}/s, no bridge ${fmt(median(ys))}/s`);
     console.log(`[local writes] bridged ${fmt(median(r.writes[0]))}/s, no bridge ${fmt(median(r.writes[1]))}/s; a burst of ${r.burst} reached Redis at ${fmt(r.endToEnd)}/s`);
