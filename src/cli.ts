@@ -126,7 +126,7 @@ const COMMANDS: Record<string, Command> = {
     args: ['NAME'],
     options: ['json', ...COMMON],
     summary: 'show the statistics of one dict',
-    details: 'Keys, stream use, dumps, generation, lock holder (and since when, if it had to wait for the lock),\nserializer, options, attached processes.',
+    details: 'Keys, stream use, dumps, generation, lock holder (and since when, if it had to wait for the lock),\nserializer, options, attached processes, and the Redis bridge running on it (its counters).',
     run: cmdInspect,
   },
   get: {
@@ -410,9 +410,11 @@ function cmdLs(ctx: Ctx): number {
   return EXIT.ok;
 }
 
-function cmdInspect(ctx: Ctx): number {
+async function cmdInspect(ctx: Ctx): Promise<number> {
   const [name] = ctx.args as [string];
   const info = ctx.lib.listDicts().find((i) => i.name === name && i.attachable);
+  // a Redis bridge running on this dict answers on its registration socket (no ioredis needed)
+  const bridge = info?.tag ? await (await import('./redis/claim.js')).bridgeOf(name, info.tag) : null;
   return withDict(ctx, name, (d) => {
     const s: UltraDictStats = d.stats();
     const now = Date.now();
@@ -426,6 +428,7 @@ function cmdInspect(ctx: Ctx): number {
       creatorAlive: alive(s.creatorPid),
       ageMs: now - s.createdAt,
       lockHolder: lock,
+      bridge,
     };
     if (ctx.json) {
       ctx.out(JSON.stringify(report));
@@ -447,6 +450,13 @@ function cmdInspect(ctx: Ctx): number {
       ['bufferSize', formatBytes(s.bufferSize)],
       ['fullDumpSize', s.fullDumpSize ? formatBytes(s.fullDumpSize) : 'none (a segment per dump)'],
       ['shared memory', formatBytes(s.sharedMemoryBytes)],
+      [
+        'redis bridge',
+        bridge === null
+          ? 'none'
+          : `pid ${bridge.pid} as ${bridge.origin}, stream ${String(bridge.stream)}: ${String(bridge.forwarded)} local writes forwarded, ` +
+            `${String(bridge.gaps)} gaps, ${String(bridge.recovered)} keys recovered, ${String(bridge.lost)} keys lost${bridge.online === false ? ' (Redis unreachable)' : ''}`,
+      ],
     ];
     const w = Math.max(...rows.map((r) => r[0].length));
     ctx.out(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n'));

@@ -4,12 +4,13 @@
 // from a remote write: the stream's value stands, and the loss is loud (warning, counter).
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { UltraDict } from '../src/index.js';
 import { RedisDict } from '../src/redis/index.js';
 import { uniqueName, waitFor } from './helpers.js';
-import { BridgeProc, contents, RedisServer } from './redis-server.js';
+import { BridgeProc, CLI, contents, RedisServer } from './redis-server.js';
 
 let server: RedisServer;
 let admin: Redis;
@@ -67,7 +68,15 @@ describe('bridge restart after the local stream switched generation', () => {
       // lost, loudly: the stream's value stands on every host
       for (const d of [a, b, rd]) assert.equal(d.get('contested'), 'remote');
       await waitFor(() => /"type":"warning".*1 key\(s\) whose local writes may be lost/.test(ba.err), 'the warning printed by the CLI');
+      // `ultradict inspect` on the host shows the running bridge's counters
+      const r = spawnSync(process.execPath, [CLI, 'inspect', nameA, '--json'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const bridge = (JSON.parse(r.stdout) as { bridge: Record<string, unknown> }).bridge;
+      assert.deepEqual([bridge.pid, bridge.stream, bridge.gaps, bridge.recovered, bridge.lost], [ba.proc.pid, stream, 1, 22, 1]);
+      const text = spawnSync(process.execPath, [CLI, 'inspect', nameA], { encoding: 'utf8' }).stdout;
+      assert.match(text, /redis bridge +pid \d+ as gen-A:[0-9a-f]+, stream .*: \d+ local writes forwarded, 1 gaps, 22 keys recovered, 1 keys lost/);
       await ba.stop();
+      assert.match(spawnSync(process.execPath, [CLI, 'inspect', nameA], { encoding: 'utf8' }).stdout, /redis bridge +none/);
       assert.match(ba.err, /22 keys recovered after a gap, 1 keys lost/);
     } finally {
       if (ba.proc.exitCode === null) await ba.stop();

@@ -134,14 +134,19 @@ export class Bridge extends EventEmitter {
     const ser = core.ser; // the local dict's own (it may have been created with another than the default)
     const origin = `${id}:${core.ctrl.tag}`;
     let claim: Claim;
+    let self: Bridge | null = null;
     try {
-      claim = await claimDict(name, core.ctrl.tag, origin); // one bridge per local dict
+      // one bridge per local dict; its counters answer `ultradict inspect`
+      claim = await claimDict(name, core.ctrl.tag, origin, () => {
+        if (self === null) return { starting: true };
+        const s = self.stats();
+        return { stream: s.stream, forwarded: s.forwarded, applied: s.applied, pending: s.pending, gaps: s.gaps, recovered: s.recovered, lost: s.lost, online: s.online, lastId: s.lastId };
+      });
     } catch (e) {
       dict.close();
       throw e;
     }
     const note: RawOp = { op: OP_NOTE, path: null, key: `${NOTE_PREFIX}${origin}`, value: undefined };
-    let self: Bridge | null = null;
     const target: ReplicaTarget = {
       applyRemote(ops, reapply) {
         // one frame: the remote ops, then the local writes that come after them in stream order
