@@ -497,21 +497,7 @@ export class Replica {
       try {
         for (let attempt = 0; !this.closed; attempt++) {
           const k = this.keys;
-          const res = await this.cmd.multi().hget(k.snap, 'id').hgetBuffer(k.snap, 'd').get(k.origin(this.cfg.origin)).exec();
-          if (res === null) throw new ReplicationError('snapshot read was aborted');
-          for (const [err] of res) if (err) throw new ReplicationError(`cannot read the snapshot: ${err.message}`, { cause: err });
-          const snapId = (res[0]![1] as string | null) ?? '0-0';
-          const dump = res[1]![1] as Buffer | null;
-          const landed = res[2]![1] === null ? -1n : BigInt(res[2]![1] as string);
-          let map: Map<Key, unknown>;
-          if (dump === null || dump.length === 0) map = new Map();
-          else {
-            try {
-              map = decodeDump(Decoder.of(dump, `snapshot ${k.snap}`), 0, dump.length, this.cfg.serializer);
-            } catch (x) {
-              throw new ReplicationError(`the snapshot ${k.snap} is unreadable: ${(x as Error).message}`, { cause: x });
-            }
-          }
+          const { snapId, map, landed } = await this.readSnapshot();
           while (this.pendingCount > 0 && this.pending[this.ph]!.seq <= landed) this.popHead();
           // read the entries after the snapshot into the map, then replace the target's contents once:
           // it goes straight to a state at least as new as before (no value moves back in time)
@@ -540,23 +526,29 @@ export class Replica {
    */
   async loadState(): Promise<{ map: Map<Key, unknown>; lastId: string }> {
     if (this.pendingCount > 0) throw new ReplicationError('loadState() needs nothing pending');
-    const k = this.keys;
     for (let attempt = 0; attempt <= 100; attempt++) {
-      const res = await this.cmd.multi().hget(k.snap, 'id').hgetBuffer(k.snap, 'd').exec();
-      if (res === null) throw new ReplicationError('snapshot read was aborted');
-      for (const [err] of res) if (err) throw new ReplicationError(`cannot read the snapshot: ${err.message}`, { cause: err });
-      const snapId = (res[0]![1] as string | null) ?? '0-0';
-      const dump = res[1]![1] as Buffer | null;
-      let map: Map<Key, unknown>;
-      try {
-        map = dump === null || dump.length === 0 ? new Map() : decodeDump(Decoder.of(dump, `snapshot ${k.snap}`), 0, dump.length, this.cfg.serializer);
-      } catch (x) {
-        throw new ReplicationError(`the snapshot ${k.snap} is unreadable: ${(x as Error).message}`, { cause: x });
-      }
+      const { snapId, map } = await this.readSnapshot();
       const end = await this.readInto(map, snapId);
       if (end !== null) return { map, lastId: end.lastId };
     }
-    throw new ReplicationError(`${k.stream} keeps changing under the snapshot; giving up`);
+    throw new ReplicationError(`${this.keys.stream} keeps changing under the snapshot; giving up`);
+  }
+
+  /** The snapshot (its id and contents) and, read with it, this origin's last sequence number in Redis (-1: none). */
+  private async readSnapshot(): Promise<{ snapId: string; map: Map<Key, unknown>; landed: bigint }> {
+    const k = this.keys;
+    const res = await this.cmd.multi().hget(k.snap, 'id').hgetBuffer(k.snap, 'd').get(k.origin(this.cfg.origin)).exec();
+    if (res === null) throw new ReplicationError('snapshot read was aborted');
+    for (const [err] of res) if (err) throw new ReplicationError(`cannot read the snapshot: ${err.message}`, { cause: err });
+    const snapId = (res[0]![1] as string | null) ?? '0-0';
+    const dump = res[1]![1] as Buffer | null;
+    const landed = res[2]![1] === null ? -1n : BigInt(res[2]![1] as string);
+    if (dump === null || dump.length === 0) return { snapId, map: new Map(), landed };
+    try {
+      return { snapId, map: decodeDump(Decoder.of(dump, `snapshot ${k.snap}`), 0, dump.length, this.cfg.serializer), landed };
+    } catch (x) {
+      throw new ReplicationError(`the snapshot ${k.snap} is unreadable: ${(x as Error).message}`, { cause: x });
+    }
   }
 
   /**
