@@ -117,6 +117,19 @@ export function contents(d: Iterable<[unknown, unknown]>): string {
   return JSON.stringify([...d].sort((a, b) => (String(a[0]) < String(b[0]) ? -1 : 1)));
 }
 
+/** The contents with the keys of every dict sorted: iteration order may differ between hosts (see docs/replication.md). */
+export function canon(d: { toJSON(): Record<string, unknown> }): string {
+  const sortDeep = (v: unknown): unknown =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.keys(v)
+            .sort()
+            .map((k) => [k, sortDeep((v as Record<string, unknown>)[k])]),
+        )
+      : v;
+  return JSON.stringify(sortDeep(d.toJSON()));
+}
+
 /** The final value of each of a writer's own keys (`${id}/${i % keys}` = i): the last i it wrote there. */
 export function expectedOwn(id: string, n: number, keys = 40): Map<string, number> {
   const m = new Map<string, number>();

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { UltraDict } from '../src/index.js';
 import { RedisDict } from '../src/redis/index.js';
 import { uniqueName, waitFor } from './helpers.js';
-import { BridgeProc, PausableProxy, RedisServer } from './redis-server.js';
+import { BridgeProc, canon, PausableProxy, RedisServer } from './redis-server.js';
 
 let server: RedisServer;
 let admin: Redis;
@@ -66,19 +66,6 @@ async function hosts(tag: string, n: number): Promise<Hosts> {
       if (errors.length > 0) throw errors[0];
     },
   };
-}
-
-/** The contents with the keys of every dict sorted: iteration order may differ between hosts (see docs). */
-function canon(d: { toJSON(): Record<string, unknown> }): string {
-  const sortDeep = (v: unknown): unknown =>
-    v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(
-          Object.keys(v)
-            .sort()
-            .map((k) => [k, sortDeep((v as Record<string, unknown>)[k])]),
-        )
-      : v;
-  return JSON.stringify(sortDeep(d.toJSON()));
 }
 
 /** Every host holds exactly what the RedisDict (a replay of the stream) holds. */
