@@ -78,6 +78,31 @@ describe('replication setup', () => {
     assert.ok(!(r.out + r.err).includes(PASSWORD));
   });
 
+  test('credentials refused on a reconnect (the password changed meanwhile) are reported at once as an error event; the handle recovers once they are accepted again', async () => {
+    const name = uniqueName('rotate');
+    const admin = new Redis(securedUrl());
+    admin.on('error', () => {});
+    const d = await RedisDict.open<number>({ name, redis: securedUrl() });
+    const errors: Error[] = [];
+    d.on('error', (e: Error) => errors.push(e));
+    try {
+      await admin.config('SET', 'requirepass', `new-${PASSWORD}`);
+      await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      await waitFor(() => errors.length > 0, 'the error event');
+      assert.ok(errors[0] instanceof ReplicationError);
+      assert.match(errors[0].message, /redis:\/\/:\*\*\*@127\.0\.0\.1:\d+ refused the credentials on reconnect: WRONGPASS/);
+      assert.ok(!errors[0].message.includes(PASSWORD));
+      d.set('k', 1); // queued while it cannot authenticate
+      await admin.config('SET', 'requirepass', PASSWORD);
+      await d.flush({ timeout: 15_000 });
+      assert.equal(errors.length, 1, 'reported once per outage');
+    } finally {
+      await admin.config('SET', 'requirepass', PASSWORD).catch(() => {});
+      admin.disconnect();
+      await d.close();
+    }
+  });
+
   test('redis://host:port/DB uses database DB; a database Redis does not have is refused', async () => {
     const name = uniqueName('db');
     const d = await RedisDict.open<number>({ name, redis: `${plain.url}/3` });

@@ -333,7 +333,7 @@ export function dbOf(t: RedisTarget): number {
 }
 
 /** An error Redis gives for bad credentials: retrying cannot help. */
-function isAuthError(e: unknown): boolean {
+export function isAuthError(e: unknown): boolean {
   return /WRONGPASS|NOAUTH|NOPERM|invalid password|invalid username-password|AUTH.*(failed|without any password)/i.test((e as Error)?.message ?? '');
 }
 

@@ -8,7 +8,7 @@ import { applyOp, Decoder, Encoder, nSet, Node, OP_CLEAR, OP_SET, type DecodedOp
 import { ParameterMismatchError, ReplicationError, UltraDictError } from '../errors.js';
 import type { Serializer } from '../serializer.js';
 import { decodeDump, encodeDump } from '../snapshot.js';
-import { cmpId, connect, describeTarget, keySpec, keysOf, parseEntries, REDIS_FORMAT, scripts, type Entry, type Keys, type RedisTarget } from './protocol.js';
+import { cmpId, connect, describeTarget, isAuthError, keySpec, keysOf, parseEntries, REDIS_FORMAT, scripts, type Entry, type Keys, type RedisTarget } from './protocol.js';
 
 /** What the replica keeps in sync: a local map (RedisDict) or a shared-memory dict (the bridge). */
 export interface ReplicaTarget {
@@ -101,10 +101,21 @@ export class Replica {
     private readonly tail: RedisClient,
   ) {
     this.keys = keysOf(cfg.prefix, cfg.name);
-    cmd.on('error', () => {}); // reported through 'close'/'ready' below; commands wait for the reconnect
+    // connection errors are reported through 'close'/'ready' below (commands wait for the reconnect),
+    // except refused credentials on a reconnect (a password changed meanwhile): retrying cannot fix
+    // them, so they are reported at once, once per outage
+    let authReported = false;
+    cmd.on('error', (e: unknown) => {
+      if (!isAuthError(e) || authReported || this.closed) return;
+      authReported = true;
+      this.onError(new ReplicationError(`${describeTarget(cfg.redis)} refused the credentials on reconnect: ${(e as Error).message} (still retrying)`, { cause: e }));
+    });
     tail.on('error', () => {});
     cmd.on('close', () => this.setOnline(false));
-    cmd.on('ready', () => this.setOnline(true));
+    cmd.on('ready', () => {
+      authReported = false;
+      this.setOnline(true);
+    });
   }
 
   /** Connects (two connections: commands and the blocking tail) and checks or records the dict's format. */
