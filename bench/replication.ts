@@ -1,5 +1,5 @@
 // Replication benchmark (`npm run bench`, or alone: `npm run build:bench && node out/bench/replication.js
-// [--quick] [--write-docs] [--out=DIR]`): local reads of a bridged dict against the same dict without a
+// [--quick] [--write-docs] [--out=DIR] [--contention [--module=PATH]] [--delays]`): local reads of a bridged dict against the same dict without a
 // bridge, host-to-host replication delay through two bridges, and Redis-backed writes against plain
 // ioredis, all in one run against one redis-server started here. Writes the section between the
 // replication markers of benchmarks.md.
@@ -24,6 +24,11 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const writeDocs = args.includes('--write-docs') || (!quick && !args.some((a) => a.startsWith('--out=')));
 const outArg = args.find((a) => a.startsWith('--out='))?.slice(6);
+/** --contention / --delays: only those figures, printed (not written to the docs) */
+const contentionOnly = args.includes('--contention');
+const delaysOnly = args.includes('--delays');
+/** --module=PATH: the ultradict/redis module the contention processes load (an older build, for a before/after comparison) */
+const redisModule = resolve(args.find((a) => a.startsWith('--module='))?.slice(9) ?? join(here, '..', 'src', 'redis', 'index.js'));
 const REPS = quick ? 3 : 5;
 const READ_MS = quick ? 150 : 400;
 const WRITE_MS = quick ? 300 : 1000;
@@ -161,7 +166,10 @@ async function reads(url: string): Promise<{ rows: [string, number[], number[]][
   return { rows, writes: [wx, wy], endToEnd, burst: BURST };
 }
 
-async function delays(url: string): Promise<{ shm: number[]; rd: number[] }> {
+/** Spacing of the writes of the spaced delay samples (ms). */
+const SPACING_MS = 5;
+
+async function delays(url: string): Promise<{ shm: number[]; spaced: number[]; event: number[]; rd: number[] }> {
   const [na, nb, stream] = [`${tag}_ha`, `${tag}_hb`, `${tag}_hs`];
   const a = new UltraDict<unknown>({ name: na });
   const b = new UltraDict<unknown>({ name: nb });
@@ -184,6 +192,31 @@ async function delays(url: string): Promise<{ shm: number[]; rd: number[] }> {
     if (i >= 20) shm.push((seen - t) / 1000);
     await tick();
   }
+  // writes SPACING_MS apart: the bridges are idle between them (the usual case), host B spins on get
+  const spaced: number[] = [];
+  for (let i = 0; i < SAMPLES + 20; i++) {
+    await new Promise((r) => setTimeout(r, SPACING_MS));
+    const t = Number(nowNs());
+    a.set('s', t);
+    const seen = await wait('s', t);
+    if (i >= 20) spaced.push((seen - t) / 1000);
+  }
+  // the same spacing, host B told by a 'change' event instead of polling
+  const event: number[] = [];
+  let resolveSeen: ((ns: number) => void) | null = null;
+  b.on('change', (c: { key?: unknown }) => {
+    if (c.key === 'e' && resolveSeen !== null) resolveSeen(Number(nowNs()));
+  });
+  for (let i = 0; i < SAMPLES + 20; i++) {
+    await new Promise((r) => setTimeout(r, SPACING_MS));
+    const seenP = new Promise<number>((r) => (resolveSeen = r));
+    const t = Number(nowNs());
+    a.set('e', t);
+    const seen = await Promise.race([seenP, new Promise<number>((_, reject) => setTimeout(() => reject(new Error('no change event within 5 s')), 5000).unref())]);
+    resolveSeen = null;
+    if (i >= 20) event.push((seen - t) / 1000);
+  }
+  b.removeAllListeners('change');
   for (let i = 0; i < Math.min(SAMPLES, 500) + 20; i++) {
     const t = Number(nowNs());
     rd.set('q', t);
@@ -197,7 +230,7 @@ async function delays(url: string): Promise<{ shm: number[]; rd: number[] }> {
   await bb.stop();
   a.close();
   b.close();
-  return { shm, rd: viaRd };
+  return { shm, spaced, event, rd: viaRd };
 }
 
 /** ops/s of `op` run in batches of `batch` for WRITE_MS, median of REPS. */
@@ -245,6 +278,57 @@ async function writes(url: string): Promise<[string, number, number][]> {
   return out;
 }
 
+export interface Contention {
+  label: string;
+  procs: number;
+  opsPerSec: number;
+  perProc: number;
+  conflictsPer1000: number;
+}
+
+/**
+ * Atomic increments from PROCS processes (each its own RedisDict: "hosts"), all on one key or each on its
+ * own key, started together for CONTEND_MS: total increments/s and conflicts per 1,000 increments.
+ */
+async function contention(url: string): Promise<Contention[]> {
+  const PROCS = 4;
+  const CONTEND_MS = quick ? 1500 : 4000;
+  const out: Contention[] = [];
+  for (const [label, shared] of [
+    ['one key for every process', true],
+    ['a key per process', false],
+  ] as const) {
+    const name = `${tag}_c${shared ? 1 : 0}`;
+    const startAt = Date.now() + 3000; // every process connects first, then all start at once
+    const ps = Array.from(
+      { length: PROCS },
+      (_, i) =>
+        new Proc([
+          '--input-type=module',
+          '-e',
+          `import { RedisDict } from ${JSON.stringify(redisModule)};
+           const d = await RedisDict.open({ name: ${JSON.stringify(name)}, redis: ${JSON.stringify(url)}, conflictTimeout: 60000 });
+           const key = ${shared ? "'counter'" : `'counter-${i}'`};
+           while (Date.now() < ${startAt}) await new Promise((r) => setTimeout(r, 1));
+           let ops = 0;
+           const t0 = Date.now();
+           while (Date.now() - t0 < ${CONTEND_MS}) { await d.increment(key); ops++; }
+           const secs = (Date.now() - t0) / 1000;
+           console.log('result ' + JSON.stringify({ ops, secs, conflicts: d.stats().conflicts }));
+           await d.close();`,
+        ]),
+    );
+    for (const p of ps) await p.waitFor('result ', 60_000);
+    const rs = ps.map((p) => JSON.parse(/result (.*)/.exec(p.out)![1]!) as { ops: number; secs: number; conflicts: number });
+    const ops = rs.reduce((a, r) => a + r.ops, 0);
+    const conflicts = rs.reduce((a, r) => a + r.conflicts, 0);
+    const opsPerSec = rs.reduce((a, r) => a + r.ops / r.secs, 0);
+    out.push({ label, procs: PROCS, opsPerSec, perProc: opsPerSec / PROCS, conflictsPer1000: (1000 * conflicts) / ops });
+    for (const p of ps) await p.stop();
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), 'ud-rbench-'));
   let server: Server | null = null;
@@ -254,14 +338,29 @@ async function main(): Promise<void> {
     const started = Date.now();
     const load = os.loadavg()[0]!.toFixed(2);
     console.log(`replication bench (${quick ? 'quick' : 'full'}) against redis-server on ${url}`);
+    if (delaysOnly) {
+      const d = await delays(url);
+      console.log(`[delay] host A -> host B, back to back: median ${median(d.shm).toFixed(0)} µs, p99 ${percentile(d.shm, 99).toFixed(0)} µs`);
+      console.log(`[delay] host A -> host B, ${SPACING_MS} ms apart: median ${median(d.spaced).toFixed(0)} µs, p99 ${percentile(d.spaced, 99).toFixed(0)} µs`);
+      console.log(`[delay] host A -> host B, ${SPACING_MS} ms apart, 'change' event: median ${median(d.event).toFixed(0)} µs, p99 ${percentile(d.event, 99).toFixed(0)} µs`);
+      console.log(`[delay] RedisDict -> host B: median ${median(d.rd).toFixed(0)} µs, p99 ${percentile(d.rd, 99).toFixed(0)} µs`);
+    }
+    if (contentionOnly) {
+      for (const x of await contention(url)) console.log(`[contention] ${x.procs} processes, ${x.label.padEnd(26)} ${fmt(x.opsPerSec)} increments/s (${fmt(x.perProc)}/s each), ${x.conflictsPer1000.toFixed(0)} conflicts per 1,000`);
+    }
+    if (contentionOnly || delaysOnly) return;
     const r = await reads(url);
     for (const [label, xs, ys] of r.rows) console.log(`[reads] ${label.padEnd(40)} bridged ${fmt(median(xs))}/s, no bridge ${fmt(median(ys))}/s`);
     console.log(`[local writes] bridged ${fmt(median(r.writes[0]))}/s, no bridge ${fmt(median(r.writes[1]))}/s; a burst of ${r.burst} reached Redis at ${fmt(r.endToEnd)}/s`);
     const d = await delays(url);
-    console.log(`[delay] host A -> host B: median ${median(d.shm).toFixed(0)} µs, p99 ${percentile(d.shm, 99).toFixed(0)} µs`);
+    console.log(`[delay] host A -> host B, back to back: median ${median(d.shm).toFixed(0)} µs, p99 ${percentile(d.shm, 99).toFixed(0)} µs`);
+    console.log(`[delay] host A -> host B, ${SPACING_MS} ms apart: median ${median(d.spaced).toFixed(0)} µs, p99 ${percentile(d.spaced, 99).toFixed(0)} µs`);
+    console.log(`[delay] host A -> host B, ${SPACING_MS} ms apart, 'change' event: median ${median(d.event).toFixed(0)} µs, p99 ${percentile(d.event, 99).toFixed(0)} µs`);
     console.log(`[delay] RedisDict -> host B: median ${median(d.rd).toFixed(0)} µs, p99 ${percentile(d.rd, 99).toFixed(0)} µs`);
     const w = await writes(url);
     for (const [label, a, b] of w) console.log(`[writes] ${label.padEnd(55)} RedisDict ${fmt(a)}/s  ioredis ${fmt(b)}/s  (${(a / b).toFixed(2)}×)`);
+    const c = await contention(url);
+    for (const x of c) console.log(`[contention] ${x.procs} processes, ${x.label.padEnd(26)} ${fmt(x.opsPerSec)} increments/s (${fmt(x.perProc)}/s each), ${x.conflictsPer1000.toFixed(0)} conflicts per 1,000`);
 
     const md = [
       START,
@@ -282,12 +381,16 @@ async function main(): Promise<void> {
         `(${(median(r.writes[0]) / median(r.writes[1])).toFixed(2)}×). The bridge replays and forwards every write, and with redis-server it competes with the writer for the machine's ${os.cpus().length} cores. ` +
         `A burst of ${r.burst.toLocaleString('en-US')} local writes reached a RedisDict on the stream at ${fmt(r.endToEnd)} writes/s end to end.`,
       '',
-      `**Replication delay** (${d.shm.length} samples: write on host A, spin on \`get\` on host B until it changes):`,
+      `**Replication delay** (${d.shm.length} samples per row: a write on host A, until host B sees it):`,
       '',
-      '| path | median | p99 |',
-      '|---|---:|---:|',
-      `| host A shared memory → bridge A → Redis → bridge B → host B shared memory | ${median(d.shm).toFixed(0)} µs | ${percentile(d.shm, 99).toFixed(0)} µs |`,
-      `| RedisDict \`set\` + \`flush\` → Redis → bridge B → host B | ${median(d.rd).toFixed(0)} µs | ${percentile(d.rd, 99).toFixed(0)} µs |`,
+      '| path | writes | host B | median | p99 |',
+      '|---|---|---|---:|---:|',
+      `| host A shared memory → bridge A → Redis → bridge B → host B shared memory | back to back | spins on \`get\` | ${median(d.shm).toFixed(0)} µs | ${percentile(d.shm, 99).toFixed(0)} µs |`,
+      `| same | ${SPACING_MS} ms apart | spins on \`get\` | ${median(d.spaced).toFixed(0)} µs | ${percentile(d.spaced, 99).toFixed(0)} µs |`,
+      `| same | ${SPACING_MS} ms apart | \`on('change')\` | ${median(d.event).toFixed(0)} µs | ${percentile(d.event, 99).toFixed(0)} µs |`,
+      `| RedisDict \`set\` + \`flush\` → Redis → bridge B → host B | back to back | spins on \`get\` | ${median(d.rd).toFixed(0)} µs | ${percentile(d.rd, 99).toFixed(0)} µs |`,
+      '',
+      'Back-to-back writes find the bridges awake; writes spaced out find them asleep, and each hop then costs a wake-up. Expect the spaced figures for occasional writes.',
       '',
       '**Redis-backed writes against plain ioredis** (1,000 keys, small integer values, one process):',
       '',
@@ -297,6 +400,12 @@ async function main(): Promise<void> {
       '',
       'A RedisDict write is one `EVALSHA` (append to the stream, record the origin\'s sequence number for exactly-once resends, move the last-id key) ' +
         'instead of one `SET`, and every writer also receives its own entry back through its tail. An uncontended increment is one conditional append at the position the tail has reached; only a conflict costs a catch-up and a retry.',
+      '',
+      `**Contention** (${c[0]?.procs ?? 0} processes, each its own RedisDict, \`await increment\` in a loop for ${quick ? 1.5 : 4} s, started together): an increment is conditional on the keys it read, so keys of their own do not conflict.`,
+      '',
+      '| keys | increments/s, all processes | per process | conflicts per 1,000 increments |',
+      '|---|---:|---:|---:|',
+      ...c.map((x) => `| ${x.label} | ${fmt(x.opsPerSec)} | ${fmt(x.perProc)} | ${x.conflictsPer1000.toFixed(0)} |`),
       END,
     ].join('\n');
     const outDir = outArg ? resolve(outArg) : writeDocs ? join(root, 'docs') : join(root, '.bench-tmp');

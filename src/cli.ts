@@ -127,7 +127,7 @@ const COMMANDS: Record<string, Command> = {
     args: ['NAME'],
     options: ['json', ...COMMON],
     summary: 'show the statistics of one dict',
-    details: 'Keys, stream use, dumps, generation, lock holder (and since when, if it had to wait for the lock),\nserializer, options, attached processes.',
+    details: 'Keys, stream use, dumps, generation, lock holder (and since when, if it had to wait for the lock),\nserializer, options, attached processes, and the Redis bridge running on it (its counters).',
     run: cmdInspect,
   },
   get: {
@@ -425,9 +425,11 @@ function cmdLs(ctx: Ctx): number {
   return EXIT.ok;
 }
 
-function cmdInspect(ctx: Ctx): number {
+async function cmdInspect(ctx: Ctx): Promise<number> {
   const [name] = ctx.args as [string];
   const info = ctx.lib.listDicts().find((i) => i.name === name && i.attachable);
+  // a Redis bridge running on this dict answers on its registration socket (no ioredis needed)
+  const bridge = info?.tag ? await (await import('./redis/claim.js')).bridgeOf(name, info.tag) : null;
   return withDict(ctx, name, (d) => {
     const s: UltraDictStats = d.stats();
     const now = Date.now();
@@ -441,6 +443,7 @@ function cmdInspect(ctx: Ctx): number {
       creatorAlive: alive(s.creatorPid),
       ageMs: now - s.createdAt,
       lockHolder: lock,
+      bridge,
     };
     if (ctx.json) {
       ctx.out(JSON.stringify(report));
@@ -462,6 +465,13 @@ function cmdInspect(ctx: Ctx): number {
       ['bufferSize', formatBytes(s.bufferSize)],
       ['fullDumpSize', s.fullDumpSize ? formatBytes(s.fullDumpSize) : 'none (a segment per dump)'],
       ['shared memory', formatBytes(s.sharedMemoryBytes)],
+      [
+        'redis bridge',
+        bridge === null
+          ? 'none'
+          : `pid ${bridge.pid} as ${bridge.origin}, stream ${String(bridge.stream)}: ${String(bridge.forwarded)} local writes forwarded, ` +
+            `${String(bridge.gaps)} gaps, ${String(bridge.recovered)} keys recovered, ${String(bridge.lost)} keys lost${bridge.online === false ? ' (Redis unreachable)' : ''}`,
+      ],
     ];
     const w = Math.max(...rows.map((r) => r[0].length));
     ctx.out(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n'));
@@ -581,6 +591,7 @@ async function cmdBridge(ctx: Ctx): Promise<number> {
   const [name, url] = ctx.args as [string, string];
   if (!/^rediss?:\/\/[^/]/.test(url)) throw new UsageError(`URL must look like redis://host:port, not ${JSON.stringify(url)}`);
   const { Bridge } = await import('./redis/index.js');
+  const { describeTarget } = await import('./redis/protocol.js');
   const log = (type: string, message: string): void =>
     ctx.err(ctx.json ? JSON.stringify({ time: new Date().toISOString(), type, message }) : `${time()}  ${type.padEnd(7)}  ${message}`);
   const b = await Bridge.start({ name, redis: url, stream: ctx.p.values.get('stream'), id: ctx.p.values.get('id'), prefix: ctx.p.values.get('prefix') });
@@ -589,12 +600,16 @@ async function cmdBridge(ctx: Ctx): Promise<number> {
   b.on('offline', () => log('offline', 'Redis connection lost; local writes are queued and sent on reconnect'));
   b.on('online', () => log('online', 'Redis connection back'));
   const s = b.stats();
-  await ctx.out(ctx.json ? JSON.stringify({ type: 'ready', name, stream: b.stream, origin: b.origin, keys: b.dict.size, lastId: s.lastId }) : `ready: ${name} <-> ${url} stream ${b.stream} as ${b.origin} (${b.dict.size} keys)`);
+  await ctx.out(ctx.json ? JSON.stringify({ type: 'ready', name, stream: b.stream, origin: b.origin, keys: b.dict.size, lastId: s.lastId }) : `ready: ${name} <-> ${describeTarget(url)} stream ${b.stream} as ${b.origin} (${b.dict.size} keys)`);
   if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
   log('stop', 'forwarding what is left, then closing');
   await b.close();
   const st = b.stats();
-  log('stop', `closed: ${st.forwarded} local writes forwarded, ${st.applied} remote operations applied, ${st.resyncs} snapshot loads, ${st.gaps} local gaps`);
+  log(
+    'stop',
+    `closed: ${st.forwarded} local writes forwarded, ${st.applied} remote operations applied, ${st.resyncs} snapshot loads, ${st.gaps} local gaps, ` +
+      `${st.recovered} keys recovered after a gap, ${st.lost} keys lost`,
+  );
   return EXIT.ok;
 }
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { createServer, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,7 +48,7 @@ async function answers(port: number): Promise<boolean> {
     sock.once('error', () => done(false));
     sock.on('data', (d) => {
       buf += d.toString();
-      if (buf.includes('PONG')) done(true);
+      if (buf.includes('PONG') || buf.startsWith('-NOAUTH')) done(true); // up (NOAUTH: it wants a password)
       else if (buf.startsWith('-')) done(false); // -LOADING: still reading its AOF
     });
     sock.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
@@ -60,20 +60,24 @@ export class RedisServer {
   readonly dir = mkdtempSync(join(tmpdir(), 'ud-redis-'));
   log = '';
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    /** more redis-server arguments (later ones override the defaults: e.g. --appendonly no, --requirepass X) */
+    readonly extra: string[] = [],
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<RedisServer> {
-    const s = new RedisServer(await freePort());
+  static async start(extra: string[] = []): Promise<RedisServer> {
+    const s = new RedisServer(await freePort(), extra);
     await s.launch();
     return s;
   }
 
   async launch(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dir];
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dir, ...this.extra];
     const p = spawn(redisServerPath(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
     p.stdout!.on('data', (d: Buffer) => (this.log = (this.log + d.toString()).slice(-4000)));
     p.stderr!.on('data', (d: Buffer) => (this.log = (this.log + d.toString()).slice(-4000)));
@@ -111,6 +115,19 @@ export class RedisServer {
 /** Sorted [key, value] pairs: what "identical contents" compares. */
 export function contents(d: Iterable<[unknown, unknown]>): string {
   return JSON.stringify([...d].sort((a, b) => (String(a[0]) < String(b[0]) ? -1 : 1)));
+}
+
+/** The contents with the keys of every dict sorted: iteration order may differ between hosts (see docs/replication.md). */
+export function canon(d: { toJSON(): Record<string, unknown> }): string {
+  const sortDeep = (v: unknown): unknown =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.keys(v)
+            .sort()
+            .map((k) => [k, sortDeep((v as Record<string, unknown>)[k])]),
+        )
+      : v;
+  return JSON.stringify(sortDeep(d.toJSON()));
 }
 
 /** The final value of each of a writer's own keys (`${id}/${i % keys}` = i): the last i it wrote there. */
@@ -168,3 +185,74 @@ export class BridgeProc {
   }
 }
 
+
+/**
+ * A TCP proxy on loopback in front of a redis-server that can be paused: while paused, no byte moves in
+ * either direction (a host cut off by a slow network). Its clients' commands and replies are delivered,
+ * in order, on resume.
+ */
+export class PausableProxy {
+  private readonly server: Server;
+  private readonly pairs = new Set<[Socket, Socket]>();
+  private paused = false;
+  private readonly held: (() => void)[] = [];
+
+  private constructor(readonly target: number, readonly port: number, server: Server) {
+    this.server = server;
+  }
+
+  static async start(targetPort: number): Promise<PausableProxy> {
+    const server = createServer();
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+    });
+    const p = new PausableProxy(targetPort, port, server);
+    server.on('connection', (c) => p.accept(c));
+    return p;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  private accept(c: Socket): void {
+    const u = new Socket();
+    const pair: [Socket, Socket] = [c, u];
+    this.pairs.add(pair);
+    const relay = (from: Socket, to: Socket): void => {
+      from.on('data', (d: Buffer) => {
+        if (this.paused) this.held.push(() => to.write(d));
+        else to.write(d);
+      });
+    };
+    relay(c, u);
+    relay(u, c);
+    const end = (): void => {
+      this.pairs.delete(pair);
+      c.destroy();
+      u.destroy();
+    };
+    c.on('error', end).on('close', end);
+    u.on('error', end).on('close', end);
+    u.connect(this.target, '127.0.0.1');
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    for (const f of this.held.splice(0)) f();
+  }
+
+  async close(): Promise<void> {
+    this.resume();
+    for (const [c, u] of this.pairs) {
+      c.destroy();
+      u.destroy();
+    }
+    await new Promise((r) => this.server.close(r));
+  }
+}

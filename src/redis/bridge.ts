@@ -6,13 +6,14 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { isDeepStrictEqual } from 'node:util';
 import { applyOp, Encoder, OP_DELETE, OP_NOTE, OP_SET, type DecodedOp, type Key } from '../codec.js';
-import type { Core, RawOp } from '../core.js';
+import { encodeWrite, type Core, type RawOp } from '../core.js';
 import { coreOf, UltraDict, type UltraDictOptions } from '../dict.js';
 import { NotFoundError } from '../errors.js';
 import { validateName } from '../names.js';
 import type { SerializerOption } from '../serializer.js';
 import { encodeDump } from '../snapshot.js';
-import { DEFAULT_PREFIX, type RedisTarget } from './protocol.js';
+import { claimDict, type Claim } from './claim.js';
+import { cmpId, DEFAULT_PREFIX, describeTarget, keyField, type RedisTarget } from './protocol.js';
 import { Replica, type ReplicaStats, type ReplicaTarget } from './replica.js';
 
 export interface BridgeOptions {
@@ -41,13 +42,20 @@ export interface BridgeStats extends ReplicaStats {
   forwarded: number;
   /** keys the first start of this bridge forwarded from what the host already held */
   seeded: number;
-  /** times local frames were overwritten before the bridge read them (their writes were not forwarded) */
+  /** times local frames were overwritten before the bridge read them */
   gaps: number;
+  /** keys whose local writes were recovered from the local contents after such a gap at a restart, and forwarded */
+  recovered: number;
+  /** keys whose local writes may be lost after such a gap (the stream's values stood for them); 0 is the goal */
+  lost: number;
 }
 
 /** Prefix of the NOTE on the frames a bridge writes: such frames are never forwarded. */
 const NOTE_PREFIX = 'bridge:';
 const POS_BITS = 40n;
+/** How often the applied position is recorded in Redis (ms), and how long Redis keeps it (s). */
+const APPLIED_EVERY_MS = 500;
+const APPLIED_TTL = 30 * 86_400;
 const POS_MASK = (1n << POS_BITS) - 1n;
 
 /** A forwarded frame's sequence number: its end position in the local stream of its generation. */
@@ -79,12 +87,19 @@ export class Bridge extends EventEmitter {
   readonly #core: Core;
   readonly #replica: Replica;
   readonly #closeTimeout: number;
+  readonly #claim: Claim;
+  /** warnings raised before anyone listened (inside start()): delivered to the first 'warning' listener */
+  #queuedWarnings: Error[] = [];
   #forwarded = 0;
   #seeded = 0;
   #gaps = 0;
+  #recovered = 0;
+  #lostKeys = 0;
+  #appliedRecorded = '';
+  #recorder: NodeJS.Timeout | null = null;
   #closed = false;
 
-  private constructor(dict: UltraDict<unknown>, stream: string, origin: string, replica: Replica, closeTimeout: number) {
+  private constructor(dict: UltraDict<unknown>, stream: string, origin: string, replica: Replica, closeTimeout: number, claim: Claim) {
     super();
     this.dict = dict;
     this.stream = stream;
@@ -92,6 +107,19 @@ export class Bridge extends EventEmitter {
     this.#core = coreOf(dict);
     this.#replica = replica;
     this.#closeTimeout = closeTimeout;
+    this.#claim = claim;
+    this.on('newListener', (event: string) => {
+      if (event !== 'warning' || this.#queuedWarnings.length === 0) return;
+      process.nextTick(() => {
+        for (const w of this.#queuedWarnings.splice(0)) this.emit('warning', w);
+      });
+    });
+  }
+
+  /** Emits 'warning', or keeps it for the first listener (start() warns before the caller can listen). */
+  #warn(e: Error): void {
+    if (this.listenerCount('warning') > 0) this.emit('warning', e);
+    else this.#queuedWarnings.push(e);
   }
 
   /** Opens the local dict, connects, forwards what the last run of this bridge left, loads the stream and starts tailing. */
@@ -105,8 +133,20 @@ export class Bridge extends EventEmitter {
     const core = coreOf(dict);
     const ser = core.ser; // the local dict's own (it may have been created with another than the default)
     const origin = `${id}:${core.ctrl.tag}`;
-    const note: RawOp = { op: OP_NOTE, path: null, key: `${NOTE_PREFIX}${origin}`, value: undefined };
+    let claim: Claim;
     let self: Bridge | null = null;
+    try {
+      // one bridge per local dict; its counters answer `ultradict inspect`
+      claim = await claimDict(name, core.ctrl.tag, origin, () => {
+        if (self === null) return { starting: true };
+        const s = self.stats();
+        return { stream: s.stream, forwarded: s.forwarded, applied: s.applied, pending: s.pending, gaps: s.gaps, recovered: s.recovered, lost: s.lost, online: s.online, lastId: s.lastId };
+      });
+    } catch (e) {
+      dict.close();
+      throw e;
+    }
+    const note: RawOp = { op: OP_NOTE, path: null, key: `${NOTE_PREFIX}${origin}`, value: undefined };
     const target: ReplicaTarget = {
       applyRemote(ops, reapply) {
         // one frame: the remote ops, then the local writes that come after them in stream order
@@ -146,19 +186,40 @@ export class Bridge extends EventEmitter {
         target,
       );
     } catch (e) {
+      claim.release();
       dict.close();
       throw e;
     }
-    const b = new Bridge(dict, stream, origin, replica, options.closeTimeout ?? 5000);
+    const b = new Bridge(dict, stream, origin, replica, options.closeTimeout ?? 5000, claim);
     self = b;
     try {
+      await b.#checkPersistence(options.redis);
       await b.#resume();
     } catch (e) {
       await replica.close(0).catch(() => {});
+      claim.release();
       dict.close();
       throw e;
     }
     return b;
+  }
+
+  /** Warns when Redis keeps nothing on disk (a restart of Redis then empties the dict on every host). */
+  async #checkPersistence(target: RedisTarget): Promise<void> {
+    let aof: string | undefined, save: string | undefined;
+    try {
+      aof = ((await this.#replica.cmd.call('CONFIG', 'GET', 'appendonly')) as string[])[1];
+      save = ((await this.#replica.cmd.call('CONFIG', 'GET', 'save')) as string[])[1];
+    } catch {
+      return; // CONFIG disabled or renamed (managed Redis): nothing to tell
+    }
+    if (aof === 'no' && save === '') {
+      this.#warn(
+        new Error(
+          `${describeTarget(target)} has neither AOF (appendonly) nor RDB snapshots (save) enabled: if Redis restarts, it restarts empty and the dict ${JSON.stringify(this.stream)} is emptied on every host`,
+        ),
+      );
+    }
   }
 
   /** Queues the local writes the stream does not have yet, then loads the stream and starts both directions. */
@@ -182,11 +243,15 @@ export class Bridge extends EventEmitter {
     } else if (!known) {
       // first start of this bridge on this dict: seed the stream with what the host already holds
       this.#seed();
-    } else {
+    } else if (landed === null ? g > 0 : landed >> POS_BITS < BigInt(g)) {
       // restarted, and the local stream moved to a new generation since the last forward that landed:
-      // forward every local frame still readable; those of the generations in between are gone
+      // the frames in between are gone, but their writes are in the local contents. Forward the keys
+      // whose local value differs from the stream's and that no entry after this bridge's applied
+      // position wrote (so the difference is a local write), then every local frame still readable.
+      await this.#recover(g);
       forwardFrames(0, q);
-      if (landed === null ? g > 0 : landed >> POS_BITS < BigInt(g)) this.#lost();
+    } else {
+      forwardFrames(0, q);
     }
     core.onFrame = (body, ops, n) => {
       if (body === null) {
@@ -196,10 +261,78 @@ export class Bridge extends EventEmitter {
       } else this.#forward(seqOf(core.gen, core.pos), body, ops, n);
     };
     await replica.resync();
+    await this.#recordApplied();
+    this.#recorder = setInterval(() => void this.#recordApplied(), APPLIED_EVERY_MS);
+    this.#recorder.unref();
     // listening makes the native watcher sync this handle on every local write, which forwards it
     this.dict.on('change', () => {});
     this.dict.ref();
     replica.startTail();
+  }
+
+  /**
+   * After the local stream switched generation while this bridge was down: the local contents hold the
+   * writes of the frames it never read. A key whose local value differs from the stream's is a local
+   * write not forwarded if the last entry that wrote it (its version) is at or before the applied
+   * position recorded by the last run (every entry up to it was in the local dict then). Those keys are
+   * forwarded as one entry (their local values, or deletes). For the others a newer entry exists that
+   * the local dict may never have seen: the stream's value stands, and they count as lost.
+   */
+  async #recover(g: number): Promise<void> {
+    const core = this.#core;
+    const replica = this.#replica;
+    const k = replica.keys;
+    const applied = await replica.cmd.get(k.applied(this.origin));
+    const { map: remote } = await replica.loadState();
+    const differing: Key[] = [];
+    for (const [key, v] of core.map) if (!remote.has(key) || !isDeepStrictEqual(remote.get(key), v)) differing.push(key);
+    for (const key of remote.keys()) if (!core.map.has(key)) differing.push(key);
+    const raw: RawOp[] = [];
+    let lost = 0;
+    if (differing.length > 0 && applied !== null) {
+      const star = (await replica.cmd.hget(k.ver, '*')) ?? '0-0';
+      const vers = await replica.cmd.hmget(k.ver, ...differing.map(keyField));
+      differing.forEach((key, i) => {
+        const field = vers[i] ?? null;
+        const ver = field !== null && cmpId(field, star) > 0 ? field : star;
+        if (cmpId(ver, applied) > 0) lost++;
+        else if (core.map.has(key)) raw.push({ op: OP_SET, path: null, key, value: core.map.get(key) });
+        else raw.push({ op: OP_DELETE, path: null, key, value: undefined });
+      });
+    } else lost = differing.length; // no applied position recorded (expired, or an older version ran): nothing can be told apart
+    if (raw.length > 0) {
+      const enc = new Encoder();
+      enc.beginBody();
+      const ops = encodeWrite(enc, raw, core.ser, false);
+      this.#recovered += raw.length;
+      this.#forward(seqOf(g, 0), Buffer.from(enc.buf.subarray(0, enc.pos)), ops, null);
+    }
+    this.#gaps++;
+    if (lost > 0) {
+      this.#lostKeys += lost;
+      this.#warn(
+        new Error(
+          `bridge ${this.origin}: the local stream of ${JSON.stringify(core.name)} moved on while the bridge was down; ` +
+            `${raw.length} key(s) with local writes recovered and forwarded, ${lost} key(s) whose local writes may be lost: ` +
+            (applied === null
+              ? 'no applied position of the last run is recorded in Redis, so local and remote writes cannot be told apart; the stream\'s values stand'
+              : `another host wrote them after ${applied}, the last entry this bridge had applied; the stream's values stand`),
+        ),
+      );
+    }
+  }
+
+  /** Records in Redis how far the local dict has the stream (every entry up to lastId): #recover's bound. */
+  #recordApplied(): Promise<void> {
+    const id = this.#replica.lastId;
+    if (id === this.#appliedRecorded || this.#replica.closed) return Promise.resolve();
+    this.#appliedRecorded = id;
+    return this.#replica.cmd
+      .set(this.#replica.keys.applied(this.origin), id, 'EX', APPLIED_TTL)
+      .then(() => {})
+      .catch(() => {
+        this.#appliedRecorded = ''; // try again on the next tick of the recorder
+      });
   }
 
   /** Sends a local frame to the stream, unless a bridge wrote it (its note says so). */
@@ -224,8 +357,7 @@ export class Bridge extends EventEmitter {
   /** Local frames were overwritten before this bridge read them: their writes are not forwarded. */
   #lost(): void {
     this.#gaps++;
-    this.emit(
-      'warning',
+    this.#warn(
       new Error(
         `bridge ${this.origin}: the local stream of ${JSON.stringify(this.#core.name)} moved on before the bridge read all of it; ` +
           'local writes in between were not forwarded (the stream\'s values stand for them). Keep the bridge running, or give the dict a larger bufferSize',
@@ -240,7 +372,7 @@ export class Bridge extends EventEmitter {
   }
 
   stats(): BridgeStats {
-    return { name: this.#core.name, stream: this.stream, origin: this.origin, forwarded: this.#forwarded, seeded: this.#seeded, gaps: this.#gaps, ...this.#replica.stats() };
+    return { name: this.#core.name, stream: this.stream, origin: this.origin, forwarded: this.#forwarded, seeded: this.#seeded, gaps: this.#gaps, recovered: this.#recovered, lost: this.#lostKeys, ...this.#replica.stats() };
   }
 
   get closed(): boolean {
@@ -251,11 +383,14 @@ export class Bridge extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#recorder !== null) clearInterval(this.#recorder);
     try {
       this.#core.read();
+      await this.#recordApplied().catch(() => {});
       await this.#replica.close(this.#closeTimeout);
     } finally {
       this.#core.onFrame = null;
+      this.#claim.release();
       this.dict.close();
     }
   }

@@ -38,12 +38,19 @@ export interface RedisDictStats extends ReplicaStats {
 
 type Initial<V> = Iterable<readonly [Key, V]> | ReadonlyMap<Key, V> | Record<string, V>;
 
-/** A transaction being run: its writes are applied locally with undo records and encoded as one batch. */
+/**
+ * A transaction being run: its writes are applied locally with undo records and encoded as one batch;
+ * the root keys it reads and writes make its condition and its version bumps in Redis.
+ */
 interface Tx {
   undo: Undo[];
   enc: Encoder;
   countAt: number;
   count: number;
+  /** root keys read (null: it read the whole dict: size, iteration, data) */
+  reads: Set<Key> | null;
+  /** root keys written (null: it cleared the dict) */
+  writes: Set<Key> | null;
 }
 
 /**
@@ -139,29 +146,43 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
     if (this.#closed) throw new AlreadyClosedError(`RedisDict ${JSON.stringify(this.name)} is closed`);
   }
 
+  /** Inside a transaction: records that it read `key` (undefined: the whole dict). */
+  #read(key?: Key): void {
+    const tx = this.#tx;
+    if (tx === null || tx.reads === null) return;
+    if (key === undefined) tx.reads = null;
+    else tx.reads.add(key);
+  }
+
   get(key: Key): V | undefined {
     this.#check();
+    if (this.#tx !== null) this.#read(key);
     return plain(this.#map.get(key)) as V | undefined;
   }
   has(key: Key): boolean {
     this.#check();
+    if (this.#tx !== null) this.#read(key);
     return this.#map.has(key);
   }
   get size(): number {
     this.#check();
+    this.#read();
     return this.#map.size;
   }
   /** A read-only view of the local copy. */
   get data(): ReadonlyMap<Key, V> {
     this.#check();
+    this.#read();
     return this.#map as ReadonlyMap<Key, V>;
   }
   *entries(): MapIterator<[Key, V]> {
     this.#check();
+    this.#read();
     for (const [k, v] of this.#map) yield [k, plain(v) as V];
   }
   keys(): MapIterator<Key> {
     this.#check();
+    this.#read();
     return this.#map.keys();
   }
   *values(): MapIterator<V> {
@@ -197,7 +218,11 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
         tx.enc.pos = mark; // SerializationError: nothing of this write stays in the transaction
         throw e;
       }
-      for (const o of ops) applyWithUndo(this.#map, o, tx.undo);
+      for (const o of ops) {
+        applyWithUndo(this.#map, o, tx.undo);
+        if (o.op === OP_CLEAR) tx.writes = null;
+        else tx.writes?.add(o.key!);
+      }
       tx.count += ops.length;
       return;
     }
@@ -217,6 +242,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   delete(key: Key): boolean {
     checkKey(key);
     this.#check();
+    if (this.#tx !== null) this.#read(key); // its result depends on the key
     if (!this.#map.has(key)) return false;
     this.#write([{ op: OP_DELETE, path: null, key, value: undefined }]);
     return true;
@@ -260,10 +286,14 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   async #runTransaction<R>(fn: () => R): Promise<R> {
     const replica = this.#replica;
-    const deadline = Date.now() + this.#conflictTimeout;
+    const start = Date.now();
+    const deadline = start + this.#conflictTimeout;
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0 && Date.now() > deadline) {
-        throw new TransactionConflictError(`transaction on ${JSON.stringify(this.name)} conflicted ${attempt} times within ${this.#conflictTimeout} ms`);
+        // no new attempt starts after conflictTimeout; an attempt already running (waiting for Redis) is finished first
+        throw new TransactionConflictError(
+          `transaction on ${JSON.stringify(this.name)} conflicted ${attempt} time(s); gave up after ${Date.now() - start} ms (conflictTimeout ${this.#conflictTimeout} ms: no new attempt after it)`,
+        );
       }
       this.#check();
       await replica.flush();
@@ -274,7 +304,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       const enc = this.#txEnc;
       enc.beginBody();
       enc.u8(OP_BATCH);
-      const tx: Tx = { undo: [], enc, countAt: enc.pos, count: 0 };
+      const tx: Tx = { undo: [], enc, countAt: enc.pos, count: 0, reads: new Set(), writes: new Set() };
       enc.u32(0);
       this.#tx = tx;
       let result: R;
@@ -289,10 +319,13 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       enc.patchU32(tx.countAt, tx.count);
       const seq = replica.newSeq();
       const body = Buffer.from(enc.buf.subarray(0, enc.pos));
-      const [status, id] = await replica.sendConditional(seq, body, expected);
+      // conditional on the keys fn read: entries after `expected` that wrote other keys do not conflict
+      const [status, id, , prev] = await replica.sendConditional(seq, body, expected, tx.reads, tx.writes);
       if (status === 'ok') {
-        // the entry follows `expected` in the stream: apply it now rather than waiting for the tail
-        if (!replica.ingest([{ id, prev: expected, origin: replica.cfg.origin, seq, body }])) await replica.catchUpTo(id);
+        // the entry follows `prev` in the stream: apply it now if that is where this copy is; else the tail
+        // brings the entries in between (it was woken by them) and this one, or, if it is slow, read them
+        if (prev === replica.lastId && replica.ingest([{ id, prev, origin: replica.cfg.origin, seq, body }])) return result;
+        if (!(await replica.whenApplied(id, 200))) await replica.catchUpTo(id);
         return result;
       }
       if (status === 'dup') {

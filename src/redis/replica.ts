@@ -4,11 +4,11 @@
 // each remote entry they must follow. See docs/ARCHITECTURE.md ("Replication through Redis").
 
 import type { Redis as RedisClient } from 'ioredis';
-import { applyOp, Decoder, Encoder, OP_CLEAR, type DecodedOp, type Key } from '../codec.js';
+import { applyOp, Decoder, Encoder, nSet, Node, OP_CLEAR, OP_SET, type DecodedOp, type Key } from '../codec.js';
 import { ParameterMismatchError, ReplicationError, UltraDictError } from '../errors.js';
 import type { Serializer } from '../serializer.js';
 import { decodeDump, encodeDump } from '../snapshot.js';
-import { cmpId, connect, describeTarget, keysOf, parseEntries, REDIS_FORMAT, scripts, type Entry, type Keys, type RedisTarget } from './protocol.js';
+import { cmpId, connect, describeTarget, isAuthError, keySpec, keysOf, parseEntries, REDIS_FORMAT, scripts, type Entry, type Keys, type RedisTarget } from './protocol.js';
 
 /** What the replica keeps in sync: a local map (RedisDict) or a shared-memory dict (the bridge). */
 export interface ReplicaTarget {
@@ -71,11 +71,14 @@ export class Replica {
   onState: (online: boolean) => void = () => {};
 
   private pending: Pending[] = [];
+  /** whenApplied() calls waiting for the tail */
+  private readonly waiters = new Set<{ id: string; done: (ok: boolean) => void }>();
   private ph = 0;
   private readonly pendingKeys = new Map<Key, number>();
   private lastAck: Promise<unknown> = Promise.resolve();
-  /** writes of this tick not sent yet: seq, body, seq, body, ... */
-  private outbox: (string | Buffer)[] = [];
+  /** writes of this tick not sent yet: seq, body, key spec (count, fields), seq, body, ... */
+  private outbox: (string | number | Buffer)[] = [];
+  private outboxSeqs: bigint[] = [];
   private outboxBytes = 0;
   private outboxScheduled = false;
   private failure: ReplicationError | null = null;
@@ -98,10 +101,21 @@ export class Replica {
     private readonly tail: RedisClient,
   ) {
     this.keys = keysOf(cfg.prefix, cfg.name);
-    cmd.on('error', () => {}); // reported through 'close'/'ready' below; commands wait for the reconnect
+    // connection errors are reported through 'close'/'ready' below (commands wait for the reconnect),
+    // except refused credentials on a reconnect (a password changed meanwhile): retrying cannot fix
+    // them, so they are reported at once, once per outage
+    let authReported = false;
+    cmd.on('error', (e: unknown) => {
+      if (!isAuthError(e) || authReported || this.closed) return;
+      authReported = true;
+      this.onError(new ReplicationError(`${describeTarget(cfg.redis)} refused the credentials on reconnect: ${(e as Error).message} (still retrying)`, { cause: e }));
+    });
     tail.on('error', () => {});
     cmd.on('close', () => this.setOnline(false));
-    cmd.on('ready', () => this.setOnline(true));
+    cmd.on('ready', () => {
+      authReported = false;
+      this.setOnline(true);
+    });
   }
 
   /** Connects (two connections: commands and the blocking tail) and checks or records the dict's format. */
@@ -128,7 +142,7 @@ export class Replica {
   private async checkMeta(): Promise<void> {
     const k = this.keys;
     const ser = this.cfg.serializer.name;
-    const res = await scripts(this.cmd).udInit(k.meta, k.stream, k.last, k.snap, k.count, k.bridges, REDIS_FORMAT, ser);
+    const res = await scripts(this.cmd).udInit(k.meta, k.stream, k.last, k.snap, k.count, k.bridges, k.ver, REDIS_FORMAT, ser);
     if (res[0] === 'foreign') {
       throw new ReplicationError(`Redis key ${res[1]} is a ${res[2]}, not part of an ultradict dict; refusing to touch it (choose another name or prefix)`);
     }
@@ -173,11 +187,13 @@ export class Replica {
         break;
       } else keys.push(o.key!);
     }
-    this.pending.push({ seq, ops, keys });
+    this.pending.push({ seq, ops: ops.map(detach), keys });
     if (keys !== null) for (const k of keys) this.pendingKeys.set(k, (this.pendingKeys.get(k) ?? 0) + 1);
     this.outbox.push(seq.toString(), body);
+    keySpec(keys, this.outbox);
+    this.outboxSeqs.push(seq);
     this.outboxBytes += body.length;
-    if (this.outbox.length >= 2 * OUTBOX_ENTRIES || this.outboxBytes >= OUTBOX_BYTES) this.sendOutbox();
+    if (this.outboxSeqs.length >= OUTBOX_ENTRIES || this.outboxBytes >= OUTBOX_BYTES) this.sendOutbox();
     else if (!this.outboxScheduled) {
       this.outboxScheduled = true;
       queueMicrotask(() => this.sendOutbox());
@@ -188,26 +204,34 @@ export class Replica {
   private sendOutbox(): void {
     this.outboxScheduled = false;
     const batch = this.outbox;
-    if (batch.length === 0) return;
+    const seqs = this.outboxSeqs;
+    if (seqs.length === 0) return;
     this.outbox = [];
+    this.outboxSeqs = [];
     this.outboxBytes = 0;
     const k = this.keys;
     const o = this.cfg.origin;
-    const seqs = batch.filter((_, i) => i % 2 === 0) as string[];
     const p = scripts(this.cmd)
-      .udWriteMany(k.stream, k.last, k.origin(o), k.count, o, this.cfg.originTtl, batch.length / 2, ...batch)
+      .udWriteMany(k.stream, k.last, k.origin(o), k.count, k.ver, o, this.cfg.originTtl, seqs.length, ...batch)
       .then(
         (r) => this.noteLength(r[2]),
-        (e) => this.writeFailed(seqs.map((x) => BigInt(x)), e),
+        (e) => this.writeFailed(seqs, e),
       );
     this.lastAck = p;
   }
 
-  /** Sends one entry, appended only if the stream's last id is still `expected` (transactions). */
-  sendConditional(seq: bigint, body: Buffer, expected: string): Promise<[string, string, number]> {
+  /**
+   * Sends one entry (transactions), appended only if no entry after `expected` wrote a root key in
+   * `reads` (null: it read everything, so the stream must not have moved past `expected`). `writes`: the
+   * root keys it writes (null: a root clear). Resolves with [status, id or last, length, prev].
+   */
+  sendConditional(seq: bigint, body: Buffer, expected: string, reads: Iterable<Key> | null, writes: Iterable<Key> | null): Promise<[string, string, number, string]> {
     const k = this.keys;
     const o = this.cfg.origin;
-    return scripts(this.cmd).udWrite(k.stream, k.last, k.origin(o), k.count, o, seq.toString(), expected, body, this.cfg.originTtl);
+    const specs: (string | number | Buffer)[] = [];
+    keySpec(reads, specs);
+    keySpec(writes, specs);
+    return scripts(this.cmd).udWrite(k.stream, k.last, k.origin(o), k.count, k.ver, o, seq.toString(), expected, body, this.cfg.originTtl, ...(specs as (string | number)[]));
   }
 
   /** Entries between snapshots (a generation): max(snapshotEvery, keys), so that dumps stay amortised. */
@@ -297,7 +321,8 @@ export class Replica {
     }
     const out: DecodedOp[] = [];
     if (from < 0) return out;
-    for (let i = from; i < pend.length; i++) for (const o of pend[i]!.ops) out.push(o);
+    // fresh copies of nested dicts: the target may keep (and later writes change) what it is given
+    for (let i = from; i < pend.length; i++) for (const o of pend[i]!.ops) out.push(detach(o));
     return out;
   }
 
@@ -375,6 +400,7 @@ export class Replica {
         this.countApplied(group.length);
       }
       this.lastId = cursor;
+      this.wake();
       group = [];
       groupKeys = new Set();
     };
@@ -443,6 +469,28 @@ export class Replica {
     }
   }
 
+  /** Resolves once lastId is at least `id` (the tail applies it), or after ms; true if it was reached. */
+  whenApplied(id: string, ms: number): Promise<boolean> {
+    if (cmpId(this.lastId, id) >= 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w = {
+        id,
+        done: (ok: boolean): void => {
+          clearTimeout(timer);
+          this.waiters.delete(w);
+          resolve(ok);
+        },
+      };
+      const timer = setTimeout(() => w.done(false), ms);
+      this.waiters.add(w);
+    });
+  }
+
+  private wake(): void {
+    if (this.waiters.size === 0) return;
+    for (const w of [...this.waiters]) if (cmpId(this.lastId, w.id) >= 0) w.done(true);
+  }
+
   /** Catches up, resyncing on a gap, until lastId is at least `id`. */
   async catchUpTo(id: string): Promise<void> {
     while (cmpId(this.lastId, id) < 0) {
@@ -460,21 +508,7 @@ export class Replica {
       try {
         for (let attempt = 0; !this.closed; attempt++) {
           const k = this.keys;
-          const res = await this.cmd.multi().hget(k.snap, 'id').hgetBuffer(k.snap, 'd').get(k.origin(this.cfg.origin)).exec();
-          if (res === null) throw new ReplicationError('snapshot read was aborted');
-          for (const [err] of res) if (err) throw new ReplicationError(`cannot read the snapshot: ${err.message}`, { cause: err });
-          const snapId = (res[0]![1] as string | null) ?? '0-0';
-          const dump = res[1]![1] as Buffer | null;
-          const landed = res[2]![1] === null ? -1n : BigInt(res[2]![1] as string);
-          let map: Map<Key, unknown>;
-          if (dump === null || dump.length === 0) map = new Map();
-          else {
-            try {
-              map = decodeDump(Decoder.of(dump, `snapshot ${k.snap}`), 0, dump.length, this.cfg.serializer);
-            } catch (x) {
-              throw new ReplicationError(`the snapshot ${k.snap} is unreadable: ${(x as Error).message}`, { cause: x });
-            }
-          }
+          const { snapId, map, landed } = await this.readSnapshot();
           while (this.pendingCount > 0 && this.pending[this.ph]!.seq <= landed) this.popHead();
           // read the entries after the snapshot into the map, then replace the target's contents once:
           // it goes straight to a state at least as new as before (no value moves back in time)
@@ -485,6 +519,7 @@ export class Replica {
           }
           this.target.reset(map, () => this.allPending());
           this.lastId = end.lastId;
+          this.wake();
           this.readPos = end.readPos;
           this.stats_.resyncs++;
           return;
@@ -494,6 +529,37 @@ export class Replica {
       }
     })();
     return this.resyncing;
+  }
+
+  /**
+   * The stream's contents now (the snapshot and the entries after it), without touching the target.
+   * Only while nothing is pending (entries of this origin would confirm pending writes).
+   */
+  async loadState(): Promise<{ map: Map<Key, unknown>; lastId: string }> {
+    if (this.pendingCount > 0) throw new ReplicationError('loadState() needs nothing pending');
+    for (let attempt = 0; attempt <= 100; attempt++) {
+      const { snapId, map } = await this.readSnapshot();
+      const end = await this.readInto(map, snapId);
+      if (end !== null) return { map, lastId: end.lastId };
+    }
+    throw new ReplicationError(`${this.keys.stream} keeps changing under the snapshot; giving up`);
+  }
+
+  /** The snapshot (its id and contents) and, read with it, this origin's last sequence number in Redis (-1: none). */
+  private async readSnapshot(): Promise<{ snapId: string; map: Map<Key, unknown>; landed: bigint }> {
+    const k = this.keys;
+    const res = await this.cmd.multi().hget(k.snap, 'id').hgetBuffer(k.snap, 'd').get(k.origin(this.cfg.origin)).exec();
+    if (res === null) throw new ReplicationError('snapshot read was aborted');
+    for (const [err] of res) if (err) throw new ReplicationError(`cannot read the snapshot: ${err.message}`, { cause: err });
+    const snapId = (res[0]![1] as string | null) ?? '0-0';
+    const dump = res[1]![1] as Buffer | null;
+    const landed = res[2]![1] === null ? -1n : BigInt(res[2]![1] as string);
+    if (dump === null || dump.length === 0) return { snapId, map: new Map(), landed };
+    try {
+      return { snapId, map: decodeDump(Decoder.of(dump, `snapshot ${k.snap}`), 0, dump.length, this.cfg.serializer), landed };
+    } catch (x) {
+      throw new ReplicationError(`the snapshot ${k.snap} is unreadable: ${(x as Error).message}`, { cause: x });
+    }
   }
 
   /**
@@ -585,7 +651,7 @@ export class Replica {
       const id = this.lastId;
       this.snapWanted = false;
       this.snapForced = false;
-      if ((await scripts(this.cmd).udSnapshot(k.snap, k.stream, k.count, id, enc.buf.subarray(0, len), gen)) === 1) this.stats_.snapshots++;
+      if ((await scripts(this.cmd).udSnapshot(k.snap, k.stream, k.count, k.ver, id, enc.buf.subarray(0, len), gen)) === 1) this.stats_.snapshots++;
     } finally {
       await this.cmd.del(k.snapLock);
     }
@@ -615,17 +681,43 @@ export class Replica {
       err = e;
     }
     this.closed = true;
-    await Promise.race([this.snapDone, delay(timeoutMs)]); // releases the snapshot lock before the connection goes
+    for (const w of [...this.waiters]) w.done(false);
+    await within(this.snapDone, timeoutMs); // releases the snapshot lock before the connection goes
     this.tail.disconnect();
     // a blocked XREAD that ioredis had queued for a reconnect is never settled by disconnect(): do not wait for it
-    await Promise.race([this.tailDone?.catch(() => {}), delay(100)]);
+    await within(this.tailDone?.catch(() => {}), 100);
     try {
-      await Promise.race([this.cmd.quit(), delay(1000)]);
+      await within(this.cmd.quit(), 1000);
     } catch {
       // already gone
     }
     this.cmd.disconnect();
     if (err !== null) throw err instanceof UltraDictError ? err : new ReplicationError(String(err), { cause: err });
+  }
+}
+
+/**
+ * The op with a private deep copy of its nested dict (a SET of a Node); other ops as they are. A pending
+ * write must keep the value it was made with: the Node a target holds changes with later writes into
+ * it (remote ones included), and re-applying that changed Node would resurrect them.
+ */
+function detach(o: DecodedOp): DecodedOp {
+  return o.op === OP_SET && o.value instanceof Node ? { op: o.op, key: o.key, path: o.path, value: copyNode(o.value) } : o;
+}
+
+function copyNode(n: Node): Node {
+  const c = new Node();
+  for (const [k, v] of n) nSet(c, k, v instanceof Node ? copyNode(v) : v);
+  return c;
+}
+
+/** Waits for p, but at most ms; the timer is cleared either way (it must not keep the process alive). */
+async function within(p: Promise<unknown> | undefined, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([p, new Promise((r) => (timer = setTimeout(r, ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
