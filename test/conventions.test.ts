@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { AbortError, SerializationError, UltraDict, UltraDictError, gc, type Change } from '../src/index.js';
 import { runChild, uniqueName } from './helpers.js';
+import { RedisServer, redisSkip } from './redis-server.js';
+import type { Bridge as BridgeType, RedisDict as RedisDictType } from '../src/redis/index.js';
 
 const binaries = (): Record<string, unknown> => ({
   Buffer: Buffer.from('buf'),
@@ -186,4 +188,35 @@ test("'change' listeners keep working through the typed on/once/off", async () =
   d.set('a', 1);
   const [c] = (await got) as [Change];
   assert.equal(c.type, 'set');
+});
+
+test('RedisDict.open and Bridge.start reject unknown options before connecting', async () => {
+  const { RedisDict, Bridge } = await import('../src/redis/index.js');
+  await assert.rejects(RedisDict.open({ name: 'x', redis: 'redis://127.0.0.1:1', conectTimeout: 5 } as never), /RedisDict\.open: unknown option "conectTimeout"/);
+  const name = uniqueName('bropt');
+  await assert.rejects(Bridge.start({ name, redis: 'redis://127.0.0.1:1', strem: 's' } as never), /Bridge\.start: unknown option "strem"/);
+  assert.equal(UltraDict.exists(name), false);
+});
+
+test('await using closes a RedisDict and a Bridge (Symbol.asyncDispose)', { skip: redisSkip() }, async () => {
+  const { RedisDict, Bridge } = await import('../src/redis/index.js');
+  const server = await RedisServer.start();
+  try {
+    const name = uniqueName('dispose');
+    let rd: RedisDictType<unknown> | undefined;
+    let br: BridgeType | undefined;
+    {
+      await using d = await RedisDict.open({ name, redis: server.url });
+      await using b = await Bridge.start({ name, redis: server.url, id: 'disposer' });
+      rd = d;
+      br = b;
+      d.set('a', 1);
+      assert.equal(d.closed || b.closed, false);
+    }
+    assert.equal(rd!.closed, true);
+    assert.equal(br!.closed, true);
+    assert.equal(br!.dict.closed, true);
+  } finally {
+    await server.close();
+  }
 });

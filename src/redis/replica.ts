@@ -3,6 +3,7 @@
 // local contents equal to "stream order + own pending writes" by re-applying pending writes after
 // each remote entry they must follow. See docs/ARCHITECTURE.md ("Replication through Redis").
 
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis as RedisClient } from 'ioredis';
 import { applyOp, Decoder, Encoder, OP_CLEAR, type DecodedOp, type Key } from '../codec.js';
 import { ParameterMismatchError, ReplicationError, UltraDictError } from '../errors.js';
@@ -627,8 +628,4 @@ export class Replica {
     this.cmd.disconnect();
     if (err !== null) throw err instanceof UltraDictError ? err : new ReplicationError(String(err), { cause: err });
   }
-}
-
-export function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
