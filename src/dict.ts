@@ -49,6 +49,23 @@ export interface UltraDictOptions {
   recurse?: boolean;
 }
 
+/**
+ * The events of an UltraDict and their arguments: `on('change', (c) => …)` gets a typed `Change`, and
+ * a misspelled event name is a compile error.
+ */
+export interface UltraDictEvents {
+  /** a change made by any process (see Change) */
+  change: [change: Change];
+  /** this handle closed */
+  close: [];
+  /** an error while applying changes in the background (emitted only when there is a listener) */
+  error: [error: Error];
+  /** EventEmitter's own: a listener is being added */
+  newListener: [eventName: string | symbol, listener: (...args: any[]) => void];
+  /** EventEmitter's own: a listener was removed */
+  removeListener: [eventName: string | symbol, listener: (...args: any[]) => void];
+}
+
 export interface UltraDictStats {
   name: string;
   keys: number;
@@ -377,7 +394,7 @@ function pathEq(a: Path, b: Path, n: number): boolean {
  * (checked against one shared counter), writes are published through shared memory under a lock.
  * With `recurse`, nested dicts are UltraDict views onto a path of their root.
  */
-export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> {
+export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implements Map<Key, V> {
   readonly #core: Core;
   readonly #path: Path | null;
   readonly #root: UltraDict<unknown> | null;
@@ -418,7 +435,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       const core = this.#core;
       core.onChanges = (changes) => dispatch(core, changes);
       core.onError = (e) => {
-        for (const d of subscribers(core)) if (d.listenerCount('error') > 0) d.emit('error', e);
+        for (const d of subscribers(core)) if (d.listenerCount('error') > 0) d.emit('error', e as Error);
       };
     }
     // 'newListener' comes before the listener is added: subscribe now, so that a write right after
