@@ -23,6 +23,7 @@ import { removeDict, removeIncarnation } from './registry.js';
 import { builtinSerializers, resolveSerializer, type SerializerOption } from './serializer.js';
 import { encodeDump } from './snapshot.js';
 import { asObject } from './proxy.js';
+import * as diag from './diagnostics.js';
 
 export type { Key } from './codec.js';
 export type { Change } from './core.js';
@@ -354,6 +355,7 @@ function openCore(name: string, opts: UltraDictOptions, initial: Initial<unknown
     throw e;
   }
   trackOpen(core);
+  diag.attached(name, creator, core.map.size, core.gen);
   return core;
 }
 

@@ -7,6 +7,7 @@
 import { Control, I_HANDOFF, I_LOCK, OFF_LOCK } from './control.js';
 import { LockTimeoutError } from './errors.js';
 import { native } from './native.js';
+import * as diag from './diagnostics.js';
 
 const WAITERS = 0x40000000;
 const OWNER_MASK = 0x3fffffff;
@@ -125,6 +126,7 @@ export class SharedLock {
       Atomics.store(i32, I_HANDOFF, h | GRANTED);
       Atomics.store(i32, I_LOCK, h | WAITERS);
       ctrl.recordHandoff();
+      diag.lockHandedOff(ctrl.name, h - 1);
       native.futexWake(ctrl.seg.buffer, OFF_LOCK, WAKE_ALL);
       return;
     }
@@ -245,6 +247,7 @@ export class SharedLock {
     // the dead owner's slot is free for reuse once the word no longer names it
     if (deadSlot >= 0 && deadPid !== 0) this.ctrl.freeDeadSlot(deadSlot, deadPid);
     this.ctrl.recordRecovery();
+    diag.lockRecovered(this.ctrl.name, Math.abs(deadPid));
     this.entry.depth = 1; // onRecover may write (under the lock)
     try {
       this.onRecover(Math.abs(deadPid));
