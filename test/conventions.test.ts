@@ -4,6 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { AbortError, SerializationError, UltraDict, UltraDictError, gc, type Change } from '../src/index.js';
 import { runChild, uniqueName } from './helpers.js';
 import { RedisServer, redisSkip } from './redis-server.js';
@@ -218,5 +222,46 @@ test('await using closes a RedisDict and a Bridge (Symbol.asyncDispose)', { skip
     assert.equal(br!.dict.closed, true);
   } finally {
     await server.close();
+  }
+});
+
+test('the README works from the npm page: links are anchors or go into the repository, to files that exist; package.json says where', () => {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { repository: { url: string }; homepage: string; bugs: { url: string } };
+  const repo = /^git\+(https:\/\/github\.com\/[\w.-]+\/[\w.-]+)\.git$/.exec(pkg.repository.url)?.[1];
+  assert.ok(repo, `repository.url ${pkg.repository.url}`);
+  assert.equal(pkg.homepage, `${repo}#readme`);
+  assert.equal(pkg.bugs.url, `${repo}/issues`);
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  assert.match(readme, /^# ultradict\n\n[^\n]+\n[^#]*\n## Install\n/, 'the README starts with install');
+  assert.match(readme, /\n## Develop\n[\s\S]*npm install && npm run demo[\s\S]*npm test/, 'the contributor commands are in "Develop"');
+  const anchors = new Set([...readme.matchAll(/^#+ (.+)$/gm)].map((m) => m[1]!.toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
+  for (const m of readme.matchAll(/\]\(([^)\s]+)\)/g)) {
+    const target = m[1]!;
+    if (target.startsWith('#')) {
+      assert.ok(anchors.has(target.slice(1)), `README anchor ${target} has no heading`);
+      continue;
+    }
+    assert.match(target, /^https:\/\//, `README links to ${target}: relative links break on the npm page`);
+    const inRepo = new RegExp(`^${repo}/(?:blob|tree)/main/([^#]+)`).exec(target);
+    if (inRepo) assert.ok(existsSync(join(root, inRepo[1]!)), `README links to ${target}, which does not exist`);
+  }
+});
+
+test('require() of the package from CommonJS prints no warning on Node 20.20 (as the docs say)', { skip: !/^20\.(2\d|[3-9]\d)\./.test(process.versions.node) && 'the docs state it for Node 20.20' }, () => {
+  const dist = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+  const r = spawnSync(process.execPath, ['-e', `const { UltraDict } = require(${JSON.stringify(dist)}); console.log(typeof UltraDict)`], { encoding: 'utf8' });
+  assert.equal(r.stdout.trim(), 'function');
+  assert.doesNotMatch(r.stderr, /Warning/);
+});
+
+test('keys: writes throw a TypeError for other keys; get and has answer as a Map does (as the docs say)', () => {
+  using d = new UltraDict({ name: uniqueName('keys') });
+  for (const k of [{}, null, Symbol('s'), true, 1n]) {
+    assert.throws(() => d.set(k as never, 1), TypeError);
+    assert.throws(() => d.delete(k as never), TypeError);
+    assert.throws(() => d.increment(k as never), TypeError);
+    assert.equal(d.get(k as never), undefined);
+    assert.equal(d.has(k as never), false);
   }
 });
