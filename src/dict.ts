@@ -761,6 +761,32 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     }
   }
 
+  // Likewise one 'abort' listener per signal serves every wait of this handle on that signal.
+  readonly #aborts = new Map<AbortSignal, { fns: Set<() => void>; listener: () => void }>();
+
+  #addAbort(signal: AbortSignal, fn: () => void): void {
+    let a = this.#aborts.get(signal);
+    if (a === undefined) {
+      const fns = new Set<() => void>();
+      const listener = (): void => {
+        this.#aborts.delete(signal);
+        for (const f of [...fns]) f();
+      };
+      a = { fns, listener };
+      this.#aborts.set(signal, a);
+      signal.addEventListener('abort', listener, { once: true });
+    }
+    a.fns.add(fn);
+  }
+
+  #removeAbort(signal: AbortSignal, fn: () => void): void {
+    const a = this.#aborts.get(signal);
+    if (a !== undefined && a.fns.delete(fn) && a.fns.size === 0) {
+      this.#aborts.delete(signal);
+      signal.removeEventListener('abort', a.listener);
+    }
+  }
+
   /**
    * Iterates over changes made by any process, until the dict closes (then it ends) or `signal` aborts
    * (then it throws an AbortError whose `cause` is `signal.reason`). Keeps the event loop alive while
@@ -786,7 +812,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     };
     const onAbort = (): void => wake?.();
     this.#addWaiter(waiter);
-    signal?.addEventListener('abort', onAbort);
+    if (signal !== undefined) this.#addAbort(signal, onAbort);
     core.hold(1);
     try {
       for (;;) {
@@ -801,7 +827,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
       }
     } finally {
       this.#removeWaiter(waiter);
-      signal?.removeEventListener('abort', onAbort);
+      if (signal !== undefined) this.#removeAbort(signal, onAbort);
       if (!core.closed) core.hold(-1);
     }
   }
@@ -825,7 +851,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
       const finish = (): void => {
         if (timer !== undefined) clearTimeout(timer);
         this.#removeWaiter(waiter);
-        signal?.removeEventListener('abort', onAbort);
+        if (signal !== undefined) this.#removeAbort(signal, onAbort);
         if (!core.closed) core.hold(-1);
       };
       const waiter = (c: Change | null): void => {
@@ -837,7 +863,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
         reject(abortError(signal!));
       };
       this.#addWaiter(waiter);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal !== undefined) this.#addAbort(signal, onAbort);
       core.hold(1);
       if (timeout !== undefined && timeout !== Infinity) timer = setTimeout(() => waiter(null), timeout);
     });

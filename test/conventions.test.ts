@@ -109,7 +109,7 @@ test('aborting a watch() loop rejects with an AbortError; closing the dict ends 
   assert.equal(await ended, 'ended');
 });
 
-test('many concurrent waitForChange calls print no MaxListenersExceededWarning', async () => {
+test('many concurrent waitForChange and watch calls, also on one signal, print no MaxListenersExceededWarning', async () => {
   using d = new UltraDict({ name: uniqueName('many') });
   const warnings: Error[] = [];
   const onWarning = (w: Error): void => {
@@ -117,8 +117,9 @@ test('many concurrent waitForChange calls print no MaxListenersExceededWarning',
   };
   process.on('warning', onWarning);
   try {
-    const waits = Array.from({ length: 50 }, () => d.waitForChange());
-    const watches = Array.from({ length: 20 }, () => d.watch()[Symbol.asyncIterator]());
+    const ac = new AbortController(); // one signal shared by every wait: one 'abort' listener too
+    const waits = Array.from({ length: 50 }, (_, i) => d.waitForChange(i % 2 ? { signal: ac.signal } : {}));
+    const watches = Array.from({ length: 20 }, (_, i) => d.watch(i % 2 ? { signal: ac.signal } : {})[Symbol.asyncIterator]());
     const firsts = watches.map((w) => w.next());
     d.set('x', 1);
     const got = await Promise.all(waits);
