@@ -126,7 +126,7 @@ d.on('chnage', () => {});
 d.on('change', (n: number) => void n);
 expectTypeOf<keyof UltraDictEvents>().toEqualTypeOf<'change' | 'close' | 'error' | 'newListener' | 'removeListener'>();
 expectTypeOf(new AbortError()).toExtend<UltraDictError>();
-expectTypeOf(new AbortError().code).toEqualTypeOf<'ABORT_ERR'>();
+expectTypeOf(new AbortError().code).toBeString();
 expectTypeOf(d.ref()).toEqualTypeOf<UltraDict<number>>();
 expectTypeOf(d.unref()).toEqualTypeOf<UltraDict<number>>();
 
