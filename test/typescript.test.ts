@@ -23,7 +23,7 @@ const version = (pkg: string): string => (JSON.parse(readFileSync(join(root, 'no
 
 for (const [pkg, project] of [
   ['typescript-5.0', 'tsconfig.json'],
-  ['typescript', 'tsconfig.json'],
+  // lib ESNext: Map iterators with the iterator helpers (MapIterator), a superset of the default libs
   ['typescript', 'tsconfig.esnext.json'],
   ['typescript-latest', 'tsconfig.json'],
   // not typescript-latest with lib ESNext: its Map has getOrInsert/getOrInsertComputed (a proposal that
