@@ -553,6 +553,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
   }
 
   forEach(callbackfn: (value: V, key: Key, map: Map<Key, V>) => void, thisArg?: unknown): void {
+    if (typeof callbackfn !== 'function') throw new TypeError(`forEach(fn): fn must be a function, got ${describe(callbackfn)}`);
     for (const [k, v] of this.entries()) callbackfn.call(thisArg, v, k, this);
   }
 

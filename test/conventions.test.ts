@@ -143,6 +143,8 @@ test('error messages point the right way', async () => {
   assert.equal(d.has('k'), false);
   assert.throws(() => d.update([['a', 1], 'b'] as never), /update items: item \[1\] must be a \[key, value\] pair/);
   assert.equal(d.has('a'), false);
+  d.set('x', 1);
+  assert.throws(() => d.forEach(5 as never), (e: Error) => e instanceof TypeError && /^forEach\(fn\): fn must be a function, got number 5$/.test(e.message));
 });
 
 test('gc() rejects unknown options and bad values', () => {
