@@ -40,6 +40,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   stream: { value: 'NAME', help: 'name of the replicated dict in Redis (default: the local NAME)' },
   id: { value: 'ID', help: "this host's bridge id (default: the host name); keep it stable across restarts" },
   prefix: { value: 'PREFIX', help: 'prefix of the Redis keys (default "ultradict:")' },
+  'connect-timeout': { value: 'MS', help: 'longest wait for the first connection to Redis (default 5000)' },
 };
 
 interface Parsed {
@@ -111,7 +112,7 @@ interface Command {
   run(ctx: Ctx): Promise<number> | number;
 }
 
-const COMMON = ['help', 'lock-timeout', 'owner'];
+const COMMON = ['json', 'help', 'lock-timeout', 'owner'];
 
 const COMMANDS: Record<string, Command> = {
   ls: {
@@ -125,7 +126,7 @@ const COMMANDS: Record<string, Command> = {
   },
   inspect: {
     args: ['NAME'],
-    options: ['json', ...COMMON],
+    options: [...COMMON],
     summary: 'show the statistics of one dict',
     details: 'Keys, stream use, dumps, generation, lock holder (and since when, if it had to wait for the lock),\nserializer, options, attached processes, and the Redis bridge running on it (its counters).',
     run: cmdInspect,
@@ -164,7 +165,7 @@ const COMMANDS: Record<string, Command> = {
   },
   watch: {
     args: ['NAME'],
-    options: ['json', ...COMMON],
+    options: [...COMMON],
     summary: 'print changes as they happen, until Ctrl-C',
     details:
       'One line per change: time, type (set, delete, clear, reload), key and value. With --json, one\n' +
@@ -173,7 +174,7 @@ const COMMANDS: Record<string, Command> = {
   },
   rm: {
     args: ['NAME'],
-    options: ['force', 'help'],
+    options: ['json', 'force', 'help'],
     summary: 'remove a dict (every segment of the name)',
     details:
       'Refuses (exit 1) while live processes are attached, unless --force: they then keep their\n' +
@@ -192,7 +193,7 @@ const COMMANDS: Record<string, Command> = {
   },
   bridge: {
     args: ['NAME', 'URL'],
-    options: ['json', 'help', 'stream', 'id', 'prefix'],
+    options: ['json', 'help', 'stream', 'id', 'prefix', 'connect-timeout'],
     summary: 'replicate a dict across hosts through a Redis stream (runs until Ctrl-C)',
     details:
       'Joins the local dict NAME (created if missing) to the stream of the same name on the Redis server\n' +
@@ -202,12 +203,17 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
-function lockTimeout(p: Parsed): number | undefined {
-  const v = p.values.get('lock-timeout');
+/** The value of an option in ms (a number >= 0), or undefined if not given. */
+function msOption(p: Parsed, name: string): number | undefined {
+  const v = p.values.get(name);
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!(n >= 0) || v.trim() === '') throw new UsageError(`--lock-timeout must be a number of ms >= 0, got ${JSON.stringify(v)}`);
+  if (!(n >= 0) || v.trim() === '') throw new UsageError(`--${name} must be a number of ms >= 0, got ${JSON.stringify(v)}`);
   return n;
+}
+
+function lockTimeout(p: Parsed): number | undefined {
+  return msOption(p, 'lock-timeout');
 }
 
 function owner(p: Parsed): number | 'any' | undefined {
@@ -280,7 +286,8 @@ function cmdGet(ctx: Ctx): number {
   return withDict(ctx, name, (d) => {
     if (!d.has(key)) throw missingKey(d, key);
     const v = d.get(key);
-    ctx.out(typeof v === 'string' && ctx.p.flags.has('raw') ? v : toJson(v, 2));
+    if (ctx.json) ctx.out(toJson({ name, key, value: v }));
+    else ctx.out(typeof v === 'string' && ctx.p.flags.has('raw') ? v : toJson(v, 2));
     return EXIT.ok;
   });
 }
@@ -298,6 +305,7 @@ function cmdSet(ctx: Ctx): number {
     }
   }
   withDict(ctx, name, (d) => d.set(key, value));
+  if (ctx.json) ctx.out(toJson({ name, key, set: true }));
   return EXIT.ok;
 }
 
@@ -306,6 +314,7 @@ function cmdDel(ctx: Ctx): number {
   const key = parseKey(ctx, rawKey);
   return withDict(ctx, name, (d) => {
     if (!d.delete(key)) throw missingKey(d, key);
+    if (ctx.json) ctx.out(toJson({ name, key, deleted: true }));
     return EXIT.ok;
   });
 }
@@ -314,7 +323,7 @@ function cmdDump(ctx: Ctx): number {
   const [name] = ctx.args as [string];
   return withDict(ctx, name, (d) => {
     const entries = [...d.entries()];
-    ctx.out(toJson(ctx.p.flags.has('entries') ? entries : Object.fromEntries(entries.map(([k, v]) => [String(k), v])), 2));
+    ctx.out(toJson(ctx.p.flags.has('entries') ? entries : Object.fromEntries(entries.map(([k, v]) => [String(k), v])), ctx.json ? undefined : 2));
     return EXIT.ok;
   });
 }
@@ -487,6 +496,7 @@ function cmdRm(ctx: Ctx): number {
     throw new Error(`${JSON.stringify(name)} is in use by pid ${users.join(', ')}: stop them first, or add --force`);
   }
   if (!UltraDict.unlink(name)) throw new ctx.lib.NotFoundError(`no UltraDict named ${JSON.stringify(name)} exists`);
+  if (ctx.json) ctx.out(toJson({ name, removed: true }));
   return EXIT.ok;
 }
 
@@ -594,7 +604,15 @@ async function cmdBridge(ctx: Ctx): Promise<number> {
   const { describeTarget } = await import('./redis/protocol.js');
   const log = (type: string, message: string): void =>
     ctx.err(ctx.json ? JSON.stringify({ time: new Date().toISOString(), type, message }) : `${time()}  ${type.padEnd(7)}  ${message}`);
-  const b = await Bridge.start({ name, redis: url, stream: ctx.p.values.get('stream'), id: ctx.p.values.get('id'), prefix: ctx.p.values.get('prefix') });
+  const connectTimeout = msOption(ctx.p, 'connect-timeout');
+  const b = await Bridge.start({
+    name,
+    redis: url,
+    stream: ctx.p.values.get('stream'),
+    id: ctx.p.values.get('id'),
+    prefix: ctx.p.values.get('prefix'),
+    ...(connectTimeout === undefined ? {} : { connectTimeout }),
+  });
   b.on('error', (e: Error) => log('error', e.message));
   b.on('warning', (e: Error) => log('warning', e.message));
   b.on('offline', () => log('offline', 'Redis connection lost; local writes are queued and sent on reconnect'));
@@ -714,11 +732,23 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     io.out(helpText(command).trimEnd());
     return EXIT.ok;
   }
-  const given = [...p.flags, ...p.values.keys()].filter((o) => o !== 'version');
+  // --help, --version and --json are global: every command takes them
+  const given = [...p.flags, ...p.values.keys()].filter((o) => o !== 'version' && o !== 'json');
   const wrong = given.find((o) => !cmd.options.includes(o));
   if (wrong !== undefined) return fail(EXIT.usage, 'USAGE', `${command} does not take --${wrong}; run "ultradict ${command} --help"`);
-  if (args.length !== cmd.args.length) {
-    return fail(EXIT.usage, 'USAGE', `${command} needs ${cmd.args.length ? cmd.args.join(' ') : 'no arguments'}; usage: ${usageLine(command)}`);
+  if (json && p.flags.has('raw')) return fail(EXIT.usage, 'USAGE', '--raw and --json exclude each other');
+  if (args.length < cmd.args.length) {
+    const missing = cmd.args.slice(args.length).join(' ');
+    return fail(EXIT.usage, 'USAGE', `${command} needs ${cmd.args.join(' ')}: ${missing} missing; usage: ${usageLine(command)}`);
+  }
+  if (args.length > cmd.args.length) {
+    const extra = args.slice(cmd.args.length).map((a) => JSON.stringify(a)).join(' ');
+    const hint = command === 'set' ? ' (quote a VALUE that has spaces: \'{"a": 1}\')' : '';
+    return fail(
+      EXIT.usage,
+      'USAGE',
+      `too many arguments: ${command} takes ${cmd.args.length ? cmd.args.join(' ') : 'no arguments'}, and ${extra} ${args.length - cmd.args.length === 1 ? 'is' : 'are'} left over${hint}; usage: ${usageLine(command)}`,
+    );
   }
   let lib: Lib;
   try {

@@ -30,6 +30,7 @@ import { Segment } from './segment.js';
 import type { Serializer } from './serializer.js';
 import { encodeDump, fixedHalfSize, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from './snapshot.js';
 import { DUMP_FIXED, DUMP_NONE, DUMP_SEGMENT, MAX_CAPACITY, Stream } from './stream.js';
+import * as diag from './diagnostics.js';
 
 /** A change to the dict, as delivered to 'change' listeners. */
 export interface Change {
@@ -351,6 +352,7 @@ export class Core {
           this.reservedCache = 0;
           this.gen = g;
           this.pos = 0;
+          diag.generationSwitched(this.name, g, false);
           continue;
         }
       }
@@ -406,6 +408,7 @@ export class Core {
       this.pos = d.streamStart;
       if (!first && this.listening) this.queueChange({ type: 'reload' });
       if (!first) this.onFrame?.(null, [], null);
+      if (!first) diag.generationSwitched(this.name, g, true);
       return true;
     } catch (e) {
       if (this.stream !== s) s.unmap();
@@ -781,6 +784,7 @@ export class Core {
     }
     ctrl.publishGen(g1);
     ctrl.recordDump(count > 0 ? dumpLen : 0);
+    diag.dumped(this.name, g1, count > 0 ? dumpLen : 0, this.map.size);
     this.published();
     // the old generation's names; readers that mapped them keep their mappings
     Segment.unlinkIfAllowed(streamSegment(this.name, ctrl, g));

@@ -7,6 +7,7 @@ import { isMainThread } from 'node:worker_threads';
 import { checkKey, Encoder, Node, plain, setOwn, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec.js';
 import { Control, I_COUNTER, STATE_ABANDONED, STATE_INITIALIZING, STATE_READY, STATE_REMOVING } from './control.js';
 import { Core, isThenable, openEngines, retainEngine, type Change, type RawOp } from './core.js';
+import { abortError, checkMs, checkOptions, checkSignal, describe } from './args.js';
 import {
   AlreadyClosedError,
   AlreadyExistsError,
@@ -34,6 +35,7 @@ import type { SegmentGuard } from './segment.js';
 import { encodeDump } from './snapshot.js';
 import { asObject } from './proxy.js';
 import { euid, Trust, validateOwner, type OwnerOption } from './trust.js';
+import * as diag from './diagnostics.js';
 
 export type { Key } from './codec.js';
 export type { Change } from './core.js';
@@ -63,6 +65,23 @@ export interface UltraDictOptions {
    * uid). Attaching to a dict owned by anyone else is a ForeignSegmentError.
    */
   owner?: OwnerOption;
+}
+
+/**
+ * The events of an UltraDict and their arguments: `on('change', (c) => …)` gets a typed `Change`, and
+ * a misspelled event name is a compile error.
+ */
+export interface UltraDictEvents {
+  /** a change made by any process (see Change) */
+  change: [change: Change];
+  /** this handle closed */
+  close: [];
+  /** an error while applying changes in the background (emitted only when there is a listener) */
+  error: [error: Error];
+  /** EventEmitter's own: a listener is being added */
+  newListener: [eventName: string | symbol, listener: (...args: any[]) => void];
+  /** EventEmitter's own: a listener was removed */
+  removeListener: [eventName: string | symbol, listener: (...args: any[]) => void];
 }
 
 export interface UltraDictStats {
@@ -96,6 +115,8 @@ export const DEFAULT_BUFFER_SIZE = 1 << 20;
 export const DEFAULT_LOCK_TIMEOUT = 10_000;
 const MIN_BUFFER_SIZE = 1024;
 const MAX_SIZE = 0x7fffffff * 8;
+/** Longest delay setTimeout accepts (longer ones fire at once, with a TimeoutOverflowWarning). */
+const MAX_TIMER = 0x7fffffff;
 const FLAG_RECURSE = 2;
 
 type Initial<V> = Iterable<readonly [Key, V]> | Record<string, V> | ReadonlyMap<Key, V>;
@@ -136,9 +157,21 @@ function entriesOf<V>(items: Initial<V>, what: string): Iterable<readonly [unkno
   if (items instanceof Map) return items as ReadonlyMap<Key, V>;
   if (isPlainObject(items)) return Object.entries(items) as [string, V][];
   if (items !== null && typeof items === 'object' && typeof (items as Iterable<unknown>)[Symbol.iterator] === 'function') {
-    return items as Iterable<readonly [Key, V]>;
+    return pairsOf(items as Iterable<unknown>, what) as Iterable<readonly [Key, V]>;
   }
-  throw new TypeError(`${what} must be a plain object, a Map or an iterable of [key, value]`);
+  throw new TypeError(`${what} must be a plain object, a Map or an iterable of [key, value] pairs, got ${describe(items)}`);
+}
+
+/** The items of an iterable, each checked to be a [key, value] pair (else a TypeError naming the item). */
+function* pairsOf(items: Iterable<unknown>, what: string): Generator<unknown> {
+  let i = 0;
+  for (const p of items) {
+    if (p === null || typeof p !== 'object' || typeof (p as Iterable<unknown>)[Symbol.iterator] !== 'function') {
+      throw new TypeError(`${what}: item [${i}] must be a [key, value] pair, got ${describe(p)}`);
+    }
+    i++;
+    yield p;
+  }
 }
 
 function validateOptions(o: unknown): UltraDictOptions {
@@ -359,6 +392,7 @@ function openCore(
     throw e;
   }
   hookExit();
+  diag.attached(name, creator, core.map.size, core.gen);
   return { core, creator };
 }
 
@@ -403,7 +437,7 @@ function pathEq(a: Path, b: Path, n: number): boolean {
  * (checked against one shared counter), writes are published through shared memory under a lock.
  * With `recurse`, nested dicts are UltraDict views onto a path of their root.
  */
-export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> {
+export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implements Map<Key, V> {
   readonly #core: Core;
   readonly #h: Handle;
   readonly #path: Path | null;
@@ -448,7 +482,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       if (core.onChanges === null) {
         core.onChanges = (changes) => dispatch(core, changes);
         core.onError = (e) => {
-          for (const d of subscribers(core)) if (d.listenerCount('error') > 0) d.emit('error', e);
+          for (const d of subscribers(core)) if (d.listenerCount('error') > 0) d.emit('error', e as Error);
         };
       }
     }
@@ -566,6 +600,7 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   }
 
   forEach(callbackfn: (value: V, key: Key, map: Map<Key, V>) => void, thisArg?: unknown): void {
+    if (typeof callbackfn !== 'function') throw new TypeError(`forEach(fn): fn must be a function, got ${describe(callbackfn)}`);
     for (const [k, v] of this.entries()) callbackfn.call(thisArg, v, k, this);
   }
 
@@ -712,9 +747,15 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** Atomically replaces the value of key with fn(old); undefined from fn deletes the key. Returns the new value. */
   compute(key: Key, fn: (old: V | undefined) => V | undefined): V | undefined {
     checkKey(key);
-    if (typeof fn !== 'function') throw new TypeError('compute needs a function');
+    if (typeof fn !== 'function') throw new TypeError(`compute(key, fn): fn must be a function, got ${describe(fn)}`);
     return this.transaction(() => {
       const next = fn(this.get(key));
+      if (isThenable(next)) {
+        throw new TypeError(
+          'compute(key, fn): fn returned a Promise; the lock is synchronous and cannot cover awaited work. ' +
+            'Await the new value first, then set it (or compute it from values you already have).',
+        );
+      }
       if (next === undefined) this.delete(key);
       else this.set(key, next);
       return next;
@@ -743,67 +784,136 @@ export class UltraDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   // ---- change events --------------------------------------------------------------------------
 
+  // One 'change' and one 'close' listener serve every pending waitForChange() and watch() of a handle:
+  // many concurrent waits add no listener each (no MaxListenersExceededWarning). null: closed.
+  readonly #waiters = new Set<(c: Change | null) => void>();
+  readonly #onWaitChange = (c: Change): void => {
+    for (const w of [...this.#waiters]) w(c);
+  };
+  readonly #onWaitClose = (): void => {
+    for (const w of [...this.#waiters]) w(null);
+  };
+
+  #addWaiter(w: (c: Change | null) => void): void {
+    if (this.#waiters.size === 0) {
+      this.on('change', this.#onWaitChange);
+      this.on('close', this.#onWaitClose);
+    }
+    this.#waiters.add(w);
+  }
+
+  #removeWaiter(w: (c: Change | null) => void): void {
+    if (this.#waiters.delete(w) && this.#waiters.size === 0) {
+      this.off('change', this.#onWaitChange);
+      this.off('close', this.#onWaitClose);
+    }
+  }
+
+  // Likewise one 'abort' listener per signal serves every wait of this handle on that signal.
+  readonly #aborts = new Map<AbortSignal, { fns: Set<() => void>; listener: () => void }>();
+
+  #addAbort(signal: AbortSignal, fn: () => void): void {
+    let a = this.#aborts.get(signal);
+    if (a === undefined) {
+      const fns = new Set<() => void>();
+      const listener = (): void => {
+        this.#aborts.delete(signal);
+        for (const f of [...fns]) f();
+      };
+      a = { fns, listener };
+      this.#aborts.set(signal, a);
+      signal.addEventListener('abort', listener, { once: true });
+    }
+    a.fns.add(fn);
+  }
+
+  #removeAbort(signal: AbortSignal, fn: () => void): void {
+    const a = this.#aborts.get(signal);
+    if (a !== undefined && a.fns.delete(fn) && a.fns.size === 0) {
+      this.#aborts.delete(signal);
+      signal.removeEventListener('abort', a.listener);
+    }
+  }
+
   /**
-   * Iterates over changes made by any process, until `signal` aborts or the dict closes. Keeps the
-   * event loop alive while iterating.
+   * Iterates over changes made by any process, until the dict closes (then it ends) or `signal` aborts
+   * (then it throws an AbortError whose `cause` is `signal.reason`). Keeps the event loop alive while
+   * iterating. Arguments are checked at once (a TypeError), before anything is registered.
    */
-  async *watch(options: { signal?: AbortSignal } = {}): AsyncGenerator<Change, void, undefined> {
+  watch(options: { signal?: AbortSignal } = {}): AsyncGenerator<Change, void, undefined> {
     const core = this.#core;
     this.#h.check();
-    const signal = options.signal;
+    const { signal } = checkOptions(options, ['signal'], 'watch');
+    checkSignal(signal, 'watch');
+    return this.#watch(core, signal);
+  }
+
+  async *#watch(core: Core, signal: AbortSignal | undefined): AsyncGenerator<Change, void, undefined> {
+    if (signal?.aborted) throw abortError(signal);
     const queue: Change[] = [];
+    let closed = false;
     let wake: (() => void) | null = null;
-    const onChange = (c: Change): void => {
-      queue.push(c);
+    const waiter = (c: Change | null): void => {
+      if (c === null) closed = true;
+      else queue.push(c);
       wake?.();
     };
     const onAbort = (): void => wake?.();
-    this.on('change', onChange);
-    this.on('close', onAbort);
-    signal?.addEventListener('abort', onAbort);
+    this.#addWaiter(waiter);
+    if (signal !== undefined) this.#addAbort(signal, onAbort);
     core.hold(1);
     try {
       for (;;) {
+        if (signal?.aborted) throw abortError(signal);
         if (queue.length > 0) {
           yield queue.shift()!;
           continue;
         }
-        if (signal?.aborted || this.#h.closed) return;
+        if (closed || this.#h.closed) return;
         await new Promise<void>((resolve) => (wake = resolve));
         wake = null;
       }
     } finally {
-      this.off('change', onChange);
-      this.off('close', onAbort);
-      signal?.removeEventListener('abort', onAbort);
+      this.#removeWaiter(waiter);
+      if (signal !== undefined) this.#removeAbort(signal, onAbort);
       if (!core.closed) core.hold(-1);
     }
   }
 
-  /** Resolves with the next change made by any process, or null after `timeout` ms (or on abort/close). */
+  /**
+   * Resolves with the next change made by any process, or null after `timeout` ms or when the dict
+   * closes. Aborting `signal` rejects with an AbortError whose `cause` is `signal.reason`.
+   */
   waitForChange(options: { timeout?: number; signal?: AbortSignal } = {}): Promise<Change | null> {
     const core = this.#core;
     this.#h.check();
-    const { timeout, signal } = options;
-    if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0))) throw new TypeError('timeout must be a number of ms >= 0');
-    return new Promise<Change | null>((resolve) => {
+    const { timeout, signal } = checkOptions(options, ['timeout', 'signal'], 'waitForChange');
+    checkMs(timeout, 'timeout', 'waitForChange', true);
+    if (timeout !== undefined && Number.isFinite(timeout) && timeout > MAX_TIMER) {
+      throw new TypeError(`waitForChange: option timeout must be at most ${MAX_TIMER} ms, or Infinity`);
+    }
+    checkSignal(signal, 'waitForChange');
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    return new Promise<Change | null>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      const done = (c: Change | null): void => {
+      const finish = (): void => {
         if (timer !== undefined) clearTimeout(timer);
-        this.off('change', onChange);
-        this.off('close', onClose);
-        signal?.removeEventListener('abort', onClose);
+        this.#removeWaiter(waiter);
+        if (signal !== undefined) this.#removeAbort(signal, onAbort);
         if (!core.closed) core.hold(-1);
+      };
+      const waiter = (c: Change | null): void => {
+        finish();
         resolve(c);
       };
-      const onChange = (c: Change): void => done(c);
-      const onClose = (): void => done(null);
-      this.on('change', onChange);
-      this.on('close', onClose);
-      signal?.addEventListener('abort', onClose);
+      const onAbort = (): void => {
+        finish();
+        reject(abortError(signal!));
+      };
+      this.#addWaiter(waiter);
+      if (signal !== undefined) this.#addAbort(signal, onAbort);
       core.hold(1);
-      if (timeout !== undefined) timer = setTimeout(() => done(null), timeout);
-      if (signal?.aborted) done(null);
+      if (timeout !== undefined && timeout !== Infinity) timer = setTimeout(() => waiter(null), timeout);
     });
   }
 

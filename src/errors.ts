@@ -116,3 +116,15 @@ export class ReplicationError extends UltraDictError {
 export class TransactionConflictError extends UltraDictError {
   override readonly code = 'ULTRADICT_TRANSACTION_CONFLICT';
 }
+
+/**
+ * `waitForChange()` or `watch()` was aborted through its `signal`. As with Node's own APIs
+ * (`events.once`, `timers/promises`, `fs/promises`): `name` is `'AbortError'`, `code` is `'ABORT_ERR'`
+ * and `cause` is `signal.reason`.
+ */
+export class AbortError extends UltraDictError {
+  override readonly code = 'ABORT_ERR';
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

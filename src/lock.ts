@@ -11,6 +11,7 @@
 import { Control, I_HANDOFF, I_LOCK, OFF_LOCK } from './control.js';
 import { CorruptSegmentError, LockTimeoutError } from './errors.js';
 import { native } from './native.js';
+import * as diag from './diagnostics.js';
 
 const WAITERS = 0x40000000;
 const RESERVED = 0x20000000;
@@ -187,6 +188,7 @@ export class SharedLock {
         ctrl.setHandoffAt(Date.now());
         Atomics.store(i32, I_LOCK, RESERVED | h | WAITERS);
         ctrl.recordHandoff();
+        diag.lockHandedOff(ctrl.name, slotOfWord(h));
         native.futexWake(ctrl.seg.buffer, OFF_LOCK, WAKE_ALL);
         return;
       }
@@ -349,6 +351,7 @@ export class SharedLock {
     // the dead owner's slot is free for reuse once the word no longer names it
     if (deadSlot >= 0 && deadPid !== 0) this.ctrl.freeDeadSlot(deadSlot, deadPid);
     this.ctrl.recordRecovery();
+    diag.lockRecovered(this.ctrl.name, Math.abs(deadPid));
     this.entry.depth = 1; // onRecover may write (under the lock)
     try {
       this.onRecover(Math.abs(deadPid));

@@ -1,6 +1,7 @@
 // Finding and removing dicts on this machine by their segment names in /dev/shm: unlink, list and gc.
 
 import { readdirSync, renameSync, statSync } from 'node:fs';
+import { checkMs, checkOptions, describe } from './args.js';
 import { Control, STATE_INITIALIZING, STATE_READY } from './control.js';
 import { controlSegment, PREFIX, parseSegmentFile } from './names.js';
 import { Segment, SHM_DIR } from './segment.js';
@@ -144,6 +145,11 @@ export function listDicts(): DictInfo[] {
  * cleanly (kept with autoUnlink: false) is kept, unless includeDetached. Returns the names removed.
  */
 export function gc(options: { graceMs?: number; includeDetached?: boolean } = {}): string[] {
+  checkOptions(options, ['graceMs', 'includeDetached'], 'gc');
+  checkMs(options.graceMs, 'graceMs', 'gc', true);
+  if (options.includeDetached !== undefined && typeof options.includeDetached !== 'boolean') {
+    throw new TypeError(`gc: option includeDetached must be a boolean, got ${describe(options.includeDetached)}`);
+  }
   const grace = options.graceMs ?? 2000;
   const includeDetached = options.includeDetached ?? false;
   const removed: string[] = [];

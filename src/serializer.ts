@@ -1,6 +1,7 @@
 // Value serializers: the built-in msgpack (default), json and v8 ones, custom ones, and the check for unserializable values.
 
 import { Packr } from 'msgpackr';
+import { types } from 'node:util';
 import * as v8 from 'node:v8';
 import { SerializationError } from './errors.js';
 
@@ -35,8 +36,12 @@ const msgpack: Serializer = {
     return out;
   },
   deserialize(bytes) {
-    if (bytes[0] !== ESCAPED) return packr.unpack(bytes);
-    return unescapeKeys(packr.unpack(bytes.subarray(1)));
+    // msgpack has one binary type: msgpackr decodes it as a Buffer from a Buffer source and as a
+    // Uint8Array otherwise (a Uint8Array itself is an extension with moreTypes), so a Buffer source
+    // keeps a Buffer a Buffer whatever the bytes came from (a frame, a dump, this process's encoder)
+    const b = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (b[0] !== ESCAPED) return packr.unpack(b);
+    return unescapeKeys(packr.unpack(b.subarray(1)));
   },
 };
 
@@ -95,6 +100,7 @@ const v8s: Serializer = {
     try {
       return v8.serialize(value);
     } catch (e) {
+      assertSerializable(value, 'v8'); // names the path of what v8 refuses, if it is one of ours
       throw new SerializationError(`value cannot be serialized with v8.serialize: ${(e as Error).message}`, { cause: e });
     }
   },
@@ -132,13 +138,34 @@ export function resolveSerializer(option: SerializerOption): Serializer {
 }
 
 /**
- * Throws SerializationError for what the built-in serializer would drop or mangle silently:
- * functions and symbols anywhere (msgpack, json), and for json also BigInt, Map, Set and typed arrays.
+ * What structuredClone refuses and the built-in serializers would store as {} (msgpack, json) or
+ * refuse without saying where (v8): the name of its type, or null. Only called for objects that are
+ * not plain objects or arrays, so plain data pays nothing for it.
+ */
+function uncloneable(o: object): string | null {
+  if (types.isPromise(o)) return 'Promise';
+  if (types.isWeakMap(o)) return 'WeakMap';
+  if (types.isWeakSet(o)) return 'WeakSet';
+  if (types.isGeneratorObject(o)) return 'generator';
+  if (types.isSymbolObject(o)) return 'Symbol object';
+  const tag = Object.prototype.toString.call(o);
+  if (tag === '[object WeakRef]') return 'WeakRef';
+  if (tag === '[object FinalizationRegistry]') return 'FinalizationRegistry';
+  return null;
+}
+
+/**
+ * Throws SerializationError, naming the path, for what the built-in serializer would drop or mangle
+ * silently: functions, symbols and what structuredClone refuses (Promise, WeakMap, WeakSet, WeakRef,
+ * FinalizationRegistry, generators) anywhere, and for json also BigInt, Map, Set and typed arrays.
+ * For v8 (which refuses these itself, without a path) it is called after v8 failed, to name the path.
+ * Class instances are stored as plain objects of their own enumerable properties, as structuredClone
+ * copies them.
  * (Symbol-keyed properties are ignored, as JSON.stringify does.) The path of the offending value is
  * only built when there is one: the walk itself allocates nothing but a stack of keys. Returns whether
  * an object in the value has an own property named '__proto__'.
  */
-export function assertSerializable(value: unknown, kind: 'msgpack' | 'json'): boolean {
+export function assertSerializable(value: unknown, kind: 'msgpack' | 'json' | 'v8'): boolean {
   const json = kind === 'json';
   let protoKey = false;
   const path: unknown[] = [];
@@ -163,7 +190,10 @@ export function assertSerializable(value: unknown, kind: 'msgpack' | 'json'): bo
       // deep structures may be cyclic: only then pay for a set of visited objects (a cycle is walked
       // round until the set sees an object again)
       seen ??= new Set();
-      if (seen.has(o)) fail(`the ${kind} serializer cannot store a cyclic structure; use 'v8'`);
+      if (seen.has(o)) {
+        if (kind === 'v8') return; // v8 stores cycles
+        fail(`the ${kind} serializer cannot store a cyclic structure; use 'v8'`);
+      }
       seen.add(o);
       if (depth > 10_000) fail('nested too deeply');
     }
@@ -197,6 +227,11 @@ export function assertSerializable(value: unknown, kind: 'msgpack' | 'json'): bo
       if (json) fail("the json serializer cannot store a Set; use 'msgpack' or 'v8'");
       for (const x of o) visit(x, depth + 1);
       return;
+    }
+    const proto = Object.getPrototypeOf(o);
+    if (proto !== Object.prototype && proto !== null) {
+      const what = uncloneable(o);
+      if (what !== null) fail(`cannot store a ${what}: it is not data (structuredClone refuses it too)`);
     }
     if (json && typeof (o as { toJSON?: unknown }).toJSON === 'function') return;
     for (const k in o) {

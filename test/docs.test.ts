@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withPrivateShm } from './private-shm.js';
-import { RedisServer } from './redis-server.js';
+import { RedisServer, redisSkip } from './redis-server.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const outDir = join(root, 'out', 'docs', String(process.pid));
@@ -65,7 +65,7 @@ for (const file of docs) {
   test(`the examples of ${file} run`, async (t) => {
     for (const b of runnable) {
       const skip = /<!--\s*not-run:\s*(.+?)\s*-->/.exec(b.before);
-      await t.test(`${file}:${b.line}`, { skip: skip ? skip[1] : false }, async () => {
+      await t.test(`${file}:${b.line}`, { skip: skip ? skip[1] : b.code.includes('ultradict/redis') ? redisSkip() : false }, async () => {
         const path = join(outDir, `${file.replace(/[/.]/g, '_')}_${b.line}.${b.lang === 'cjs' ? 'cjs' : 'mjs'}`);
         writeFileSync(path, b.code + '\n');
         let env: NodeJS.ProcessEnv | undefined;

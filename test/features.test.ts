@@ -346,7 +346,7 @@ test('watch() async iterator and waitForChange()', async () => {
       }
     })();
     const w = new Child('child', { op: 'writeN', name, n: 3, key: 'w' });
-    await iter;
+    await assert.rejects(iter, { name: 'AbortError' });
     await w.done();
     assert.deepEqual(got.map((c) => c.value), [0, 1, 2]);
     const p = d.waitForChange({ timeout: 10_000 });

@@ -61,11 +61,23 @@ test('npm pack ships only the runtime files, and installs and runs without a com
         assert.ok(files.includes(f), `ships ${f}`);
       }
       assert.ok(files.includes(`prebuilds/linux-${process.arch}/ultradict.abi${process.versions.modules}.glibc.node`), 'ships the prebuild for this Node');
-      const stale = files.filter((f) => f.startsWith('dist/') && !existsSync(join(root, 'src', f.slice(5).replace(/\.(d\.ts|js)$/, '.ts'))));
+      const stale = files.filter((f) => f.startsWith('dist/') && !f.startsWith('dist/ts5.0/') && !existsSync(join(root, 'src', f.slice(5).replace(/\.(d\.ts|js)$/, '.ts'))));
       assert.deepEqual(stale, [], 'dist/ files without a source in src/ (rm -rf dist && npm run build)');
       assert.match(readFileSync(join(root, 'dist', 'cli.js'), 'utf8'), /^#!\/usr\/bin\/env node\n/);
       const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Record<string, unknown>;
       assert.deepEqual(pkg.bin, { ultradict: 'dist/cli.js' });
+    });
+
+    await t.test('no sourceMappingURL to a map that is not shipped; no script runs on a consumer but install', () => {
+      for (const f of files.filter((x) => /\.(js|d\.ts)$/.test(x))) {
+        const url = /\/\/# sourceMappingURL=(\S+)/.exec(readFileSync(join(root, f), 'utf8'))?.[1];
+        if (url !== undefined) assert.ok(files.includes(join(dirname(f), url)), `${f} points to ${url}, which is not shipped`);
+      }
+      assert.ok(files.some((f) => f.startsWith('dist/ts5.0/')), 'ships the declarations for TypeScript < 5.6');
+      // npm runs preinstall, install and postinstall of a registry dependency (prepare only for git ones)
+      const scripts = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+      for (const s of ['preinstall', 'postinstall', 'prepare', 'preprepare', 'postprepare']) assert.equal(scripts[s], undefined, s);
+      assert.equal(scripts.install, 'node scripts/install.mjs', 'install only finds, or builds, the addon');
     });
 
     // the emulated arm64 runs (.ci/run) skip this: the tarball's metadata is the same on every architecture

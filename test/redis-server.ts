@@ -15,10 +15,29 @@ import { waitFor } from './helpers.js';
 /** The built CLI (`npm test` builds dist/ first). */
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli.js');
 
-export function redisServerPath(): string {
+/** The path of redis-server on the PATH, or null. */
+function findRedisServer(): string | null {
   const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
   const p = r.stdout.trim();
-  if (r.status !== 0 || p === '') {
+  return r.status !== 0 || p === '' ? null : p;
+}
+
+export const REDIS_SKIP_REASON =
+  'redis-server is not installed, so the Redis tests are skipped: apt-get install redis-server to run them ' +
+  '(with ULTRADICT_REQUIRE_REDIS=1, as in CI, a missing redis-server fails them instead)';
+
+/**
+ * The skip reason for the tests that need redis-server when it is not installed, else false. Never a
+ * skip under ULTRADICT_REQUIRE_REDIS=1 (CI): the tests then run and fail on the missing server.
+ */
+export function redisSkip(): string | false {
+  if (process.env.ULTRADICT_REQUIRE_REDIS === '1') return false;
+  return findRedisServer() === null ? REDIS_SKIP_REASON : false;
+}
+
+export function redisServerPath(): string {
+  const p = findRedisServer();
+  if (p === null) {
     throw new Error('redis-server is not installed: the Redis tests need it (apt-get install redis-server; .ci/run installs it)');
   }
   return p;

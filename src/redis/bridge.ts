@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { isDeepStrictEqual } from 'node:util';
+import { checkOptions } from '../args.js';
 import { applyOp, Encoder, OP_DELETE, OP_NOTE, OP_SET, type DecodedOp, type Key } from '../codec.js';
 import { encodeWrite, type Core, type RawOp } from '../core.js';
 import { coreOf, UltraDict, type UltraDictOptions } from '../dict.js';
@@ -125,6 +126,7 @@ export class Bridge extends EventEmitter {
   /** Opens the local dict, connects, forwards what the last run of this bridge left, loads the stream and starts tailing. */
   static async start(options: BridgeOptions): Promise<Bridge> {
     if (options === null || typeof options !== 'object') throw new TypeError('Bridge.start(options): options must be an object');
+    checkOptions(options, ['name', 'redis', 'stream', 'id', 'prefix', 'serializer', 'snapshotEvery', 'connectTimeout', 'closeTimeout', 'dict'], 'Bridge.start');
     const name = validateName(options.name);
     const stream = validateName(options.stream ?? name);
     if (options.redis === undefined) throw new TypeError('Bridge.start: options.redis (a redis:// URL or ioredis options) is required');
@@ -393,5 +395,10 @@ export class Bridge extends EventEmitter {
       this.#claim.release();
       this.dict.close();
     }
+  }
+
+  /** `await using b = await Bridge.start(…)`: close() at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }

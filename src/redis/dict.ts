@@ -3,13 +3,15 @@
 
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import { checkOptions } from '../args.js';
 import { applyOp, applyWithUndo, checkKey, Encoder, Node, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, plain, setOwn, undoAll, type Key, type Undo } from '../codec.js';
 import { changeOf, encodeOps, encodeWrite, isThenable, type Change, type RawOp } from '../core.js';
 import { AlreadyClosedError, TransactionConflictError } from '../errors.js';
 import { validateName } from '../names.js';
 import { resolveSerializer, type SerializerOption } from '../serializer.js';
 import { DEFAULT_PREFIX, type RedisTarget } from './protocol.js';
-import { delay, Replica, type ReplicaStats, type ReplicaTarget } from './replica.js';
+import { Replica, type ReplicaStats, type ReplicaTarget } from './replica.js';
 
 export interface RedisDictOptions {
   /** Name of the replicated dict (1-100 of A-Z a-z 0-9 _ -); every host opens the same name. */
@@ -90,6 +92,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** Connects, loads the snapshot and the stream after it, and starts tailing. */
   static async open<V = unknown>(options: RedisDictOptions): Promise<RedisDict<V>> {
     if (options === null || typeof options !== 'object') throw new TypeError('RedisDict.open(options): options must be an object');
+    checkOptions(options, ['name', 'redis', 'prefix', 'serializer', 'snapshotEvery', 'connectTimeout', 'conflictTimeout', 'closeTimeout'], 'RedisDict.open');
     const name = validateName(options.name);
     if (options.redis === undefined) throw new TypeError('RedisDict.open: options.redis (a redis:// URL or ioredis options) is required');
     const ser = resolveSerializer(options.serializer ?? 'msgpack');
@@ -382,6 +385,11 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
     if (this.#closed) return;
     this.#closed = true;
     await this.#replica.close(this.#closeTimeout);
+  }
+
+  /** `await using d = await RedisDict.open(…)`: close() at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }
 

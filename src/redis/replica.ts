@@ -3,6 +3,7 @@
 // local contents equal to "stream order + own pending writes" by re-applying pending writes after
 // each remote entry they must follow. See docs/ARCHITECTURE.md ("Replication through Redis").
 
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis as RedisClient } from 'ioredis';
 import { applyOp, Decoder, Encoder, nSet, Node, OP_CLEAR, OP_SET, type DecodedOp, type Key } from '../codec.js';
 import { ParameterMismatchError, ReplicationError, UltraDictError } from '../errors.js';
@@ -719,8 +720,4 @@ async function within(p: Promise<unknown> | undefined, ms: number): Promise<void
   } finally {
     clearTimeout(timer);
   }
-}
-
-export function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -32,6 +32,8 @@ import {
   type SharedLock,
   type UltraDictOptions,
   type UltraDictStats,
+  type UltraDictEvents,
+  AbortError,
 } from 'ultradict';
 
 declare const d: UltraDict<number>;
@@ -117,6 +119,16 @@ expectTypeOf(d.watch()).toEqualTypeOf<AsyncGenerator<Change, void, undefined>>()
 expectTypeOf(d.watch).toBeCallableWith({ signal: AbortSignal.timeout(1) });
 expectTypeOf(d.waitForChange({ timeout: 1 })).toEqualTypeOf<Promise<Change | null>>();
 expectTypeOf(d.on('change', (c: Change) => void c)).toEqualTypeOf<UltraDict<number>>();
+d.on('change', (c) => expectTypeOf(c).toEqualTypeOf<Change>());
+d.once('close', () => {});
+d.on('error', (e) => expectTypeOf(e).toEqualTypeOf<Error>());
+// @ts-expect-error: a misspelled event name is a compile error
+d.on('chnage', () => {});
+// @ts-expect-error: a 'change' listener receives a Change
+d.on('change', (n: number) => void n);
+expectTypeOf<keyof UltraDictEvents>().toEqualTypeOf<'change' | 'close' | 'error' | 'newListener' | 'removeListener'>();
+expectTypeOf(new AbortError()).toExtend<UltraDictError>();
+expectTypeOf(new AbortError().code).toBeString();
 expectTypeOf(d.ref()).toEqualTypeOf<UltraDict<number>>();
 expectTypeOf(d.unref()).toEqualTypeOf<UltraDict<number>>();
 
@@ -195,6 +207,9 @@ expectTypeOf(rd.compute('k', (v) => (v ?? 0) + 1)).toEqualTypeOf<Promise<number 
 expectTypeOf(rd.transaction(() => 'r')).toEqualTypeOf<Promise<string>>();
 expectTypeOf(rd.flush()).toEqualTypeOf<Promise<void>>();
 expectTypeOf(rd).toExtend<Map<Key, number>>();
+expectTypeOf(rd[Symbol.asyncDispose]()).toEqualTypeOf<Promise<void>>();
+declare const br: Bridge;
+expectTypeOf(br[Symbol.asyncDispose]()).toEqualTypeOf<Promise<void>>();
 // @ts-expect-error: a value of the wrong type
 rd.set('k', 'no');
 // @ts-expect-error: redis is required

@@ -1,0 +1,37 @@
+// The published declarations type-check, without skipLibCheck, with the oldest supported TypeScript (5.0,
+// the typescript-5.0 devDependency), the one the package is built with (typescript) and the newest
+// (typescript-latest), as a consumer compiles them.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function tsc(pkg: string, project: string): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(root, 'node_modules', pkg, 'bin', 'tsc'), '-p', join(root, 'test', 'types-compat', project)], { cwd: root, timeout: 120_000 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, out: stdout + stderr });
+    });
+  });
+}
+
+const version = (pkg: string): string => (JSON.parse(readFileSync(join(root, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version;
+
+for (const [pkg, project] of [
+  ['typescript-5.0', 'tsconfig.json'],
+  // lib ESNext: Map iterators with the iterator helpers (MapIterator), a superset of the default libs
+  ['typescript', 'tsconfig.esnext.json'],
+  ['typescript-latest', 'tsconfig.json'],
+  // not typescript-latest with lib ESNext: its Map has getOrInsert/getOrInsertComputed (a proposal that
+  // Node does not ship), which UltraDict and RedisDict do not implement yet
+] as const) {
+  test(`the published types compile with TypeScript ${version(pkg)} (${project}, no skipLibCheck): typed events, iterators, asyncDispose`, async () => {
+    assert.match(version(pkg), pkg === 'typescript-5.0' ? /^5\.0\./ : /^\d+\.\d+\./);
+    const r = await tsc(pkg, project);
+    assert.equal(r.code, 0, r.out);
+  });
+}
