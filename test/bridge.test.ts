@@ -4,30 +4,17 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { after, before, describe, test } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, test } from 'node:test';
+import type { Redis } from 'ioredis';
 import { UltraDict } from '../src/index.js';
 import { Bridge, RedisDict } from '../src/redis/index.js';
 import { Child, uniqueName, waitFor } from './helpers.js';
-import { assertNoDuplicates, BridgeProc, canon, CLI, contents, expectedOwn, RedisServer, redisSkip } from './redis-server.js';
+import { assertNoDuplicates, BridgeProc, canon, CLI, contents, expectedOwn, RedisServer, redisForFile } from './redis-server.js';
 
 
 let server: RedisServer;
 let admin: Redis;
-
-const skip = redisSkip();
-
-before(async () => {
-  if (skip) return;
-  server = await RedisServer.start();
-  admin = new Redis(server.url, { maxRetriesPerRequest: null });
-  admin.on('error', () => {});
-});
-after(async () => {
-  if (skip) return;
-  admin.disconnect();
-  await server.close();
-});
+const skip = redisForFile((s, a) => ((server = s), (admin = a)));
 
 function writer(op: string, opts: { stream?: string; name?: string; id: string; n: number }): Child {
   return new Child('redis-child', { op, url: server.url, keys: 40, shared: true, stream: opts.stream, name: opts.name, id: opts.id, n: opts.n }, 120_000);

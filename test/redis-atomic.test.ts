@@ -3,32 +3,23 @@
 // processes incrementing keys of their own never conflict, while a write to a key read still does.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, test } from 'node:test';
+import type { Redis } from 'ioredis';
 import { Encoder, OP_SET } from '../src/codec.js';
 import { encodeWrite } from '../src/core.js';
 import { RedisDict, TransactionConflictError } from '../src/redis/index.js';
 import { Replica } from '../src/redis/replica.js';
 import { resolveSerializer } from '../src/serializer.js';
 import { Child, uniqueName, waitFor } from './helpers.js';
-import { PausableProxy, RedisServer } from './redis-server.js';
+import { PausableProxy, RedisServer, redisForFile } from './redis-server.js';
 
 let server: RedisServer;
 let admin: Redis;
-
-before(async () => {
-  server = await RedisServer.start();
-  admin = new Redis(server.url, { maxRetriesPerRequest: null });
-  admin.on('error', () => {});
-});
-after(async () => {
-  admin.disconnect();
-  await server.close();
-});
+const skip = redisForFile((s, a) => ((server = s), (admin = a)));
 
 const last = async (name: string): Promise<string> => (await admin.get(`ultradict:{${name}}:last`)) ?? '0-0';
 
-describe('RedisDict atomic operations', () => {
+describe('RedisDict atomic operations', { skip }, () => {
   test('4 processes incrementing a key each (in one stream): exact counts and not one conflict', async () => {
     const stream = uniqueName('own');
     const n = 150;

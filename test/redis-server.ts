@@ -9,7 +9,8 @@ import { createServer, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
+import { after, before } from 'node:test';
+import { Redis } from 'ioredis';
 import { waitFor } from './helpers.js';
 
 /** The built CLI (`npm test` builds dist/ first). */
@@ -33,6 +34,29 @@ export const REDIS_SKIP_REASON =
 export function redisSkip(): string | false {
   if (process.env.ULTRADICT_REQUIRE_REDIS === '1') return false;
   return findRedisServer() === null ? REDIS_SKIP_REASON : false;
+}
+
+/**
+ * One redis-server and an admin connection for the tests of a file: started before them and stopped after,
+ * unless the Redis tests are skipped (then nothing starts). `set` receives both. Returns the skip reason
+ * (or false), for the file's tests: `describe('…', { skip }, …)`.
+ */
+export function redisForFile(set: (server: RedisServer, admin: Redis) => void): string | false {
+  const skip = redisSkip();
+  let server: RedisServer | undefined;
+  let admin: Redis | undefined;
+  before(async () => {
+    if (skip) return;
+    server = await RedisServer.start();
+    admin = new Redis(server.url, { maxRetriesPerRequest: null });
+    admin.on('error', () => {});
+    set(server, admin);
+  });
+  after(async () => {
+    admin?.disconnect();
+    await server?.close();
+  });
+  return skip;
 }
 
 export function redisServerPath(): string {

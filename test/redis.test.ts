@@ -2,29 +2,17 @@
 // processes, snapshots and trimming, dedupe of resends, connection cuts, a Redis restart, bad input.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, test } from 'node:test';
+import type { Redis } from 'ioredis';
 import { RedisDict, ReplicationError, ParameterMismatchError } from '../src/redis/index.js';
 import { AlreadyClosedError, SerializationError } from '../src/index.js';
 import { Child, uniqueName, waitFor } from './helpers.js';
-import { assertNoDuplicates, contents, expectedOwn, RedisServer, redisSkip } from './redis-server.js';
+import { assertNoDuplicates, contents, expectedOwn, RedisServer, redisForFile } from './redis-server.js';
 
 let server: RedisServer;
 let admin: Redis;
-
-const skip = redisSkip();
-
-before(async () => {
-  if (skip) return;
-  server = await RedisServer.start();
-  admin = new Redis(server.url, { maxRetriesPerRequest: null });
-  admin.on('error', () => {}); // reconnects while the tests restart the server
-});
-after(async () => {
-  if (skip) return;
-  admin.disconnect();
-  await server.close();
-});
+// (the admin connection reconnects while the tests restart the server)
+const skip = redisForFile((s, a) => ((server = s), (admin = a)));
 
 function writer(op: string, stream: string, id: string, n: number, extra: object = {}): Child {
   return new Child('redis-child', { op, url: server.url, stream, id, n, keys: 40, shared: true, ...extra }, 120_000);
