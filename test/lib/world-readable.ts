@@ -1,6 +1,6 @@
 // Copies what a test runs as another user (nobody) into a world-readable temp folder: the checkout itself
 // may not be readable by that user (a clone in a 0700 home). The copy mirrors the checkout's layout
-// (package.json, build/, prebuilds/, out/src, the fixture, the runtime node_modules), so the library
+// (package.json, binding.gyp (the addon's folder is found by it), build/, prebuilds/, out/src, the fixture, the runtime node_modules), so the library
 // finds its addon and dependencies there exactly as in the checkout.
 
 import { spawnSync } from 'node:child_process';
@@ -51,7 +51,7 @@ export interface ReadableCopy extends Disposable {
  */
 export function worldReadableCopy(extra: string[], uid: number): ReadableCopy | string {
   const dir = mkdtempSync(join(tmpdir(), 'ud-other-user-'));
-  const items = ['package.json', 'build/Release', 'prebuilds', 'out/src', ...runtimeModules(), ...extra];
+  const items = ['package.json', 'binding.gyp', 'build/Release', 'prebuilds', 'out/src', ...runtimeModules(), ...extra];
   for (const rel of items) {
     if (existsSync(join(root, rel))) cpSync(join(root, rel), join(dir, rel), { recursive: true, dereference: true });
   }
