@@ -9,6 +9,8 @@ import { UnsupportedPlatformError } from './errors.js';
 export interface Mapped {
   buffer: SharedArrayBuffer;
   id: number;
+  /** made by Node-API's node_api_create_external_sharedarraybuffer (Node 22+), else by V8 directly */
+  viaNodeApi: boolean;
 }
 
 export interface SelfInfo {
