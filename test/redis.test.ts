@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisDict, ReplicationError, ParameterMismatchError } from '../src/redis/index.js';
 import { AlreadyClosedError, SerializationError } from '../src/index.js';
-import { Child, uniqueName, waitFor } from './helpers.js';
+import { Child, scaled, uniqueName, waitFor } from './helpers.js';
 import { assertNoDuplicates, contents, expectedOwn, RedisServer } from './redis-server.js';
 
 let server: RedisServer;
@@ -237,7 +237,7 @@ describe('RedisDict', () => {
       assert.equal(d.get('while-down'), 1);
       await assert.rejects(d.flush({ timeout: 300 }), (e: unknown) => e instanceof ReplicationError && /not acknowledged/.test(e.message));
       await server.launch();
-      await d.flush({ timeout: 15_000 });
+      await d.flush({ timeout: scaled(15_000) });
       const other = await RedisDict.open<unknown>({ name, redis: server.url });
       assert.equal(other.get('while-down'), 1);
       await other.close();

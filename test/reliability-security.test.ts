@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gc, InvalidNameError, SharedMemoryError, UltraDict, UltraDictError } from '../src/index.js';
 import { native } from '../src/native.js';
-import { fixture, shmEntries, uniqueName } from './helpers.js';
+import { fixture, scaled, shmEntries, uniqueName } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 const NOBODY = 65534;
@@ -50,7 +50,7 @@ test('segments are created 0600 by default (whatever the umask), or with the mod
 });
 
 function asNobody(cmd: object): Record<string, string> {
-  const r = spawnSync(process.execPath, [fixture('rel-other-user'), JSON.stringify(cmd)], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [fixture('rel-other-user'), JSON.stringify(cmd)], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: scaled(60_000) });
   assert.equal(r.signal, null, `the other user's process died of ${r.signal}: ${r.stderr}`);
   assert.equal(r.status, 0, `the other user's process failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;

@@ -10,7 +10,7 @@ import { UltraDict } from '../../src/index.js';
 import { Control } from '../../src/control.js';
 import { controlSegment } from '../../src/names.js';
 import { Segment } from '../../src/segment.js';
-import { Child, runChild, shmEntries, uniqueName } from '../helpers.js';
+import { Child, runChild, scaled, shmEntries, uniqueName } from '../helpers.js';
 import { canonEntries, hashStr, PHASE_ATTACHED, PHASE_STARTED, readAck, readBytes, Rng, tempDir } from './lib.js';
 import { checkWriter, type Profile } from './writer-ops.js';
 
@@ -114,7 +114,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
     return Math.abs(ctrl.slot((v & 0x3fffffff) - 1).pid);
   };
   const waitAttached = async (w: Writer, timeoutMs = 30_000): Promise<boolean> => {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + scaled(timeoutMs);
     while (Date.now() < deadline) {
       if (readAck(w.ackFile).phase === PHASE_ATTACHED) return true;
       if (w.child.proc.exitCode !== null || w.child.proc.signalCode !== null) return false;
@@ -126,7 +126,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
   const survivorsProgress = async (what: string): Promise<boolean> => {
     const live = writers.filter((w) => !w.killedByUs);
     const base = new Map(live.map((w) => [w, acked(w)]));
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + scaled(30_000);
     for (;;) {
       const crashed = live.find((w) => w.child.proc.exitCode !== null || w.child.proc.signalCode !== null);
       if (crashed) {
@@ -148,7 +148,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
     if (mode === 'random') await sleep(rng.int(30));
     else if (mode === 'attach') {
       // wait until the process runs our code, then kill it somewhere inside the attach
-      const deadline = Date.now() + 30_000;
+      const deadline = Date.now() + scaled(30_000);
       while (readAck(w.ackFile).phase < PHASE_STARTED && Date.now() < deadline) await sleep(1);
       await sleep(rng.int(Math.ceil(attachMs * 1.2) + 1));
     } else if (mode === 'frame') {
@@ -236,7 +236,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
         // a new writer attaches after the killed one; it also tells how long an attach takes, so later
         // attach kills land inside it
         const probe = spawnWriter();
-        const deadline = Date.now() + 30_000;
+        const deadline = Date.now() + scaled(30_000);
         while (readAck(probe.ackFile).phase < PHASE_STARTED && Date.now() < deadline) await sleep(1);
         const t1 = Date.now();
         if (!(await waitAttached(probe))) fail(`writer ${probe.id} did not attach after an attach kill: ${probe.child.stderr.slice(0, 800)}`);
