@@ -266,7 +266,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
         const t = performance.now();
         d.withLock(() => d.set('final', 1));
         const ms = performance.now() - t;
-        if (ms > 5000) fail(`the last lock took ${ms.toFixed(0)} ms to recover`);
+        if (ms > scaled(5000)) fail(`the last lock took ${ms.toFixed(0)} ms to recover`);
       }
       const rec = ctrl.recoveries - before;
       totals.lockRecoveries += rec;
