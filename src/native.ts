@@ -12,6 +12,8 @@ export interface Mapped {
   /** open() only: owner uid and permission bits (mode & 0o7777) of the file that was mapped */
   uid?: number;
   mode?: number;
+  /** made by Node-API's node_api_create_external_sharedarraybuffer (Node 22+), else by V8 directly */
+  viaNodeApi: boolean;
 }
 
 export interface SelfInfo {

@@ -142,7 +142,13 @@ export const TORN_COPY_GRACE_MS = 50;
  * corruption if the half still says valid for x.gen once the writer's invalidation has had time to
  * become visible: until then it is retried, and it turns into null as soon as seq or gen moves.
  */
-export function loadFixedDump(seg: Segment, fullDumpSize: number, x: DumpExpectation, serializer: Serializer): Map<Key, unknown> | null {
+export function loadFixedDump(
+  seg: Segment,
+  fullDumpSize: number,
+  x: DumpExpectation,
+  serializer: Serializer,
+  graceMs = TORN_COPY_GRACE_MS,
+): Map<Key, unknown> | null {
   const at = (x.gen % 2) * fixedHalfSize(fullDumpSize);
   if (at + DUMP_HEADER > seg.size) throw new CorruptSegmentError(`${seg.name}: fixed dump area too small`);
   const seqIdx = (at + H_SEQ) >> 2;
@@ -157,7 +163,7 @@ export function loadFixedDump(seg: Segment, fullDumpSize: number, x: DumpExpecta
     if (!valid()) return null;
     if (checksum(i32, copy, 0, x.len) === x.checksum) break;
     const now = performance.now();
-    if (deadline === 0) deadline = now + TORN_COPY_GRACE_MS;
+    if (deadline === 0) deadline = now + graceMs;
     else if (now > deadline) throw new CorruptSegmentError(`${seg.name}: dump checksum mismatch`);
   }
   const dv = new DataView(copy.buffer, copy.byteOffset, copy.length);

@@ -6,7 +6,7 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UltraDict } from '../src/index.js';
-import { Child, uniqueName, waitFor } from './helpers.js';
+import { Child, scaled, uniqueName, waitFor } from './helpers.js';
 import { privateShmUnavailable, withPrivateShm } from './private-shm.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -20,7 +20,7 @@ interface Result {
 
 function cli(...args: string[]): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: scaled(30_000) }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
       resolve({ code, stdout, stderr });
     });
@@ -49,7 +49,7 @@ class Watcher {
       this.lines.push(...parts);
     });
     this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 60_000);
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), scaled(60_000));
     this.exited = new Promise((resolve) => this.proc.on('exit', (code) => (clearTimeout(timer), resolve(code))));
   }
   json(): Array<Record<string, unknown>> {
@@ -221,7 +221,7 @@ test('ls shows a dead creator, rm removes a dict nobody uses, gc removes what a 
   `;
   const [cmd, args] = withPrivateShm([process.execPath, '--input-type=module', '-e', driver]);
   const out = await new Promise<string>((resolve, reject) =>
-    execFile(cmd, args, { cwd: root, timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
+    execFile(cmd, args, { cwd: root, timeout: scaled(60_000) }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
   );
   type R = { code: number; out: string; err: string };
   const r = JSON.parse(out) as Record<string, R> & { pid: number; keptExists: boolean; orphanExists: boolean };

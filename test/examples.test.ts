@@ -7,7 +7,7 @@ import http from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UltraDict } from '../src/index.js';
-import { shmEntries, waitFor } from './helpers.js';
+import { scaled, shmEntries, waitFor } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -31,7 +31,7 @@ function start(script: string, env: Record<string, string>, timeoutMs = 60_000):
 function request(port: number, path: string, client?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     // agent: false = a new connection per request, so the cluster spreads them over its workers
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: client ? { 'x-client-id': client } : {}, timeout: 10_000 }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: client ? { 'x-client-id': client } : {}, timeout: scaled(10_000) }, (res) => {
       let body = '';
       res.on('data', (b: Buffer) => (body += b.toString()));
       res.on('end', () => resolve({ status: res.statusCode!, body }));

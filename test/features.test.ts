@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { NotFoundError, SerializationError, UltraDict, type Change } from '../src/index.js';
-import { Child, runChild, shmEntries, uniqueName, waitFor } from './helpers.js';
+import { Child, runChild, scaled, shmEntries, uniqueName, waitFor } from './helpers.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -349,7 +349,7 @@ test('watch() async iterator and waitForChange()', async () => {
     await assert.rejects(iter, { name: 'AbortError' });
     await w.done();
     assert.deepEqual(got.map((c) => c.value), [0, 1, 2]);
-    const p = d.waitForChange({ timeout: 10_000 });
+    const p = d.waitForChange({ timeout: scaled(10_000) });
     await runChild('child', { op: 'set', name, key: 'x', value: 42 });
     assert.deepEqual(await p, { type: 'set', key: 'x', value: 42 });
     assert.equal(d.stats().listeners, 0, 'no listener left');

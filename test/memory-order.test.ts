@@ -8,7 +8,7 @@ import { checksum, Encoder } from '../src/codec.js';
 import { builtinSerializers } from '../src/serializer.js';
 import { Segment } from '../src/segment.js';
 import { DUMP_HEADER, encodeDump, fixedHalfSize, loadFixedDump, writeFixedDump } from '../src/snapshot.js';
-import { uniqueName } from './helpers.js';
+import { scaled, uniqueName } from './helpers.js';
 
 const H_SEQ = 36; // FORMAT.md: dump header, i32 sequence word (1 = complete)
 
@@ -25,21 +25,22 @@ test('a torn copy of a fixed dump half that still says valid is retried until th
     assert.deepEqual([...loadFixedDump(seg, fullDumpSize, x, builtinSerializers.msgpack)!], [['a', 1], ['b', 'two']]);
 
     // the writer of gen + 2 has started on this half: its first new bytes are visible, its seq = 0 store
-    // (issued before them) is not yet; a worker, spinning already, makes it visible a moment later
+    // (issued before them) is not yet; a worker makes it visible 30 ms after the load starts
     seg.u8[DUMP_HEADER + 3] = seg.u8[DUMP_HEADER + 3]! ^ 0xff;
-    const go = new Int32Array(new SharedArrayBuffer(8));
+    const go = new Int32Array(new SharedArrayBuffer(4));
     const w = new Worker(
       `const { workerData: { buffer, idx, go } } = require('node:worker_threads');
-       Atomics.store(go, 1, 1);
-       while (Atomics.load(go, 0) === 0) {}
-       Atomics.store(new Int32Array(buffer), idx, 0);`,
+       Atomics.wait(go, 0, 0);
+       setTimeout(() => Atomics.store(new Int32Array(buffer), idx, 0), 30);`,
       { eval: true, workerData: { buffer: seg.buffer, idx: H_SEQ >> 2, go } },
     );
     const exited = new Promise((resolve) => w.once('exit', resolve));
-    while (Atomics.load(go, 1) === 0) await new Promise((resolve) => setTimeout(resolve, 1)); // the worker spins
+    await new Promise((resolve) => w.once('online', resolve));
     Atomics.store(go, 0, 1);
-    // null: "changed under us", the caller re-reads the published generation
-    assert.equal(loadFixedDump(seg, fullDumpSize, x, builtinSerializers.msgpack), null);
+    Atomics.notify(go, 0);
+    // null: "changed under us", the caller re-reads the published generation (a long grace here: the
+    // worker's store comes when the scheduler runs it, and the result must not depend on when)
+    assert.equal(loadFixedDump(seg, fullDumpSize, x, builtinSerializers.msgpack, scaled(20_000)), null);
     await exited;
 
     // a half that stays valid with a wrong checksum is corruption

@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { scaled } from './helpers.js';
+import { scaled, uniqueName } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const index = pathToFileURL(join(root, 'out', 'src', 'index.js')).href;
@@ -63,4 +63,20 @@ test('on Linux the override is not needed: this machine loads the addon', () => 
   const r = node(['--input-type=module', '-e', `import { UltraDict } from ${JSON.stringify(index)}; const d = new UltraDict(); d.set('a', 1); console.log(d.get('a')); d.unlink(); d.close();`], `linux-${process.arch}`);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, '1\n');
+});
+
+test('the segments are wrapped by Node-API where the node binary has node_api_create_external_sharedarraybuffer (Node 22 and later), by V8 on Node 20', async () => {
+  const { native } = await import('../src/native.js');
+  const name = `/ud.${uniqueName('napi')}`;
+  const m = native.create(name, 4096, 0o600);
+  try {
+    assert.equal(m.viaNodeApi, Number(process.versions.modules) >= 127, `Node ${process.version}`);
+    new Int32Array(m.buffer)[1] = 42;
+    const again = native.open(name);
+    assert.equal(new Int32Array(again.buffer)[1], 42, 'the same memory');
+    native.unmap(again.id);
+  } finally {
+    native.unmap(m.id);
+    native.unlink(name);
+  }
 });

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { RedisDict, ReplicationError, ParameterMismatchError } from '../src/redis/index.js';
 import { AlreadyClosedError, SerializationError } from '../src/index.js';
-import { Child, uniqueName, waitFor } from './helpers.js';
+import { Child, scaled, uniqueName, waitFor } from './helpers.js';
 import { assertNoDuplicates, contents, expectedOwn, RedisServer, redisForFile } from './redis-server.js';
 
 let server: RedisServer;
@@ -229,7 +229,7 @@ describe('RedisDict', { skip }, () => {
       assert.equal(d.get('while-down'), 1);
       await assert.rejects(d.flush({ timeout: 300 }), (e: unknown) => e instanceof ReplicationError && /not acknowledged/.test(e.message));
       await server.launch();
-      await d.flush({ timeout: 15_000 });
+      await d.flush({ timeout: scaled(15_000) });
       const other = await RedisDict.open<unknown>({ name, redis: server.url });
       assert.equal(other.get('while-down'), 1);
       await other.close();

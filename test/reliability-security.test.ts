@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ForeignSegmentError, gc, InvalidNameError, SharedMemoryError, UltraDict, UltraDictError } from '../src/index.js';
 import { native } from '../src/native.js';
-import { shmEntries, uniqueName } from './helpers.js';
+import { scaled, shmEntries, uniqueName } from './helpers.js';
 import { worldReadableCopy } from './lib/world-readable.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -62,7 +62,7 @@ function asNobody(t: TestContext, cmd: object): Record<string, string> | null {
     return null;
   }
   using _ = copy;
-  const r = spawnSync(process.execPath, [copy.path('out/test/fixtures/rel-other-user.js'), JSON.stringify(cmd)], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [copy.path('out/test/fixtures/rel-other-user.js'), JSON.stringify(cmd)], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: scaled(60_000) });
   assert.equal(r.signal, null, `the other user's process died of ${r.signal}: ${r.stderr}`);
   assert.equal(r.status, 0, `the other user's process failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;

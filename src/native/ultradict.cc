@@ -182,6 +182,7 @@ Napi::Value WrapMapping(Napi::Env env, void* addr, size_t length) {
       buffer = nullptr;
     }
   }
+  bool viaNodeApi = buffer != nullptr;
   if (buffer == nullptr) {
     v8::Isolate* isolate = v8::Isolate::GetCurrent();
     std::unique_ptr<v8::BackingStore> store =
@@ -192,6 +193,7 @@ Napi::Value WrapMapping(Napi::Env env, void* addr, size_t length) {
   Napi::Object result = Napi::Object::New(env);
   result.Set("buffer", Napi::Value(env, buffer));
   result.Set("id", Napi::Number::New(env, m->id));
+  result.Set("viaNodeApi", Napi::Boolean::New(env, viaNodeApi));
   return result;
 }
 

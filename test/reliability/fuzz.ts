@@ -20,6 +20,7 @@ import { builtinSerializers, type Serializer } from '../../src/serializer.js';
 import { DUMP_HEADER, loadDumpSegment, loadFixedDump } from '../../src/snapshot.js';
 import { DATA, Stream } from '../../src/stream.js';
 import { Rng } from './lib.js';
+import { scaled } from '../helpers.js';
 
 // ---- templates: real segments -----------------------------------------------------------------------
 
@@ -276,7 +277,7 @@ function newStats(target: string): FuzzStats {
 }
 
 /** An input slower than this is reported as a hang (generous: the machine may be loaded by other tests). */
-const HANG_MS = 5000;
+const HANG_MS = scaled(5000); // longer under emulation (ULTRADICT_TEST_TIME_SCALE)
 
 function judge(st: FuzzStats, seed: number, i: number, fn: () => void, input: () => Uint8Array): void {
   const t = performance.now();

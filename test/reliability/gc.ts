@@ -4,7 +4,7 @@
 import { rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { gc, UltraDict } from '../../src/index.js';
-import { Child, shmEntries, uniqueName } from '../helpers.js';
+import { Child, scaled, shmEntries, uniqueName } from '../helpers.js';
 import { readAck, tempDir } from './lib.js';
 import { checkWriter, PROFILES } from './writer-ops.js';
 
@@ -92,7 +92,7 @@ export async function gcScenario(o: { killedDicts: number; processes: number; gc
     for (const n of allNames) if (before.get(n) === 0) problems.push(`setup: ${n} has no segments`);
 
     const progress = async (min: number, what: string): Promise<void> => {
-      const deadline = Date.now() + 30_000;
+      const deadline = Date.now() + scaled(30_000);
       while (readAck(ackFile).acked < min) {
         if (Date.now() > deadline || writer!.proc.exitCode !== null) throw new Error(`the writer made no progress ${what}: ${writer!.stderr}`);
         await new Promise((res) => setTimeout(res, 5));

@@ -11,7 +11,7 @@ import { Control, I_HANDOFF } from '../../src/control.js';
 import { forgetSlot, lockOwnerSlot, slotOfWord } from '../../src/lock.js';
 import { controlSegment } from '../../src/names.js';
 import { Segment } from '../../src/segment.js';
-import { Child, runChild, shmEntries, uniqueName } from '../helpers.js';
+import { Child, runChild, scaled, shmEntries, uniqueName } from '../helpers.js';
 import { canonEntries, hashStr, PHASE_ATTACHED, PHASE_STARTED, readAck, readBytes, Rng, tempDir } from './lib.js';
 import { checkWriter, type Profile } from './writer-ops.js';
 
@@ -120,7 +120,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
     return s < 0 ? 0 : Math.abs(ctrl.slot(s).pid);
   };
   const waitAttached = async (w: Writer, timeoutMs = 30_000): Promise<boolean> => {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + scaled(timeoutMs);
     while (Date.now() < deadline) {
       if (readAck(w.ackFile).phase === PHASE_ATTACHED) return true;
       if (w.child.proc.exitCode !== null || w.child.proc.signalCode !== null) return false;
@@ -132,7 +132,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
   const survivorsProgress = async (what: string): Promise<boolean> => {
     const live = writers.filter((w) => !w.killedByUs);
     const base = new Map(live.map((w) => [w, acked(w)]));
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + scaled(30_000);
     for (;;) {
       const crashed = live.find((w) => w.child.proc.exitCode !== null || w.child.proc.signalCode !== null);
       if (crashed) {
@@ -154,7 +154,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
     if (mode === 'random') await sleep(rng.int(30));
     else if (mode === 'attach') {
       // wait until the process runs our code, then kill it somewhere inside the attach
-      const deadline = Date.now() + 30_000;
+      const deadline = Date.now() + scaled(30_000);
       while (readAck(w.ackFile).phase < PHASE_STARTED && Date.now() < deadline) await sleep(1);
       await sleep(rng.int(Math.ceil(attachMs * 1.2) + 1));
     } else if (mode === 'frame') {
@@ -287,7 +287,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
         // a new writer attaches after the killed one; it also tells how long an attach takes, so later
         // attach kills land inside it
         const probe = spawnWriter();
-        const deadline = Date.now() + 30_000;
+        const deadline = Date.now() + scaled(30_000);
         while (readAck(probe.ackFile).phase < PHASE_STARTED && Date.now() < deadline) await sleep(1);
         const t1 = Date.now();
         if (!(await waitAttached(probe))) fail(`writer ${probe.id} did not attach after an attach kill: ${probe.child.stderr.slice(0, 800)}`);
@@ -317,7 +317,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
         const t = performance.now();
         d.withLock(() => d.set('final', 1));
         const ms = performance.now() - t;
-        if (ms > 5000) fail(`the last lock took ${ms.toFixed(0)} ms to recover`);
+        if (ms > scaled(5000)) fail(`the last lock took ${ms.toFixed(0)} ms to recover`);
       }
       const rec = ctrl.recoveries - before;
       totals.lockRecoveries += rec;
