@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { UltraDict } from '../src/index.js';
-import { Child, fixture, runChild, shmEntries, uniqueName, waitFor } from './helpers.js';
+import { Child, fixture, runChild, scaled, shmEntries, uniqueName, waitFor } from './helpers.js';
 
 test('4 processes x 2000 locked increments give exactly 8000 (no lost update)', async () => {
   const name = uniqueName('incr');
@@ -191,7 +191,8 @@ test('fixture path sanity', () => {
 });
 
 test('waitFor times out with a clear message', async () => {
-  await assert.rejects(waitFor(() => false, 'nothing', 20), /timed out after 20 ms waiting for nothing/);
+  // (the wait scales with ULTRADICT_TEST_TIME_SCALE under emulation, and the message says how long it was)
+  await assert.rejects(waitFor(() => false, 'nothing', 20), new RegExp(`timed out after ${scaled(20)} ms waiting for nothing`));
 });
 
 test('SIGTERM/SIGINT of a creator without its own handler still removes its segments', async () => {
