@@ -2,13 +2,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { runModel } from './reliability/model.js';
 import { runFuzz } from './reliability/fuzz-run.js';
 import { leakCycles } from './reliability/limits.js';
 import { gcScenario } from './reliability/gc.js';
 import { runReplicationChaos } from './reliability/replication.js';
-import { inPrivateShm, privateShmUnavailable } from './reliability/lib.js';
+import { privateShmUnavailable, runInPrivateShm } from './reliability/lib.js';
 import { fixture } from './helpers.js';
 import { redisSkip } from './redis-server.js';
 
@@ -45,13 +44,7 @@ test('no descriptor or mapping leaks over 2,000 cycles (10,000 opens/creates/fai
 });
 
 test('a full /dev/shm (private 4 MiB tmpfs): ENOSPC is a SharedMemoryError, nothing half-published, writes work once space is back', { skip: privateShmUnavailable() ?? false }, async () => {
-  const [cmd, argv] = inPrivateShm('4m', fixture('rel-enospc'), [JSON.stringify({ seedBase: 1, trials: 8 })]);
-  const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  p.stdout.on('data', (b: Buffer) => (out += b));
-  p.stderr.on('data', (b: Buffer) => (err += b));
-  const code = await new Promise((r) => p.on('exit', (c, s) => r(c ?? s)));
+  const { code, out, err } = await runInPrivateShm('4m', fixture('rel-enospc'), [JSON.stringify({ seedBase: 1, trials: 8 })]);
   assert.equal(code, 0, err);
   const trials = JSON.parse(out.split('\n').find((l) => l.startsWith('ENOSPC '))!.slice(7)) as { problems: string[]; checks: number }[];
   assert.equal(trials.length, 8);

@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chmodSync, chownSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { coreOf } from '../src/dict.js';
 import { Stream } from '../src/stream.js';
 import { fixture, uniqueName } from './helpers.js';
 import { Remote } from './lib/remote.js';
-import { inPrivateShm, privateShmUnavailable } from './reliability/lib.js';
+import { privateShmUnavailable, runInPrivateShm } from './reliability/lib.js';
 
 const isRoot = process.getuid?.() === 0;
 const needsRoot = { skip: !isRoot && 'needs root to run processes as other users' };
@@ -189,13 +189,7 @@ test('finding 8: a file planted at the name of a superseded generation counts as
 
 test('finding 9: attach loops racing gc() loops (private /dev/shm): every attach succeeds, gc never removes an attached dict', { skip: privateShmUnavailable() ?? false }, async () => {
   const cmd = { role: 'driver', name: uniqueName('gcrace'), attachers: 3, gcs: 2, attaches: 150 };
-  const [bin, argv] = inPrivateShm('64m', fixture('trust-gc-race'), [JSON.stringify(cmd)]);
-  const p = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  p.stdout.on('data', (b: Buffer) => (out += b));
-  p.stderr.on('data', (b: Buffer) => (err += b));
-  const code = await new Promise((r) => p.on('exit', (c, s) => r(c ?? s)));
+  const { code, out, err } = await runInPrivateShm('64m', fixture('trust-gc-race'), [JSON.stringify(cmd)]);
   assert.equal(code, 0, err);
   const line = out.split('\n').find((l) => l.startsWith('RACE '));
   assert.ok(line, `no result: ${out} ${err}`);

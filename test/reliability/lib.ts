@@ -1,5 +1,6 @@
 // Shared pieces of the reliability suites: seeded PRNG, canonical value strings, ack files, shm probes, summaries.
 
+import { spawn } from 'node:child_process';
 import { withPrivateShm } from '../private-shm.js';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -152,6 +153,17 @@ export { privateShmUnavailable } from '../private-shm.js';
 /** argv for running `node script args` inside a private mount namespace with a tmpfs of `size` on /dev/shm. */
 export function inPrivateShm(size: string, script: string, args: string[]): [string, string[]] {
   return withPrivateShm([process.execPath, script, ...args], size);
+}
+
+/** Runs a Node script with a private /dev/shm of `size` (see inPrivateShm); resolves with its exit and output. */
+export function runInPrivateShm(size: string, script: string, args: string[]): Promise<{ code: number | string | null; out: string; err: string }> {
+  const [cmd, argv] = inPrivateShm(size, script, args);
+  const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (b: Buffer) => (out += b));
+  p.stderr.on('data', (b: Buffer) => (err += b));
+  return new Promise((resolve) => p.on('exit', (c, sig) => resolve({ code: c ?? sig, out, err })));
 }
 
 // ---- summaries -----------------------------------------------------------------------------------
