@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "ultradict",
-      "sources": ["src/native/ultradict.cc"],
+      "sources": ["src/shm/native/ultradict.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++20", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],

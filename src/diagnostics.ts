@@ -3,7 +3,7 @@
 
 import { channel } from 'node:diagnostics_channel';
 import { debuglog } from 'node:util';
-import { PREFIX } from './names.js';
+import { PREFIX } from './shm/names.js';
 
 /** The channels, by event. Messages are plain objects; `name` is always the dict's name. */
 export const channels = {

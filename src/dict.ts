@@ -4,9 +4,9 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
-import { checkKey, Encoder, Node, plain, setOwn, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec.js';
-import { Control, I_COUNTER, STATE_ABANDONED, STATE_INITIALIZING, STATE_READY, STATE_REMOVING } from './control.js';
-import { Core, isThenable, openEngines, retainEngine, type Change, type RawOp } from './core.js';
+import { checkKey, Encoder, Node, plain, setOwn, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec/wire.js';
+import { Control, I_COUNTER, STATE_ABANDONED, STATE_INITIALIZING, STATE_READY, STATE_REMOVING } from './shm/control.js';
+import { Core, isThenable, openEngines, retainEngine, type Change, type RawOp } from './engine/core.js';
 import { abortError, checkMs, checkOptions, checkSignal, describe } from './args.js';
 import {
   AlreadyClosedError,
@@ -27,18 +27,18 @@ import {
   type LockOwner,
   type SharedLock,
   type ThreadEntry,
-} from './lock.js';
-import { controlSegment, randomName, validateName } from './names.js';
-import { removeDict, removeIncarnation } from './registry.js';
-import { builtinSerializers, resolveSerializer, type SerializerOption } from './serializer.js';
-import type { SegmentGuard } from './segment.js';
-import { encodeDump } from './snapshot.js';
+} from './engine/lock.js';
+import { controlSegment, randomName, validateName } from './shm/names.js';
+import { removeDict, removeIncarnation } from './shm/discovery.js';
+import { builtinSerializers, resolveSerializer, type SerializerOption } from './codec/serializer.js';
+import type { SegmentGuard } from './shm/segment.js';
+import { encodeDump } from './shm/dump.js';
 import { asObject } from './proxy.js';
-import { euid, Trust, validateOwner, type OwnerOption } from './trust.js';
+import { euid, Trust, validateOwner, type OwnerOption } from './shm/trust.js';
 import * as diag from './diagnostics.js';
 
-export type { Key } from './codec.js';
-export type { Change } from './core.js';
+export type { Key } from './codec/wire.js';
+export type { Change } from './engine/core.js';
 export type { LockHandle, LockOwner };
 
 export interface UltraDictOptions {

@@ -2,9 +2,9 @@
 
 export { UltraDict, DEFAULT_BUFFER_SIZE, DEFAULT_LOCK_TIMEOUT } from './dict.js';
 export type { UltraDictOptions, UltraDictStats, UltraDictEvents, Key, LockHandle, LockOwner, Change } from './dict.js';
-export type { SharedLock } from './lock.js';
-export type { Serializer, SerializerOption, BuiltinSerializerName } from './serializer.js';
-export type { OwnerOption } from './trust.js';
-export { listDicts, gc } from './registry.js';
-export type { DictInfo } from './registry.js';
+export type { SharedLock } from './engine/lock.js';
+export type { Serializer, SerializerOption, BuiltinSerializerName } from './codec/serializer.js';
+export type { OwnerOption } from './shm/trust.js';
+export { listDicts, gc } from './shm/discovery.js';
+export type { DictInfo } from './shm/discovery.js';
 export * from './errors.js';

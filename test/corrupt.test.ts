@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { CorruptSegmentError, LockTimeoutError, UltraDict } from '../src/index.js';
-import { checksum, Decoder, type DecodedOp } from '../src/codec.js';
-import { builtinSerializers } from '../src/serializer.js';
+import { checksum, Decoder, type DecodedOp } from '../src/codec/wire.js';
+import { builtinSerializers } from '../src/codec/serializer.js';
 import { attachElsewhere, Child, shmEntries, uniqueName } from './helpers.js';
 import { poke } from './shm-poke.js';
 

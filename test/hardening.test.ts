@@ -6,9 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { InvalidStateError, UltraDict } from '../src/index.js';
-import { Control, I_HANDOFF } from '../src/control.js';
-import { controlSegment } from '../src/names.js';
-import { forgetSlot, lockOwnerSlot } from '../src/lock.js';
+import { Control, I_HANDOFF } from '../src/shm/control.js';
+import { controlSegment } from '../src/shm/names.js';
+import { forgetSlot, lockOwnerSlot } from '../src/engine/lock.js';
 import { Child, fixture, runChild, shmEntries, uniqueName, waitFor } from './helpers.js';
 import { poke } from './shm-poke.js';
 
@@ -227,7 +227,7 @@ test('a view of a segment used after close() reads zeros and writes nowhere: no 
   // unmap, the addon replaces the shared pages by private zero pages instead of leaving a hole
   const name = uniqueName('stale');
   const script = `
-    import { Segment } from ${JSON.stringify(new URL('../src/segment.js', import.meta.url).href)};
+    import { Segment } from ${JSON.stringify(new URL('../src/shm/segment.js', import.meta.url).href)};
     const seg = Segment.create('/ud.${name}', 4096, 0o600);
     const view = seg.i32;
     Atomics.store(view, 0, 7);

@@ -4,10 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
-import { checksum, Encoder } from '../src/codec.js';
-import { builtinSerializers } from '../src/serializer.js';
-import { Segment } from '../src/segment.js';
-import { DUMP_HEADER, encodeDump, fixedHalfSize, loadFixedDump, writeFixedDump } from '../src/snapshot.js';
+import { checksum, Encoder } from '../src/codec/wire.js';
+import { builtinSerializers } from '../src/codec/serializer.js';
+import { Segment } from '../src/shm/segment.js';
+import { DUMP_HEADER, encodeDump, fixedHalfSize, loadFixedDump, writeFixedDump } from '../src/shm/dump.js';
 import { scaled, uniqueName } from './helpers.js';
 
 const H_SEQ = 36; // FORMAT.md: dump header, i32 sequence word (1 = complete)

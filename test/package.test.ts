@@ -32,7 +32,7 @@ test('npm pack ships only the runtime files, and installs and runs without a com
   const tmp = mkdtempSync(join(tmpdir(), 'ultradict-pack-'));
   const name = uniqueName('pkg');
   try {
-    // the prebuilt addon for this Node ABI and architecture (built from src/native in a scratch copy, if
+    // the prebuilt addon for this Node ABI and architecture (built from src/shm/native in a scratch copy, if
     // missing or stale; `npm run build:prebuilds` builds them all)
     await run(process.execPath, [join(root, 'tools', 'prebuild.mjs'), '--current', '--if-stale'], root, 120_000);
     // dist/ was built by `npm test`; --ignore-scripts skips prepack, which would rebuild dist/ under the
@@ -50,14 +50,14 @@ test('npm pack ships only the runtime files, and installs and runs without a com
         /^README\.md$/,
         /^LICENSE$/,
         /^binding\.gyp$/,
-        /^src\/native\/[\w.-]+\.(cc|h)$/,
+        /^src\/shm\/native\/[\w.-]+\.(cc|h)$/,
         /^dist\/[\w./-]+\.(js|d\.ts)$/,
         /^prebuilds\/linux-(x64|arm64)\/ultradict\.abi(115|127|137|147)\.glibc\.node$/,
         /^scripts\/install\.mjs$/,
       ];
       const unexpected = files.filter((f) => !allowed.some((re) => re.test(f)));
       assert.deepEqual(unexpected, [], 'files outside the allowed set');
-      for (const f of ['LICENSE', 'README.md', 'binding.gyp', 'scripts/install.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'src/native/ultradict.cc']) {
+      for (const f of ['LICENSE', 'README.md', 'binding.gyp', 'scripts/install.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'src/shm/native/ultradict.cc']) {
         assert.ok(files.includes(f), `ships ${f}`);
       }
       assert.ok(files.includes(`prebuilds/linux-${process.arch}/ultradict.abi${process.versions.modules}.glibc.node`), 'ships the prebuild for this Node');

@@ -66,7 +66,7 @@ test('on Linux the override is not needed: this machine loads the addon', () => 
 });
 
 test('the segments are wrapped by Node-API where the node binary has node_api_create_external_sharedarraybuffer (Node 22 and later), by V8 on Node 20', async () => {
-  const { native } = await import('../src/native.js');
+  const { native } = await import('../src/shm/native.js');
   const name = `/ud.${uniqueName('napi')}`;
   const m = native.create(name, 4096, 0o600);
   try {

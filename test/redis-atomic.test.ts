@@ -5,11 +5,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { Encoder, OP_SET } from '../src/codec.js';
-import { encodeWrite } from '../src/core.js';
+import { Encoder, OP_SET } from '../src/codec/wire.js';
+import { encodeWrite } from '../src/engine/core.js';
 import { RedisDict, TransactionConflictError } from '../src/redis/index.js';
 import { Replica } from '../src/redis/replica.js';
-import { resolveSerializer } from '../src/serializer.js';
+import { resolveSerializer } from '../src/codec/serializer.js';
 import { Child, uniqueName, waitFor } from './helpers.js';
 import { PausableProxy, RedisServer, redisForFile } from './redis-server.js';
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { CorruptSegmentError, gc, LockTimeoutError, UltraDict, UltraDictError } from '../src/index.js';
-import { native } from '../src/native.js';
+import { native } from '../src/shm/native.js';
 import { attachElsewhere, Child, shmEntries, uniqueName } from './helpers.js';
 import { poke } from './shm-poke.js';
 

@@ -9,7 +9,7 @@ import { chownSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ForeignSegmentError, gc, InvalidNameError, SharedMemoryError, UltraDict, UltraDictError } from '../src/index.js';
-import { native } from '../src/native.js';
+import { native } from '../src/shm/native.js';
 import { scaled, shmEntries, uniqueName } from './helpers.js';
 import { worldReadableCopy } from './lib/world-readable.js';
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { chmodSync, chownSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { ForeignSegmentError, UltraDict } from '../src/index.js';
 import { coreOf } from '../src/dict.js';
-import { Stream } from '../src/stream.js';
+import { Stream } from '../src/shm/stream.js';
 import { fixture, uniqueName } from './helpers.js';
 import { Remote } from './lib/remote.js';
 import { privateShmUnavailable, runInPrivateShm } from './reliability/lib.js';

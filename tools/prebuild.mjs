@@ -24,7 +24,9 @@ import { arches, distDir, lines } from './node-dists.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'package.json'));
-const sources = [join(root, 'binding.gyp'), ...readdirSync(join(root, 'src', 'native'), { recursive: true }).map((f) => join(root, 'src', 'native', String(f)))];
+/** The addon's sources (binding.gyp names them), relative to the repo. */
+const NATIVE_DIR = join('src', 'shm', 'native');
+const sources = [join(root, 'binding.gyp'), ...readdirSync(join(root, NATIVE_DIR), { recursive: true }).map((f) => join(root, NATIVE_DIR, String(f)))];
 const args = process.argv.slice(2);
 const opt = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3).split(',');
 
@@ -53,7 +55,7 @@ function build(arch, abi, nodedir) {
   const stage = mkdtempSync(join(tmpdir(), 'ultradict-prebuild-'));
   try {
     cpSync(join(root, 'binding.gyp'), join(stage, 'binding.gyp'));
-    cpSync(join(root, 'src', 'native'), join(stage, 'src', 'native'), { recursive: true });
+    cpSync(join(root, NATIVE_DIR), join(stage, NATIVE_DIR), { recursive: true });
     writeFileSync(join(stage, 'package.json'), JSON.stringify({ name: 'ultradict', private: true }));
     const tc = toolchain(arch);
     // the scratch folder, the repo and the headers vary between machines and runs: not in the bytes

@@ -1,7 +1,7 @@
 // Entry point of ultradict/redis: the Redis-backed dict and the bridge (needs the ioredis package).
 
-export { RedisDict } from './dict.js';
-export type { RedisDictOptions, RedisDictStats } from './dict.js';
+export { RedisDict } from './redis-dict.js';
+export type { RedisDictOptions, RedisDictStats } from './redis-dict.js';
 export { Bridge } from './bridge.js';
 export type { BridgeOptions, BridgeStats } from './bridge.js';
 export type { RedisTarget } from './protocol.js';

@@ -5,10 +5,10 @@
 
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis as RedisClient } from 'ioredis';
-import { applyOp, Decoder, Encoder, nSet, Node, OP_CLEAR, OP_SET, type DecodedOp, type Key } from '../codec.js';
+import { applyOp, Decoder, Encoder, nSet, Node, OP_CLEAR, OP_SET, type DecodedOp, type Key } from '../codec/wire.js';
 import { ParameterMismatchError, ReplicationError, UltraDictError } from '../errors.js';
-import type { Serializer } from '../serializer.js';
-import { decodeDump, encodeDump } from '../snapshot.js';
+import type { Serializer } from '../codec/serializer.js';
+import { decodeDump, encodeDump } from '../shm/dump.js';
 import { cmpId, connect, describeTarget, isAuthError, keySpec, keysOf, parseEntries, REDIS_FORMAT, scripts, type Entry, type Keys, type RedisTarget } from './protocol.js';
 
 /** What the replica keeps in sync: a local map (RedisDict) or a shared-memory dict (the bridge). */

@@ -10,15 +10,15 @@
 
 import { readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { UltraDict, UltraDictError } from '../../src/index.js';
-import { checksum, Decoder, FRAME_HEADER, type DecodedOp } from '../../src/codec.js';
-import { Control } from '../../src/control.js';
-import { dumpSegment, fixedDumpSegment, streamSegment } from '../../src/names.js';
-import { SharedLock, threadId } from '../../src/lock.js';
-import { native } from '../../src/native.js';
-import { Segment } from '../../src/segment.js';
-import { builtinSerializers, type Serializer } from '../../src/serializer.js';
-import { DUMP_HEADER, loadDumpSegment, loadFixedDump } from '../../src/snapshot.js';
-import { DATA, Stream } from '../../src/stream.js';
+import { checksum, Decoder, FRAME_HEADER, type DecodedOp } from '../../src/codec/wire.js';
+import { Control } from '../../src/shm/control.js';
+import { dumpSegment, fixedDumpSegment, streamSegment } from '../../src/shm/names.js';
+import { SharedLock, threadId } from '../../src/engine/lock.js';
+import { native } from '../../src/shm/native.js';
+import { Segment } from '../../src/shm/segment.js';
+import { builtinSerializers, type Serializer } from '../../src/codec/serializer.js';
+import { DUMP_HEADER, loadDumpSegment, loadFixedDump } from '../../src/shm/dump.js';
+import { DATA, Stream } from '../../src/shm/stream.js';
 import { Rng } from './lib.js';
 import { scaled } from '../helpers.js';
 
@@ -625,7 +625,7 @@ export function fuzzAddon(n: number, seed: number, prefix: string): FuzzStats {
       if (res && typeof res === 'object' && typeof res.id === 'number' && res.buffer instanceof SharedArrayBuffer) native.unmap(res.id);
       st.ok++;
     } catch (e) {
-      // the addon throws plain Errors with a code (typed by src/segment.ts) or TypeErrors from N-API
+      // the addon throws plain Errors with a code (typed by src/shm/segment.ts) or TypeErrors from N-API
       const code = (e as { code?: unknown })?.code;
       const key = typeof code === 'string' ? code : (e as Error)?.name ?? 'thrown';
       st.typed[key] = (st.typed[key] ?? 0) + 1;

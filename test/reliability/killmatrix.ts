@@ -7,10 +7,10 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { UltraDict } from '../../src/index.js';
-import { Control, I_HANDOFF } from '../../src/control.js';
-import { forgetSlot, lockOwnerSlot, slotOfWord } from '../../src/lock.js';
-import { controlSegment } from '../../src/names.js';
-import { Segment } from '../../src/segment.js';
+import { Control, I_HANDOFF } from '../../src/shm/control.js';
+import { forgetSlot, lockOwnerSlot, slotOfWord } from '../../src/engine/lock.js';
+import { controlSegment } from '../../src/shm/names.js';
+import { Segment } from '../../src/shm/segment.js';
 import { Child, runChild, scaled, shmEntries, uniqueName } from '../helpers.js';
 import { canonEntries, hashStr, PHASE_ATTACHED, PHASE_STARTED, readAck, readBytes, Rng, tempDir } from './lib.js';
 import { checkWriter, type Profile } from './writer-ops.js';

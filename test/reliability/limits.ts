@@ -2,7 +2,7 @@
 
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { CorruptSegmentError, NotFoundError, ParameterMismatchError, SharedMemoryError, UltraDict } from '../../src/index.js';
-import { native } from '../../src/native.js';
+import { native } from '../../src/shm/native.js';
 import { uniqueName } from '../helpers.js';
 import { canonEntries, hashStr, Rng } from './lib.js';
 

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UnsupportedPlatformError } from './errors.js';
+import { UnsupportedPlatformError } from '../errors.js';
 
 export interface Mapped {
   buffer: SharedArrayBuffer;
@@ -67,12 +67,12 @@ export function currentPlatform(): string {
 }
 
 /**
- * The folder holding binding.gyp, build/ and prebuilds/, found from this module's own location: dist/native.js
- * in the package (one level down), out/src/native.js in the repo's test build (two levels down).
+ * The folder holding binding.gyp, build/ and prebuilds/, found from this module's own location: dist/shm/native.js
+ * in the package (two levels down), out/src/shm/native.js in the repo's test build (three levels down).
  */
 function addonRoot(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, '..'), join(here, '..', '..')];
+  const candidates = [join(here, '..', '..'), join(here, '..', '..', '..')];
   const found = candidates.find((d) => existsSync(join(d, 'binding.gyp')));
   if (found === undefined) throw new UnsupportedPlatformError(`ultradict: the native addon's folder is not next to ${here} (looked in ${candidates.join(', ')})`);
   return found;

@@ -5,7 +5,7 @@
 // objects go through the dict's serializer. Every read is bounds-checked against the body's end: bytes
 // from shared memory are never trusted.
 
-import { CorruptSegmentError, SerializationError } from './errors.js';
+import { CorruptSegmentError, SerializationError } from '../errors.js';
 import type { Serializer } from './serializer.js';
 
 export type Key = string | number;

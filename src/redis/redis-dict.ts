@@ -5,11 +5,11 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { checkOptions } from '../args.js';
-import { applyOp, applyWithUndo, checkKey, Encoder, Node, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, plain, setOwn, undoAll, type Key, type Undo } from '../codec.js';
-import { changeOf, encodeOps, encodeWrite, isThenable, type Change, type RawOp } from '../core.js';
+import { applyOp, applyWithUndo, checkKey, Encoder, Node, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, plain, setOwn, undoAll, type Key, type Undo } from '../codec/wire.js';
+import { changeOf, encodeOps, encodeWrite, isThenable, type Change, type RawOp } from '../engine/core.js';
 import { AlreadyClosedError, TransactionConflictError } from '../errors.js';
-import { validateName } from '../names.js';
-import { resolveSerializer, type SerializerOption } from '../serializer.js';
+import { validateName } from '../shm/names.js';
+import { resolveSerializer, type SerializerOption } from '../codec/serializer.js';
 import { DEFAULT_PREFIX, type RedisTarget } from './protocol.js';
 import { Replica, type ReplicaStats, type ReplicaTarget } from './replica.js';
 

@@ -3,7 +3,7 @@
 // Byte layout: docs/FORMAT.md.
 
 import { randomBytes } from 'node:crypto';
-import { CorruptSegmentError } from './errors.js';
+import { CorruptSegmentError } from '../errors.js';
 import { native, type SelfInfo } from './native.js';
 import { Segment, type SegmentGuard } from './segment.js';
 import type { Trust } from './trust.js';

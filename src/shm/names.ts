@@ -1,7 +1,7 @@
 // Dict names and the shared-memory segment names derived from them.
 
 import { randomBytes } from 'node:crypto';
-import { InvalidNameError } from './errors.js';
+import { InvalidNameError } from '../errors.js';
 
 /** Prefix of every segment ultradict creates; `ls`/`gc` find dicts by it. */
 export const PREFIX = 'ud.';

@@ -1,10 +1,10 @@
 // Full dumps: the whole dict encoded as one batch body, written to a fresh segment per generation
 // ("/ud.<name>.<tag>.d<gen>") or to one half of the fixed dump area ("/ud.<name>.<tag>.dump"), and loaded back.
 
-import { checksum, Decoder, Encoder, OP_BATCH, OP_SET, type Key } from './codec.js';
-import { CorruptSegmentError } from './errors.js';
+import { checksum, Decoder, Encoder, OP_BATCH, OP_SET, type Key } from '../codec/wire.js';
+import { CorruptSegmentError } from '../errors.js';
 import { Segment } from './segment.js';
-import type { Serializer } from './serializer.js';
+import type { Serializer } from '../codec/serializer.js';
 
 export const DUMP_MAGIC = 0x50444455; // "UDDP"
 const VERSION = 1;

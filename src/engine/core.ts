@@ -19,18 +19,18 @@ import {
   type Key,
   type Path,
   type Undo,
-} from './codec.js';
-import { Control, CONTROL_SIZE, I_COUNTER, OFF_COUNTER, self } from './control.js';
-import { AlreadyClosedError, CorruptSegmentError, FullDumpMemoryFullError, InvalidStateError, NotFoundError, UltraDictError } from './errors.js';
+} from '../codec/wire.js';
+import { Control, CONTROL_SIZE, I_COUNTER, OFF_COUNTER, self } from '../shm/control.js';
+import { AlreadyClosedError, CorruptSegmentError, FullDumpMemoryFullError, InvalidStateError, NotFoundError, UltraDictError } from '../errors.js';
 import { dropThreadEntry, SharedLock, type ThreadEntry } from './lock.js';
-import { native } from './native.js';
-import { dumpSegment, fixedDumpSegment, streamSegment } from './names.js';
-import { removeIncarnation } from './registry.js';
-import { Segment } from './segment.js';
-import type { Serializer } from './serializer.js';
-import { encodeDump, fixedHalfSize, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from './snapshot.js';
-import { DUMP_FIXED, DUMP_NONE, DUMP_SEGMENT, MAX_CAPACITY, Stream } from './stream.js';
-import * as diag from './diagnostics.js';
+import { native } from '../shm/native.js';
+import { dumpSegment, fixedDumpSegment, streamSegment } from '../shm/names.js';
+import { removeIncarnation } from '../shm/discovery.js';
+import { Segment } from '../shm/segment.js';
+import type { Serializer } from '../codec/serializer.js';
+import { encodeDump, fixedHalfSize, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from '../shm/dump.js';
+import { DUMP_FIXED, DUMP_NONE, DUMP_SEGMENT, MAX_CAPACITY, Stream } from '../shm/stream.js';
+import * as diag from '../diagnostics.js';
 
 /** A change to the dict, as delivered to 'change' listeners. */
 export interface Change {

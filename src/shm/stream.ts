@@ -1,8 +1,8 @@
 // The update stream of one generation (segment "/ud.<name>.<tag>.s<gen>"): frames appended under the lock,
 // the end published with one atomic store, replayed by readers below that end. Never reset or rewritten.
 
-import { align8, checksum, Decoder, FRAME_HEADER, type Encoder } from './codec.js';
-import { CorruptSegmentError } from './errors.js';
+import { align8, checksum, Decoder, FRAME_HEADER, type Encoder } from '../codec/wire.js';
+import { CorruptSegmentError } from '../errors.js';
 import { Segment, type SegmentGuard } from './segment.js';
 
 export const STREAM_MAGIC = 0x54534455; // "UDST"

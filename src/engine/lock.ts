@@ -8,10 +8,10 @@
 // known, and it never names a thread that did not take it: an offer the waiter does not accept within
 // ACCEPT_MS (stopped, dead, or its slot reused) is withdrawn by anyone who sees it.
 
-import { Control, I_HANDOFF, I_LOCK, OFF_LOCK } from './control.js';
-import { CorruptSegmentError, LockTimeoutError } from './errors.js';
-import { native } from './native.js';
-import * as diag from './diagnostics.js';
+import { Control, I_HANDOFF, I_LOCK, OFF_LOCK } from '../shm/control.js';
+import { CorruptSegmentError, LockTimeoutError } from '../errors.js';
+import { native } from '../shm/native.js';
+import * as diag from '../diagnostics.js';
 
 const WAITERS = 0x40000000;
 const RESERVED = 0x20000000;

@@ -1,6 +1,6 @@
 // Whose segments a handle maps: the owner and permission checks made when attaching and on every later open of a data segment.
 
-import { ForeignSegmentError } from './errors.js';
+import { ForeignSegmentError } from '../errors.js';
 import type { Segment } from './segment.js';
 
 /** The `owner` option: the uid trusted to own the dict's segments, or 'any'. Default: the effective uid. */

@@ -1,7 +1,7 @@
 // Finding and removing dicts on this machine by their segment names in /dev/shm: unlink, list and gc.
 
 import { readdirSync, renameSync, statSync } from 'node:fs';
-import { checkMs, checkOptions, describe } from './args.js';
+import { checkMs, checkOptions, describe } from '../args.js';
 import { Control, STATE_INITIALIZING, STATE_READY } from './control.js';
 import { controlSegment, PREFIX, parseSegmentFile } from './names.js';
 import { Segment, SHM_DIR } from './segment.js';

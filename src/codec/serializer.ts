@@ -3,7 +3,7 @@
 import { Packr } from 'msgpackr';
 import { types } from 'node:util';
 import * as v8 from 'node:v8';
-import { SerializationError } from './errors.js';
+import { SerializationError } from '../errors.js';
 
 /** A serializer turns one value into bytes and back. Every process of a dict must use the same one. */
 export interface Serializer {

@@ -1,7 +1,7 @@
 // A mapped shared-memory segment: create/open/unlink through the addon, typed views, and OS errors as typed errors.
 
 import { native } from './native.js';
-import { CorruptSegmentError, SharedMemoryError, UnsupportedPlatformError } from './errors.js';
+import { CorruptSegmentError, SharedMemoryError, UnsupportedPlatformError } from '../errors.js';
 
 export const SHM_DIR = '/dev/shm';
 
