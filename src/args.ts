@@ -60,3 +60,8 @@ export function describe(v: unknown): string {
   if (typeof v === 'symbol') return 'a symbol';
   return `${typeof v} ${String(v)}`;
 }
+
+/** Whether fn returned a Promise (or another thenable), which a synchronous lock or transaction cannot cover. */
+export function isThenable(x: unknown): boolean {
+  return x !== null && typeof x === 'object' && typeof (x as { then?: unknown }).then === 'function';
+}

@@ -4,10 +4,12 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
-import { checkKey, Encoder, Node, plain, setOwn, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path } from './codec/wire.js';
+import { checkKey, OP_CLEAR, OP_DELETE, OP_SET, type Key, type Path, type Change, type Op } from './codec/ops.js';
+import { Encoder } from './codec/wire.js';
+import { Node, plain, setOwn } from './codec/tree.js';
+import { Core, openEngines, retainEngine } from './engine/core.js';
 import { Control, I_COUNTER, STATE_ABANDONED, STATE_INITIALIZING, STATE_READY, STATE_REMOVING } from './shm/control.js';
-import { Core, isThenable, openEngines, retainEngine, type Change, type RawOp } from './engine/core.js';
-import { abortError, checkMs, checkOptions, checkSignal, describe } from './args.js';
+import { abortError, checkMs, checkOptions, checkSignal, describe, isThenable } from './args.js';
 import {
   AlreadyClosedError,
   AlreadyExistsError,
@@ -37,8 +39,8 @@ import { asObject } from './proxy.js';
 import { euid, Trust, validateOwner, type OwnerOption } from './shm/trust.js';
 import * as diag from './diagnostics.js';
 
-export type { Key } from './codec/wire.js';
-export type { Change } from './engine/core.js';
+export type { Key } from './codec/ops.js';
+export type { Change } from './codec/ops.js';
 export type { LockHandle, LockOwner };
 
 export interface UltraDictOptions {
@@ -626,7 +628,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
 
   // ---- writing --------------------------------------------------------------------------------
 
-  #raw(op: number, key: Key | undefined, value?: unknown): RawOp {
+  #raw(op: number, key: Key | undefined, value?: unknown): Op {
     return { op, path: this.#path, key, value: value instanceof UltraDict ? snapshotNode(value) : value };
   }
 
@@ -676,7 +678,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
   update(items: Initial<V>): this {
     const core = this.#core;
     this.#h.check();
-    const raw: RawOp[] = [];
+    const raw: Op[] = [];
     for (const [k, v] of entriesOf(items, 'update items')) {
       checkKey(k);
       raw.push(this.#raw(OP_SET, k, v));

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { CorruptSegmentError, LockTimeoutError, UltraDict } from '../src/index.js';
-import { checksum, Decoder, type DecodedOp } from '../src/codec/wire.js';
+import { checksum, Decoder } from '../src/codec/wire.js';
+import type { Op } from '../src/codec/ops.js';
 import { builtinSerializers } from '../src/codec/serializer.js';
 import { attachElsewhere, Child, shmEntries, uniqueName } from './helpers.js';
 import { poke } from './shm-poke.js';
@@ -74,7 +75,7 @@ test('decoder fuzz: random bodies (with valid checksums) give ops or CorruptSegm
   const buf = Buffer.alloc(256);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   const d = new Decoder(buf, dv, buf, 'fuzz');
-  const ops: DecodedOp[] = [];
+  const ops: Op[] = [];
   let ok = 0;
   let corrupt = 0;
   const seed = randomBytes(n * 4);

@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { Encoder, OP_SET } from '../src/codec/wire.js';
-import { encodeWrite } from '../src/engine/core.js';
+import { Encoder, encodeWrite } from '../src/codec/wire.js';
+import { OP_SET } from '../src/codec/ops.js';
 import { RedisDict, TransactionConflictError } from '../src/redis/index.js';
 import { Replica } from '../src/redis/replica.js';
 import { resolveSerializer } from '../src/codec/serializer.js';

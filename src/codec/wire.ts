@@ -6,139 +6,9 @@
 // from shared memory are never trusted.
 
 import { CorruptSegmentError, SerializationError } from '../errors.js';
+import { MAX_DEPTH, OP_BATCH, OP_CLEAR, OP_DELETE, OP_IN, OP_NOTE, OP_SET, type Key, type Op, type Path } from './ops.js';
+import { freezeValue, Node, nSet } from './tree.js';
 import type { Serializer } from './serializer.js';
-
-export type Key = string | number;
-
-export const OP_SET = 1;
-export const OP_DELETE = 2;
-export const OP_CLEAR = 3;
-export const OP_BATCH = 4;
-/** A SET/DELETE/CLEAR inside a nested dict: u8 depth, depth keys, then the operation. */
-export const OP_IN = 5;
-/** An annotation that changes nothing: a string key (the Redis bridge marks the frames it writes). Only inside a batch. */
-export const OP_NOTE = 6;
-
-/** Deepest nesting of dicts (and of IN paths) that is encoded or accepted. */
-export const MAX_DEPTH = 64;
-
-export type Path = readonly Key[];
-
-const mapSet = Map.prototype.set;
-const mapDelete = Map.prototype.delete;
-const mapClear = Map.prototype.clear;
-
-/**
- * A nested dict in the local copy. Read-only from outside (it can be reached through `dict.data`):
- * only the dict itself changes it, through the n* methods.
- */
-export class Node extends Map<Key, unknown> {
-  override set(_k: Key, _v: unknown): this {
-    throw new TypeError('nested dicts in dict.data are read-only: write through the dict');
-  }
-  override delete(_k: Key): boolean {
-    throw new TypeError('nested dicts in dict.data are read-only: write through the dict');
-  }
-  override clear(): void {
-    throw new TypeError('nested dicts in dict.data are read-only: write through the dict');
-  }
-}
-
-/** A frozen plain-object snapshot of a nested dict (for events, toJSON and inspection); other values as they are. */
-export function plain(v: unknown): unknown {
-  if (!(v instanceof Node)) return v;
-  const o: Record<string, unknown> = {};
-  for (const [k, x] of v) setOwn(o, String(k), plain(x));
-  return Object.freeze(o);
-}
-
-/**
- * o[k] = v as an own data property, also for k = '__proto__' (an assignment would set the prototype
- * instead, and the key would be lost).
- */
-export function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
-  if (k === '__proto__') Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
-  else o[k] = v;
-}
-
-/** The map at `path` below root (null or []: the root), or undefined if it does not exist (or is not a dict). */
-export function targetOf(root: Map<Key, unknown>, path: Path | null | undefined): Map<Key, unknown> | undefined {
-  let m = root;
-  if (path == null) return m;
-  for (const k of path) {
-    const x = m.get(k);
-    if (!(x instanceof Node)) return undefined;
-    m = x;
-  }
-  return m;
-}
-
-/** Applies one decoded op to a tree of maps; false (nothing changed) if its nested dict does not exist. */
-export function applyOp(root: Map<Key, unknown>, o: DecodedOp): boolean {
-  if (o.op === OP_NOTE) return true;
-  const m = targetOf(root, o.path);
-  if (m === undefined) return false;
-  if (o.op === OP_SET) nSet(m, o.key!, o.value);
-  else if (o.op === OP_DELETE) nDelete(m, o.key!);
-  else nClear(m);
-  return true;
-}
-
-/** What undoes one applied op: the key's old value, or every entry of a cleared map. */
-export interface Undo {
-  m: Map<Key, unknown>;
-  k: Key | undefined;
-  had: boolean;
-  old: unknown;
-  entries?: [Key, unknown][];
-}
-
-/**
- * Applies one op to a tree of maps and records how to undo it; false (nothing changed) if its nested
- * dict does not exist. NOTE ops change nothing.
- */
-export function applyWithUndo(root: Map<Key, unknown>, o: DecodedOp, undo: Undo[]): boolean {
-  if (o.op === OP_NOTE) return true;
-  const m = targetOf(root, o.path);
-  if (m === undefined) return false;
-  if (o.op === OP_CLEAR) {
-    undo.push({ m, k: undefined, had: false, old: undefined, entries: [...m] });
-    nClear(m);
-    return true;
-  }
-  const k = o.key!;
-  undo.push({ m, k, had: m.has(k), old: m.get(k) });
-  if (o.op === OP_SET) nSet(m, k, o.value);
-  else nDelete(m, k);
-  return true;
-}
-
-/** Undoes the ops recorded after undo[downTo], newest first, and drops their records. */
-export function undoAll(undo: Undo[], downTo = 0): void {
-  for (let i = undo.length - 1; i >= downTo; i--) {
-    const u = undo[i]!;
-    if (u.entries !== undefined) {
-      nClear(u.m);
-      for (const [k, v] of u.entries) nSet(u.m, k, v);
-    } else if (u.had) {
-      nSet(u.m, u.k!, u.old);
-    } else {
-      nDelete(u.m, u.k!);
-    }
-  }
-  undo.length = downTo;
-}
-
-/** Writes to a local map that may be a Node. */
-export function nSet(m: Map<Key, unknown>, k: Key, v: unknown): void {
-  mapSet.call(m, k, v);
-}
-export function nDelete(m: Map<Key, unknown>, k: Key): boolean {
-  return mapDelete.call(m, k);
-}
-export function nClear(m: Map<Key, unknown>): void {
-  mapClear.call(m);
-}
 
 function isPlainObject(x: object): boolean {
   const p = Object.getPrototypeOf(x);
@@ -192,32 +62,6 @@ export function checksum(i32: Int32Array, u8: Uint8Array, off: number, len: numb
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
-}
-
-export function checkKey(key: unknown): asserts key is Key {
-  if (typeof key === 'number') return;
-  if (typeof key === 'string') {
-    if (!key.isWellFormed()) throw new TypeError('string keys must be well-formed UTF-16 (no lone surrogates)');
-    return;
-  }
-  throw new TypeError(`UltraDict keys must be strings or numbers, got ${key === null ? 'null' : typeof key}`);
-}
-
-/** Deep-freezes plain objects and arrays of a value read from the dict, so in-place mutation fails loudly. */
-export function freezeValue<T>(v: T): T {
-  if (typeof v !== 'object' || v === null || Object.isFrozen(v) || v instanceof Node) return v;
-  if (ArrayBuffer.isView(v)) return v; // typed arrays cannot be frozen
-  Object.freeze(v);
-  if (v instanceof Map) {
-    for (const x of v.values()) freezeValue(x);
-  } else if (v instanceof Set) {
-    for (const x of v) freezeValue(x);
-  } else if (Array.isArray(v)) {
-    for (const x of v) freezeValue(x);
-  } else {
-    for (const k of Object.keys(v)) freezeValue((v as Record<string, unknown>)[k]);
-  }
-  return v;
 }
 
 /** A growable private buffer in which frames and dump bodies are built before being copied to shared memory. */
@@ -330,7 +174,7 @@ export class Encoder {
       for (const [k, x] of entries) {
         this.key(k);
         const lx = this.value(x, serializer, wantLocal, recurse, depth + 1);
-        if (local !== null) mapSet.call(local, k, lx);
+        if (local !== null) nSet(local, k, lx);
         n++;
       }
       this.patchU32(countAt, n);
@@ -404,12 +248,29 @@ export class Encoder {
   }
 }
 
-/** One operation (SET, DELETE or CLEAR) at a path (null: the root). Batches are flattened. */
-export interface DecodedOp {
-  op: number;
-  key: Key | undefined;
-  value: unknown;
-  path?: Path | null;
+/** Encodes one write (a single op, or a batch of several) into enc; returns the local copies. */
+export function encodeWrite(enc: Encoder, raw: readonly Op[], ser: Serializer, recurse: boolean): Op[] {
+  if (raw.length === 1) return encodeOps(enc, raw, ser, recurse);
+  enc.u8(OP_BATCH);
+  const countAt = enc.pos;
+  enc.u32(0);
+  const ops = encodeOps(enc, raw, ser, recurse);
+  enc.patchU32(countAt, ops.length);
+  return ops;
+}
+
+/** Encodes ops (values through the serializer) into enc; returns the local copies as Ops. */
+export function encodeOps(enc: Encoder, raw: readonly Op[], ser: Serializer, recurse: boolean): Op[] {
+  const out: Op[] = [];
+  for (const r of raw) {
+    enc.path(r.path); // throws for paths deeper than MAX_DEPTH
+    enc.u8(r.op);
+    let value: unknown;
+    if (r.op !== OP_CLEAR) enc.key(r.key!); // NOTE: its text is encoded as a key
+    if (r.op === OP_SET) value = enc.value(r.value, ser, true, recurse);
+    out.push({ op: r.op, key: r.key, value, path: r.path });
+  }
+  return out;
 }
 
 /** Bounds-checked reader over a byte range of shared (or private) memory. */
@@ -487,7 +348,7 @@ export class Decoder {
         const node = new Node();
         for (let i = 0; i < count; i++) {
           const k = this.key();
-          mapSet.call(node, k, this.value(serializer, depth + 1));
+          nSet(node, k, this.value(serializer, depth + 1));
         }
         return node;
       }
@@ -526,7 +387,7 @@ export class Decoder {
   }
 
   /** Decodes one simple op (SET, DELETE or CLEAR, possibly IN a path) into out. */
-  private simple(op: number, serializer: Serializer, out: DecodedOp[]): void {
+  private simple(op: number, serializer: Serializer, out: Op[]): void {
     let path: Key[] | null = null;
     if (op === OP_IN) {
       const depth = this.u8v();
@@ -551,7 +412,7 @@ export class Decoder {
   note: string | null = null;
 
   /** Decodes a whole body [pos, limit) into flat ops (a batch is expanded). Nothing is applied yet. */
-  body(serializer: Serializer, out: DecodedOp[]): void {
+  body(serializer: Serializer, out: Op[]): void {
     const op = this.u8v();
     this.note = null;
     if (op === OP_BATCH) {

@@ -1,25 +1,10 @@
 // The engine behind one attached handle (and its nested views): the local copy (a tree of Maps), read
 // sync, the write path, transactions, generation switches and change events. See docs/ARCHITECTURE.md.
 
-import {
-  applyOp,
-  applyWithUndo,
-  checksum,
-  Encoder,
-  FRAME_HEADER,
-  Node,
-  targetOf,
-  undoAll,
-  OP_BATCH,
-  OP_CLEAR,
-  OP_DELETE,
-  OP_NOTE,
-  OP_SET,
-  type DecodedOp,
-  type Key,
-  type Path,
-  type Undo,
-} from '../codec/wire.js';
+import { applyOp, applyWithUndo, Node, targetOf, undoAll, type Undo } from '../codec/tree.js';
+import { checksum, Encoder, encodeOps, encodeWrite, FRAME_HEADER } from '../codec/wire.js';
+import { changeOf, OP_BATCH, OP_NOTE, OP_SET, type Change, type Key, type Op, type Path } from '../codec/ops.js';
+import { isThenable } from '../args.js';
 import { Control, CONTROL_SIZE, I_COUNTER, OFF_COUNTER, self } from '../shm/control.js';
 import { AlreadyClosedError, CorruptSegmentError, FullDumpMemoryFullError, InvalidStateError, NotFoundError, UltraDictError } from '../errors.js';
 import { dropThreadEntry, SharedLock, type ThreadEntry } from './lock.js';
@@ -32,29 +17,11 @@ import { encodeDump, fixedHalfSize, loadDumpSegment, loadFixedDump, writeDumpSeg
 import { DUMP_FIXED, DUMP_NONE, DUMP_SEGMENT, MAX_CAPACITY, Stream } from '../shm/stream.js';
 import * as diag from '../diagnostics.js';
 
-/** A change to the dict, as delivered to 'change' listeners. */
-export interface Change {
-  type: 'set' | 'delete' | 'clear' | 'reload';
-  /** the key set or deleted (absent for clear and reload) */
-  key?: Key;
-  /** the new value (set only); nested dicts are given as frozen plain objects */
-  value?: unknown;
-  /** keys of the nested dict the change happened in (absent or empty: the root) */
-  path?: Key[];
-}
-
-/** A write before encoding. */
-export interface RawOp {
-  op: number;
-  path: Path | null;
-  key: Key | undefined;
-  value: unknown;
-}
 
 interface Tx {
   enc: Encoder;
   countAt: number;
-  ops: DecodedOp[];
+  ops: Op[];
   undo: Undo[];
 }
 
@@ -130,7 +97,7 @@ export class Core {
   private readonly enc = new Encoder();
   private dumpEnc: Encoder | null = null;
   private txEnc: Encoder | null = null;
-  private readonly ops: DecodedOp[] = [];
+  private readonly ops: Op[] = [];
 
   // change events
   listening = false;
@@ -146,7 +113,7 @@ export class Core {
    * private copy of its body and its operations; called with null when frames were skipped because a
    * whole generation was missed and loaded from its dump. Used by the Redis bridge.
    */
-  onFrame: ((body: Buffer | null, ops: DecodedOp[], note: string | null) => void) | null = null;
+  onFrame: ((body: Buffer | null, ops: Op[], note: string | null) => void) | null = null;
 
   constructor(cfg: CoreConfig) {
     this.name = cfg.name;
@@ -463,14 +430,14 @@ export class Core {
   }
 
   /** Decodes (without applying) the frames of the current stream in [from, to), for the bridge's restart. */
-  framesBetween(from: number, to: number, cb: (body: Buffer, ops: DecodedOp[], end: number, note: string | null) => void): void {
+  framesBetween(from: number, to: number, cb: (body: Buffer, ops: Op[], end: number, note: string | null) => void): void {
     const s = this.stream;
     const d = s.decoder;
     if (from < 0 || from > to || to > s.end()) throw new CorruptSegmentError(`${s.seg.name}: no frames at [${from}, ${to})`);
     for (let pos = from; pos < to; ) {
       const next = s.frameBody(pos, to);
       const bodyAt = d.pos;
-      const ops: DecodedOp[] = [];
+      const ops: Op[] = [];
       d.body(this.ser, ops);
       cb(Buffer.from(d.u8.subarray(bodyAt, d.limit)), ops, next, d.note);
       pos = next;
@@ -488,11 +455,11 @@ export class Core {
     return targetOf(this.map, path);
   }
 
-  private apply(o: DecodedOp): void {
+  private apply(o: Op): void {
     if (!applyOp(this.map, o)) this.missing(o.path!, true);
   }
 
-  private applyWithUndo(o: DecodedOp, undo: Undo[]): void {
+  private applyWithUndo(o: Op, undo: Undo[]): void {
     if (!applyWithUndo(this.map, o, undo)) this.missing(o.path!, false);
   }
 
@@ -533,14 +500,14 @@ export class Core {
   }
 
   /** Any writes (a batch, nested paths, deletes, clears): published as one frame, or added to the transaction. */
-  write(raw: readonly RawOp[], timeout?: number): void {
+  write(raw: readonly Op[], timeout?: number): void {
     if (raw.length === 0) return;
     const tx = this.tx;
     if (tx !== null) {
       const enc = tx.enc;
       const mark = enc.pos;
       const undoMark = tx.undo.length;
-      let ops: DecodedOp[];
+      let ops: Op[];
       try {
         ops = encodeOps(enc, raw, this.ser, this.recurse);
         for (const o of ops) this.applyWithUndo(o, tx.undo);
@@ -704,10 +671,10 @@ export class Core {
    * Tells the bridge hook about a frame this engine published itself (other handles of this thread share
    * the engine, so their writes are never replayed here). The hook sees it like a replayed frame.
    */
-  private ownFrame(enc: Encoder, ops: DecodedOp[]): void {
+  private ownFrame(enc: Encoder, ops: Op[]): void {
     const bodyLen = enc.dv.getUint32(0, true);
     let note: string | null = null;
-    const plainOps: DecodedOp[] = [];
+    const plainOps: Op[] = [];
     for (const o of ops) {
       if (o.op === OP_NOTE) note = String(o.key);
       else plainOps.push({ op: o.op, key: o.key, value: o.value, path: o.path });
@@ -892,42 +859,6 @@ export class Core {
   }
 }
 
-/** Encodes one write (a single op, or a batch of several) into enc; returns the local copies. */
-export function encodeWrite(enc: Encoder, raw: readonly RawOp[], ser: Serializer, recurse: boolean): DecodedOp[] {
-  if (raw.length === 1) return encodeOps(enc, raw, ser, recurse);
-  enc.u8(OP_BATCH);
-  const countAt = enc.pos;
-  enc.u32(0);
-  const ops = encodeOps(enc, raw, ser, recurse);
-  enc.patchU32(countAt, ops.length);
-  return ops;
-}
-
-/** Encodes ops (values through the serializer) into enc; returns the local copies as DecodedOps. */
-export function encodeOps(enc: Encoder, raw: readonly RawOp[], ser: Serializer, recurse: boolean): DecodedOp[] {
-  const out: DecodedOp[] = [];
-  for (const r of raw) {
-    enc.path(r.path); // throws for paths deeper than MAX_DEPTH
-    enc.u8(r.op);
-    let value: unknown;
-    if (r.op !== OP_CLEAR) enc.key(r.key!); // NOTE: its text is encoded as a key
-    if (r.op === OP_SET) value = enc.value(r.value, ser, true, recurse);
-    out.push({ op: r.op, key: r.key, value, path: r.path });
-  }
-  return out;
-}
-
-export function changeOf(o: DecodedOp): Change {
-  const c: Change =
-    o.op === OP_SET ? { type: 'set', key: o.key!, value: o.value } : o.op === OP_DELETE ? { type: 'delete', key: o.key! } : { type: 'clear' };
-  if (o.path) c.path = [...o.path];
-  return c;
-}
-
-/** Whether fn returned a Promise (or another thenable), which a synchronous lock or transaction cannot cover. */
-export function isThenable(x: unknown): boolean {
-  return x !== null && typeof x === 'object' && typeof (x as { then?: unknown }).then === 'function';
-}
 
 function checkSync<R>(result: R, what: string): R {
   if (isThenable(result)) {

@@ -6,8 +6,10 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { isDeepStrictEqual } from 'node:util';
 import { checkOptions } from '../args.js';
-import { applyOp, Encoder, OP_DELETE, OP_NOTE, OP_SET, type DecodedOp, type Key } from '../codec/wire.js';
-import { encodeWrite, type Core, type RawOp } from '../engine/core.js';
+import { applyOp } from '../codec/tree.js';
+import { Encoder, encodeWrite } from '../codec/wire.js';
+import { OP_DELETE, OP_NOTE, OP_SET, type Op, type Key } from '../codec/ops.js';
+import type { Core } from '../engine/core.js';
 import { coreOf, UltraDict, type UltraDictOptions } from '../dict.js';
 import { NotFoundError } from '../errors.js';
 import { validateName } from '../shm/names.js';
@@ -64,10 +66,10 @@ export function seqOf(gen: number, end: number): bigint {
   return (BigInt(gen) << POS_BITS) | BigInt(end);
 }
 
-function writeSkippingMissing(core: Core, ops: readonly DecodedOp[], note: RawOp, noted: { v: boolean }): void {
+function writeSkippingMissing(core: Core, ops: readonly Op[], note: Op, noted: { v: boolean }): void {
   for (const o of ops) {
     try {
-      core.write([o as RawOp]);
+      core.write([o]);
     } catch (e) {
       // the nested dict it writes into was deleted or replaced earlier in stream order: skipped everywhere
       if (e instanceof NotFoundError) continue;
@@ -148,7 +150,7 @@ export class Bridge extends EventEmitter {
       dict.close();
       throw e;
     }
-    const note: RawOp = { op: OP_NOTE, path: null, key: `${NOTE_PREFIX}${origin}`, value: undefined };
+    const note: Op = { op: OP_NOTE, path: null, key: `${NOTE_PREFIX}${origin}`, value: undefined };
     const target: ReplicaTarget = {
       applyRemote(ops, reapply) {
         // one frame: the remote ops, then the local writes that come after them in stream order
@@ -161,7 +163,7 @@ export class Bridge extends EventEmitter {
       reset(map, reapply) {
         core.transaction(() => {
           for (const o of reapply()) applyOp(map, o);
-          const raw: RawOp[] = [];
+          const raw: Op[] = [];
           for (const k of core.map.keys()) if (!map.has(k)) raw.push({ op: OP_DELETE, path: null, key: k, value: undefined });
           for (const [k, v] of map) {
             if (!core.map.has(k) || !isDeepStrictEqual(core.map.get(k), v)) raw.push({ op: OP_SET, path: null, key: k, value: v });
@@ -289,7 +291,7 @@ export class Bridge extends EventEmitter {
     const differing: Key[] = [];
     for (const [key, v] of core.map) if (!remote.has(key) || !isDeepStrictEqual(remote.get(key), v)) differing.push(key);
     for (const key of remote.keys()) if (!core.map.has(key)) differing.push(key);
-    const raw: RawOp[] = [];
+    const raw: Op[] = [];
     let lost = 0;
     if (differing.length > 0 && applied !== null) {
       const star = (await replica.cmd.hget(k.ver, '*')) ?? '0-0';
@@ -338,7 +340,7 @@ export class Bridge extends EventEmitter {
   }
 
   /** Sends a local frame to the stream, unless a bridge wrote it (its note says so). */
-  #forward(seq: bigint, body: Buffer, ops: DecodedOp[], note: string | null): void {
+  #forward(seq: bigint, body: Buffer, ops: Op[], note: string | null): void {
     if (note !== null && note.startsWith(NOTE_PREFIX)) return;
     this.#forwarded++;
     this.#replica.push(seq, body, ops);
@@ -350,7 +352,7 @@ export class Bridge extends EventEmitter {
     if (core.map.size === 0) return;
     const enc = new Encoder();
     encodeDump(enc, core.map, core.ser);
-    const ops: DecodedOp[] = [];
+    const ops: Op[] = [];
     for (const [k, v] of core.map) ops.push({ op: OP_SET, key: k as Key, value: v, path: null });
     this.#seeded = ops.length;
     this.#forward(seqOf(core.gen, core.pos), Buffer.from(enc.buf.subarray(0, enc.pos)), ops, null);

@@ -4,9 +4,10 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { checkOptions } from '../args.js';
-import { applyOp, applyWithUndo, checkKey, Encoder, Node, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, plain, setOwn, undoAll, type Key, type Undo } from '../codec/wire.js';
-import { changeOf, encodeOps, encodeWrite, isThenable, type Change, type RawOp } from '../engine/core.js';
+import { checkOptions, isThenable } from '../args.js';
+import { applyOp, applyWithUndo, Node, plain, setOwn, undoAll, type Undo } from '../codec/tree.js';
+import { checkKey, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, changeOf, type Change, type Key, type Op } from '../codec/ops.js';
+import { Encoder, encodeOps, encodeWrite } from '../codec/wire.js';
 import { AlreadyClosedError, TransactionConflictError } from '../errors.js';
 import { validateName } from '../shm/names.js';
 import { resolveSerializer, type SerializerOption } from '../codec/serializer.js';
@@ -209,7 +210,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   // ---- writing --------------------------------------------------------------------------------
 
   /** Applies the ops locally and appends them to the stream as one entry (or adds them to the transaction). */
-  #write(raw: RawOp[]): void {
+  #write(raw: Op[]): void {
     this.#check();
     const tx = this.#tx;
     if (tx !== null) {
@@ -257,7 +258,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 
   /** Sets several items as one entry (all or none). */
   update(items: Initial<V>): this {
-    const raw: RawOp[] = [];
+    const raw: Op[] = [];
     const it: Iterable<readonly [Key, V]> =
       items instanceof Map || Symbol.iterator in Object(items) ? (items as Iterable<readonly [Key, V]>) : (Object.entries(items) as [Key, V][]);
     for (const [k, v] of it) {

@@ -5,7 +5,9 @@
 
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis as RedisClient } from 'ioredis';
-import { applyOp, Decoder, Encoder, nSet, Node, OP_CLEAR, OP_SET, type DecodedOp, type Key } from '../codec/wire.js';
+import { applyOp, nSet, Node } from '../codec/tree.js';
+import { Decoder, Encoder } from '../codec/wire.js';
+import { OP_CLEAR, OP_SET, type Op, type Key } from '../codec/ops.js';
 import { ParameterMismatchError, ReplicationError, UltraDictError } from '../errors.js';
 import type { Serializer } from '../codec/serializer.js';
 import { decodeDump, encodeDump } from '../shm/dump.js';
@@ -18,9 +20,9 @@ export interface ReplicaTarget {
    * reapply() returns (it must be called after the target is up to date with its own local writes).
    * An operation whose nested dict no longer exists is skipped, the same way on every side.
    */
-  applyRemote(ops: DecodedOp[], reapply: () => DecodedOp[]): void;
+  applyRemote(ops: Op[], reapply: () => Op[]): void;
   /** Replaces the whole contents with a snapshot (a fresh map it may keep), then applies reapply(). */
-  reset(map: Map<Key, unknown>, reapply: () => DecodedOp[]): void;
+  reset(map: Map<Key, unknown>, reapply: () => Op[]): void;
   /** The contents at lastId, for a snapshot; only asked while nothing is pending. null: not now. */
   snapshotSource(): ReadonlyMap<Key, unknown> | null;
 }
@@ -40,7 +42,7 @@ export interface ReplicaConfig {
 
 interface Pending {
   seq: bigint;
-  ops: DecodedOp[];
+  ops: Op[];
   /** root keys written; null: a root clear (touches every key) */
   keys: Key[] | null;
 }
@@ -179,7 +181,7 @@ export class Replica {
   }
 
   /** Records a local write (already applied locally); it is sent with the others of this tick. */
-  push(seq: bigint, body: Buffer, ops: DecodedOp[]): void {
+  push(seq: bigint, body: Buffer, ops: Op[]): void {
     let keys: Key[] | null = [];
     for (const o of ops) {
       if (o.path != null && o.path.length > 0) keys.push(o.path[0]!);
@@ -307,7 +309,7 @@ export class Replica {
   }
 
   /** Ops of the pending writes that must be applied again after remote ops on `keys` (null: all). */
-  private reapplyFor(keys: Set<Key> | null): DecodedOp[] {
+  private reapplyFor(keys: Set<Key> | null): Op[] {
     const pend = this.pending;
     let from = -1;
     if (keys === null) from = this.ph;
@@ -320,14 +322,14 @@ export class Replica {
         }
       }
     }
-    const out: DecodedOp[] = [];
+    const out: Op[] = [];
     if (from < 0) return out;
     // fresh copies of nested dicts: the target may keep (and later writes change) what it is given
     for (let i = from; i < pend.length; i++) for (const o of pend[i]!.ops) out.push(detach(o));
     return out;
   }
 
-  private allPending(): DecodedOp[] {
+  private allPending(): Op[] {
     return this.reapplyFor(null);
   }
 
@@ -371,8 +373,8 @@ export class Replica {
     this.onError(new ReplicationError(`skipped entry ${e.id} of ${this.keys.stream}: ${e.bad}`));
   }
 
-  private decode(e: Entry): DecodedOp[] | null {
-    const ops: DecodedOp[] = [];
+  private decode(e: Entry): Op[] | null {
+    const ops: Op[] = [];
     try {
       Decoder.of(e.body, `Redis entry ${e.id}`).body(this.cfg.serializer, ops);
       return ops;
@@ -391,7 +393,7 @@ export class Replica {
   ingest(entries: readonly Entry[]): boolean {
     if (this.resyncing !== null) return false; // the resync reads these entries itself
     let cursor = this.lastId;
-    let group: DecodedOp[] = [];
+    let group: Op[] = [];
     let groupKeys: Set<Key> | null = new Set();
     const flushGroup = (): void => {
       if (group.length > 0) {
@@ -702,7 +704,7 @@ export class Replica {
  * write must keep the value it was made with: the Node a target holds changes with later writes into
  * it (remote ones included), and re-applying that changed Node would resurrect them.
  */
-function detach(o: DecodedOp): DecodedOp {
+function detach(o: Op): Op {
   return o.op === OP_SET && o.value instanceof Node ? { op: o.op, key: o.key, path: o.path, value: copyNode(o.value) } : o;
 }
 

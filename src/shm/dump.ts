@@ -1,18 +1,15 @@
 // Full dumps: the whole dict encoded as one batch body, written to a fresh segment per generation
 // ("/ud.<name>.<tag>.d<gen>") or to one half of the fixed dump area ("/ud.<name>.<tag>.dump"), and loaded back.
 
-import { checksum, Decoder, Encoder, OP_BATCH, OP_SET, type Key } from '../codec/wire.js';
+import { checksum, Decoder, Encoder } from '../codec/wire.js';
+import { OP_BATCH, OP_SET, type Key } from '../codec/ops.js';
 import { CorruptSegmentError } from '../errors.js';
+import { checkPrefix, H_GEN, writePrefix, type SegmentOwner } from './header.js';
 import { Segment } from './segment.js';
 import type { Serializer } from '../codec/serializer.js';
 
 export const DUMP_MAGIC = 0x50444455; // "UDDP"
 const VERSION = 1;
-const H_MAGIC = 0;
-const H_VERSION = 4;
-const H_ID_LO = 8;
-const H_ID_HI = 12;
-const H_GEN = 16;
 const H_LEN = 24;
 const H_CHECKSUM = 32;
 const H_SEQ = 36; // i32: 1 = complete, 0 = being written (fixed area)
@@ -37,13 +34,9 @@ export function encodeDump(enc: Encoder, map: ReadonlyMap<Key, unknown>, seriali
 
 function writeHeader(seg: Segment, at: number, idLo: number, idHi: number, gen: number, len: number, sum: number): void {
   const dv = seg.dv;
-  dv.setUint32(at + H_MAGIC, DUMP_MAGIC, true);
-  dv.setUint32(at + H_VERSION, VERSION, true);
-  dv.setUint32(at + H_ID_LO, idLo, true);
-  dv.setUint32(at + H_ID_HI, idHi, true);
-  dv.setFloat64(at + H_GEN, gen, true);
   dv.setFloat64(at + H_LEN, len, true);
   dv.setUint32(at + H_CHECKSUM, sum, true);
+  writePrefix(dv, at, DUMP_MAGIC, VERSION, { idLo, idHi, gen });
 }
 
 /** Writes a dump body (enc.buf[0, len)) to a new segment. The caller unmaps it. */
@@ -78,10 +71,8 @@ export function writeFixedDump(seg: Segment, fullDumpSize: number, idLo: number,
   Atomics.store(seg.i32, (at + H_SEQ) >> 2, 1);
 }
 
-export interface DumpExpectation {
-  idLo: number;
-  idHi: number;
-  gen: number;
+/** What a dump must be: whose and which generation's (SegmentOwner), and its length and checksum from its stream. */
+export interface DumpExpectation extends SegmentOwner {
   len: number;
   checksum: number;
 }
@@ -92,10 +83,7 @@ function checkHeader(seg: Segment, at: number, x: DumpExpectation): void {
     throw new CorruptSegmentError(`${seg.name} is not a valid ultradict dump: ${why}`);
   };
   if (at + DUMP_HEADER > seg.size) bad('too small');
-  if (dv.getUint32(at + H_MAGIC, true) !== DUMP_MAGIC) bad('bad magic');
-  if (dv.getUint32(at + H_VERSION, true) !== VERSION) bad('unknown version');
-  if (dv.getUint32(at + H_ID_LO, true) !== x.idLo || dv.getUint32(at + H_ID_HI, true) !== x.idHi) bad('belongs to another dict');
-  if (dv.getFloat64(at + H_GEN, true) !== x.gen) bad(`generation ${dv.getFloat64(at + H_GEN, true)}, expected ${x.gen}`);
+  checkPrefix(dv, at, DUMP_MAGIC, VERSION, x, bad);
   if (dv.getFloat64(at + H_LEN, true) !== x.len || at + DUMP_HEADER + x.len > seg.size) bad('length mismatch');
   if (dv.getUint32(at + H_CHECKSUM, true) !== x.checksum) bad('checksum mismatch with its stream');
 }

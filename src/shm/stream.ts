@@ -3,15 +3,11 @@
 
 import { align8, checksum, Decoder, FRAME_HEADER, type Encoder } from '../codec/wire.js';
 import { CorruptSegmentError } from '../errors.js';
+import { checkPrefix, H_GEN, writePrefix } from './header.js';
 import { Segment, type SegmentGuard } from './segment.js';
 
 export const STREAM_MAGIC = 0x54534455; // "UDST"
 const VERSION = 1;
-const H_MAGIC = 0;
-const H_VERSION = 4;
-const H_ID_LO = 8;
-const H_ID_HI = 12;
-const H_GEN = 16;
 const H_CAPACITY = 24;
 const H_END8 = 32; // i32: end of published data in 8-byte units
 const H_DUMP_KIND = 36;
@@ -73,16 +69,12 @@ export class Stream {
     const seg = Segment.create(segName, DATA + capacity, mode, DATA + reserved);
     const dv = seg.dv;
     dv.setUint32(H_RESERVED8, reserved / 8, true);
-    dv.setUint32(H_VERSION, VERSION, true);
-    dv.setUint32(H_ID_LO, idLo, true);
-    dv.setUint32(H_ID_HI, idHi, true);
-    dv.setFloat64(H_GEN, gen, true);
     dv.setFloat64(H_CAPACITY, capacity, true);
     dv.setUint32(H_DUMP_KIND, dump.kind, true);
     dv.setFloat64(H_DUMP_LEN, dump.len, true);
     dv.setFloat64(H_STREAM_START, dump.streamStart, true);
     dv.setUint32(H_DUMP_CHECKSUM, dump.checksum, true);
-    dv.setUint32(H_MAGIC, STREAM_MAGIC, true);
+    writePrefix(dv, 0, STREAM_MAGIC, VERSION, { idLo, idHi, gen });
     return new Stream(seg, gen);
   }
 
@@ -109,10 +101,7 @@ export class Stream {
   private static validate(seg: Segment, bad: (why: string) => never, gen: number, idLo: number, idHi: number): Stream {
     const dv = seg.dv;
     if (seg.size < DATA) bad('too small');
-    if (dv.getUint32(H_MAGIC, true) !== STREAM_MAGIC) bad('bad magic');
-    if (dv.getUint32(H_VERSION, true) !== VERSION) bad(`version ${dv.getUint32(H_VERSION, true)}`);
-    if (dv.getUint32(H_ID_LO, true) !== idLo || dv.getUint32(H_ID_HI, true) !== idHi) bad('belongs to another dict');
-    if (dv.getFloat64(H_GEN, true) !== gen) bad(`generation ${dv.getFloat64(H_GEN, true)}, expected ${gen}`);
+    checkPrefix(dv, 0, STREAM_MAGIC, VERSION, { idLo, idHi, gen }, bad);
     const cap = dv.getFloat64(H_CAPACITY, true);
     if (!Number.isSafeInteger(cap) || cap < 0 || cap % 8 !== 0 || DATA + cap > seg.size || cap > MAX_CAPACITY) bad('bad capacity');
     const s = new Stream(seg, gen);

@@ -10,7 +10,8 @@
 
 import { readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { UltraDict, UltraDictError } from '../../src/index.js';
-import { checksum, Decoder, FRAME_HEADER, type DecodedOp } from '../../src/codec/wire.js';
+import { checksum, Decoder, FRAME_HEADER } from '../../src/codec/wire.js';
+import type { Op } from '../../src/codec/ops.js';
 import { Control } from '../../src/shm/control.js';
 import { dumpSegment, fixedDumpSegment, streamSegment } from '../../src/shm/names.js';
 import { SharedLock, threadId } from '../../src/engine/lock.js';
@@ -311,7 +312,7 @@ export function fuzzDecoder(templates: Template[], n: number, seed: number): Fuz
   const r = new Rng(seed);
   const buf = Buffer.alloc(1 << 16);
   const d = new Decoder(buf, new DataView(buf.buffer, buf.byteOffset, buf.length), buf, 'fuzz');
-  const ops: DecodedOp[] = [];
+  const ops: Op[] = [];
   const withBodies = templates.filter((t) => t.bodies.length > 0);
   for (let i = 0; i < n; i++) {
     const t = r.pick(withBodies);
@@ -337,7 +338,7 @@ export function fuzzDecoder(templates: Template[], n: number, seed: number): Fuz
 export function fuzzStream(templates: Template[], n: number, seed: number, scratch: Scratch): FuzzStats {
   const st = newStats('stream');
   const r = new Rng(seed);
-  const ops: DecodedOp[] = [];
+  const ops: Op[] = [];
   for (let i = 0; i < n; i++) {
     const t = r.pick(templates);
     const b = mutate(r, t.stream, STREAM_HOT, 512);
