@@ -2,7 +2,8 @@
 
 import { AbortError } from './errors.js';
 
-function isPlainObject(x: unknown): x is Record<string, unknown> {
+/** Whether x is an object literal (or has a null prototype): options, initial items, nested dict values. */
+export function isPlainObject(x: unknown): x is Record<string, unknown> {
   if (x === null || typeof x !== 'object') return false;
   const p = Object.getPrototypeOf(x);
   return p === Object.prototype || p === null;

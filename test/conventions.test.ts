@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AbortError, SerializationError, UltraDict, UltraDictError, gc, type Change } from '../src/index.js';
-import { runChild, uniqueName } from './helpers.js';
+import { Child, runChild, uniqueName, waitFor } from './helpers.js';
 import { RedisServer, redisSkip } from './redis-server.js';
 import type { Bridge as BridgeType, RedisDict as RedisDictType } from '../src/redis/index.js';
 
@@ -266,5 +266,51 @@ test('keys: writes throw a TypeError for other keys; get and has answer as a Map
     assert.throws(() => d.increment(k as never), TypeError);
     assert.equal(d.get(k as never), undefined);
     assert.equal(d.has(k as never), false);
+  }
+});
+
+test('getOrInsert/getOrInsertComputed (ES2026 Map): the value present, else the one inserted; atomic across processes', async () => {
+  const name = uniqueName('goi');
+  using d = new UltraDict<unknown>({ name });
+  assert.equal(d.getOrInsert('a', 1), 1);
+  assert.equal(d.getOrInsert('a', 2), 1);
+  assert.equal(d.getOrInsertComputed('b', (k) => `${k}!`), 'b!');
+  assert.equal(d.getOrInsertComputed('b', () => assert.fail('not called for a present key')), 'b!');
+  assert.deepEqual(d.getOrInsert('o', { x: [1] }), { x: [1] });
+  assert.throws(() => d.getOrInsertComputed('c', 5 as never), TypeError);
+  assert.throws(() => d.getOrInsertComputed('c', () => Promise.resolve(1)), TypeError);
+  assert.throws(() => d.getOrInsertComputed('c', () => { throw new Error('loader failed'); }), /loader failed/);
+  assert.equal(d.has('c'), false, 'a loader that throws or returns a Promise inserts nothing');
+  // 4 processes race for the same 30 keys: each key is inserted once, and all of them see that value
+  const n = 30;
+  const kids = [1, 2, 3, 4].map((id) => new Child('child', { op: 'getOrInsert', name, n, id }));
+  await Promise.all(kids.map((c) => c.message('ready')));
+  for (const c of kids) c.send('go');
+  const results = await Promise.all(kids.map(async (c) => (await c.message('done')).got as string[]));
+  await Promise.all(kids.map((c) => c.done()));
+  for (let i = 0; i < n; i++) {
+    const winner = d.get(`k${i}`);
+    assert.ok(['1', '2', '3', '4'].includes(winner as string));
+    for (const r of results) assert.equal(r[i], winner, `every process got the inserted value of k${i}`);
+    assert.equal(d.get(`run${i}`), 1, `the loader of k${i} ran once on the machine`);
+  }
+});
+
+test('RedisDict.getOrInsert/getOrInsertComputed: the value present, else the one set (on the local copy, like set)', { skip: redisSkip() }, async () => {
+  const { RedisDict } = await import('../src/redis/index.js');
+  const server = await RedisServer.start();
+  try {
+    const name = uniqueName('goir');
+    await using a = await RedisDict.open<unknown>({ name, redis: server.url });
+    await using b = await RedisDict.open<unknown>({ name, redis: server.url });
+    assert.equal(a.getOrInsert('x', 1), 1);
+    assert.equal(a.getOrInsert('x', 2), 1);
+    assert.equal(a.getOrInsertComputed('y', (k) => `${k}!`), 'y!');
+    assert.throws(() => a.getOrInsertComputed('z', null as never), TypeError);
+    await a.flush();
+    await waitFor(() => b.get('y') === 'y!', 'the inserted value reaches the other copy');
+    assert.equal(b.getOrInsertComputed('x', () => assert.fail('present: not called')), 1);
+  } finally {
+    await server.close();
   }
 });

@@ -5,15 +5,11 @@
 // objects go through the dict's serializer. Every read is bounds-checked against the body's end: bytes
 // from shared memory are never trusted.
 
+import { isPlainObject } from '../args.js';
 import { CorruptSegmentError, SerializationError } from '../errors.js';
 import { MAX_DEPTH, OP_BATCH, OP_CLEAR, OP_DELETE, OP_IN, OP_NOTE, OP_SET, type Key, type Op, type Path } from './ops.js';
 import { freezeValue, Node, nSet } from './tree.js';
 import type { Serializer } from './serializer.js';
-
-function isPlainObject(x: object): boolean {
-  const p = Object.getPrototypeOf(x);
-  return p === Object.prototype || p === null;
-}
 
 const KEY_STRING = 1;
 const KEY_NUMBER = 2;

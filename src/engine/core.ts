@@ -9,7 +9,7 @@ import { Control, CONTROL_SIZE, I_COUNTER, OFF_COUNTER, self } from '../shm/cont
 import { AlreadyClosedError, CorruptSegmentError, FullDumpMemoryFullError, InvalidStateError, NotFoundError, UltraDictError } from '../errors.js';
 import { dropThreadEntry, SharedLock, type ThreadEntry } from './lock.js';
 import { native } from '../shm/native.js';
-import { dumpSegment, fixedDumpSegment, streamSegment } from '../shm/names.js';
+import { dumpSegment, fixedDumpSegment, retiredControlSegment, streamSegment } from '../shm/names.js';
 import { removeIncarnation } from '../shm/discovery.js';
 import { Segment } from '../shm/segment.js';
 import type { Serializer } from '../codec/serializer.js';
@@ -833,7 +833,7 @@ export class Core {
   /** The name the control segment currently has (it is renamed when the dict is unlinked). */
   private ctrlSegName(): string {
     if (!this.ctrl.unlinked) return this.ctrl.seg.name;
-    return `${this.ctrl.seg.name}.${this.ctrl.tag}.ctl`;
+    return retiredControlSegment(this.name, this.ctrl.tag);
   }
 
   stopListening(): void {

@@ -5,12 +5,13 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { checkOptions, isThenable } from '../args.js';
-import { applyOp, applyWithUndo, Node, plain, setOwn, undoAll, type Undo } from '../codec/tree.js';
+import { applyOp, applyWithUndo, Node, plain, undoAll, type Undo } from '../codec/tree.js';
 import { checkKey, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, changeOf, type Change, type Key, type Op } from '../codec/ops.js';
 import { Encoder, encodeOps, encodeWrite } from '../codec/wire.js';
 import { AlreadyClosedError, TransactionConflictError } from '../errors.js';
 import { validateName } from '../shm/names.js';
 import { resolveSerializer, type SerializerOption } from '../codec/serializer.js';
+import { checkCallback, checkIncrement, computeStep, entriesOf, entryList, forEachEntry, getOrInsertStep, incrementStep, keyList, toPlainObject, valueList, type Initial } from '../map-api.js';
 import { DEFAULT_PREFIX, type RedisTarget } from './protocol.js';
 import { Replica, type ReplicaStats, type ReplicaTarget } from './replica.js';
 
@@ -38,8 +39,6 @@ export interface RedisDictStats extends ReplicaStats {
   keys: number;
   conflicts: number;
 }
-
-type Initial<V> = Iterable<readonly [Key, V]> | ReadonlyMap<Key, V> | Record<string, V>;
 
 /**
  * A transaction being run: its writes are applied locally with undo records and encoded as one batch;
@@ -179,32 +178,32 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
     this.#read();
     return this.#map as ReadonlyMap<Key, V>;
   }
-  *entries(): MapIterator<[Key, V]> {
+  /** The local copy, for a read of the whole dict (recorded as such inside a transaction). */
+  #all(): Map<Key, unknown> {
     this.#check();
     this.#read();
-    for (const [k, v] of this.#map) yield [k, plain(v) as V];
+    return this.#map;
+  }
+  entries(): MapIterator<[Key, V]> {
+    return entryList(this.#all(), (_k, v) => plain(v) as V);
   }
   keys(): MapIterator<Key> {
-    this.#check();
-    this.#read();
-    return this.#map.keys();
+    return keyList(this.#all());
   }
-  *values(): MapIterator<V> {
-    for (const [, v] of this.entries()) yield v;
+  values(): MapIterator<V> {
+    return valueList(this.#all(), (_k, v) => plain(v) as V);
   }
   [Symbol.iterator](): MapIterator<[Key, V]> {
     return this.entries();
   }
   forEach(fn: (value: V, key: Key, map: Map<Key, V>) => void, thisArg?: unknown): void {
-    for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
+    forEachEntry(this, fn, thisArg);
   }
   get [Symbol.toStringTag](): string {
     return 'RedisDict';
   }
   toJSON(): Record<string, unknown> {
-    const o: Record<string, unknown> = {};
-    for (const [k, v] of this.entries()) setOwn(o, String(k), v);
-    return o;
+    return toPlainObject(this.#all());
   }
 
   // ---- writing --------------------------------------------------------------------------------
@@ -259,9 +258,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** Sets several items as one entry (all or none). */
   update(items: Initial<V>): this {
     const raw: Op[] = [];
-    const it: Iterable<readonly [Key, V]> =
-      items instanceof Map || Symbol.iterator in Object(items) ? (items as Iterable<readonly [Key, V]>) : (Object.entries(items) as [Key, V][]);
-    for (const [k, v] of it) {
+    for (const [k, v] of entriesOf(items, 'update items')) {
       checkKey(k);
       raw.push({ op: OP_SET, path: null, key: k, value: v });
     }
@@ -345,25 +342,33 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** Atomically replaces key's value by fn(old) (undefined deletes it); resolves with the new value. */
   async compute(key: Key, fn: (old: V | undefined) => V | undefined): Promise<V | undefined> {
     checkKey(key);
-    return this.transaction(() => {
-      const v = fn(this.get(key));
-      if (v === undefined) this.delete(key);
-      else this.set(key, v);
-      return v;
-    });
+    checkCallback(fn, 'compute(key, fn)');
+    return this.transaction(() => computeStep(this, key, fn));
   }
 
   /** Atomically adds `by` to a number (a missing key counts as 0); resolves with the new value. */
   async increment(key: Key, by = 1): Promise<number> {
     checkKey(key);
-    if (typeof by !== 'number' || !Number.isFinite(by)) throw new TypeError('increment(key, by): by must be a finite number');
-    return this.transaction(() => {
-      const old = this.get(key) ?? 0;
-      if (typeof old !== 'number') throw new TypeError(`increment: the value of ${JSON.stringify(key)} is a ${typeof old}, not a number`);
-      const v = old + by;
-      this.set(key, v as V);
-      return v;
-    });
+    checkIncrement(by);
+    return this.transaction(() => incrementStep(this, key, by));
+  }
+
+  /**
+   * Map.prototype.getOrInsert (ES2026), on the local copy: the value at key, after setting `value` if the
+   * key is absent here. Like set(), not a cross-host transaction: use compute() for that.
+   */
+  getOrInsert(key: Key, value: V): V {
+    checkKey(key);
+    this.#check();
+    return getOrInsertStep(this, key, () => value);
+  }
+
+  /** Map.prototype.getOrInsertComputed (ES2026), on the local copy, as getOrInsert(). */
+  getOrInsertComputed(key: Key, fn: (key: Key) => V): V {
+    checkKey(key);
+    checkCallback(fn, 'getOrInsertComputed(key, fn)');
+    this.#check();
+    return getOrInsertStep(this, key, fn);
   }
 
   /** Writes a snapshot now and trims the stream (normally automatic). */

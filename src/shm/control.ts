@@ -36,7 +36,6 @@ export const OFF_LOCK = 256;
 const OFF_COUNTER = 264;
 const OFF_GEN = 272; // BigInt64
 export const OFF_LISTENERS = 280;
-export const OFF_EVENT = 284;
 const OFF_LOCK_SINCE = 288; // f64, ms since epoch, written by the holder
 const OFF_DUMPS = 296;
 const OFF_UNLINKED = 300;
@@ -99,6 +98,8 @@ const S_EPOCH = 28; // i32: claim epoch, bumped by every claim (lock words name 
 export const CONTROL_SIZE = SLOTS_OFFSET + SLOT_COUNT * SLOT_SIZE;
 
 export const FLAG_FIXED_DUMP = 1;
+/** Plain objects assigned as values become nested dicts (the `recurse` option). */
+export const FLAG_RECURSE = 2;
 /** Largest bufferSize / fullDumpSize accepted from a header (the stream limit: 16 GiB). */
 const MAX_SEGMENT = 0x7fffffff * 8;
 
@@ -301,9 +302,6 @@ export class Control {
   }
   publishGen(gen: number): void {
     Atomics.store(this.b64, I_GEN64, BigInt(gen));
-  }
-  counter(): number {
-    return Atomics.load(this.i32, I_COUNTER);
   }
   /** Bumps the change counter; returns the new value. */
   bump(): number {

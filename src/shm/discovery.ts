@@ -3,7 +3,7 @@
 import { readdirSync, renameSync, statSync } from 'node:fs';
 import { checkMs, checkOptions, describe } from '../args.js';
 import { Control, STATE_INITIALIZING, STATE_READY } from './control.js';
-import { controlSegment, PREFIX, parseSegmentFile } from './names.js';
+import { controlSegment, PREFIX, parseSegmentFile, RETIRED, retiredControlSegment } from './names.js';
 import { Segment, SHM_DIR } from './segment.js';
 
 function shmFiles(): string[] {
@@ -13,9 +13,6 @@ function shmFiles(): string[] {
     return [];
   }
 }
-
-/** Suffix of a control segment that was unlinked while processes were still attached. */
-const RETIRED = '.ctl';
 
 /**
  * Removes one incarnation (identified by its tag) of a dict. controlOnly: only takes the name away
@@ -28,7 +25,7 @@ export function removeIncarnation(name: string, tag: string | null, opts: { cont
     Segment.unlink('/' + ctrlFile);
     return;
   }
-  const retired = `${ctrlFile}.${tag}${RETIRED}`;
+  const retired = retiredControlSegment(name, tag).slice(1);
   // the control name may already belong to a newer incarnation: only touch it if it is ours
   const current = safeOpen('/' + ctrlFile);
   const ours = current !== null && current.tag === tag;

@@ -28,6 +28,14 @@ export function controlSegment(name: string): string {
   return `/${PREFIX}${name}`;
 }
 
+/** Suffix of a control segment that was unlinked while processes were still attached. */
+export const RETIRED = '.ctl';
+
+/** The name a dict's control segment has once unlinked while others are attached: "/ud.<name>.<tag>.ctl". */
+export function retiredControlSegment(name: string, tag: string): string {
+  return `${controlSegment(name)}.${tag}${RETIRED}`;
+}
+
 /** What data segment names are made of: the incarnation's tag and the random parts in its control block. */
 export interface DataNames {
   /** hex of the dict's random id */

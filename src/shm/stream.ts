@@ -3,7 +3,7 @@
 
 import { align8, checksum, Decoder, FRAME_HEADER, type Encoder } from '../codec/wire.js';
 import { CorruptSegmentError } from '../errors.js';
-import { checkPrefix, H_GEN, writePrefix } from './header.js';
+import { checkPrefix, writePrefix } from './header.js';
 import { Segment, type SegmentGuard } from './segment.js';
 
 export const STREAM_MAGIC = 0x54534455; // "UDST"

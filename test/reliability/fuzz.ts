@@ -438,7 +438,7 @@ export function fuzzControl(templates: Template[], n: number, seed: number, scra
         if (c === null) return;
         try {
           c.checkHeader();
-          void [c.tag, c.gen(), c.counter(), c.bufferSize, c.fullDumpSize, c.mode, c.serializerName, c.flags, c.creatorPid, c.unlinked];
+          void [c.tag, c.gen(), c.genLow(), c.bufferSize, c.fullDumpSize, c.mode, c.serializerName, c.flags, c.creatorPid, c.unlinked];
           void c.attached();
           const slot = r.int(8);
           const entry = { key: `fuzz${i}`, slot, id: threadId(slot, 1), depth: 0, refs: 1, since: false, onIdle: null };

@@ -32,6 +32,11 @@ const asMap: Map<Key, number> = d;
 void keys;
 void values;
 void asMap;
+// Map.prototype.getOrInsert/getOrInsertComputed (ES2026; in TypeScript 7's lib ESNext Map)
+const got: number = d.getOrInsert('n', 0);
+const computed: number = d.getOrInsertComputed('m', (k) => String(k).length);
+void got;
+void computed;
 
 async function waits(): Promise<void> {
   try {
@@ -49,6 +54,10 @@ void listDicts();
 async function redis(): Promise<void> {
   const opts: RedisDictOptions = { name: 'r', redis: 'redis://127.0.0.1:6379' };
   const rd = await RedisDict.open<number>(opts);
+  const rdAsMap: Map<Key, number> = rd;
+  const n: number = rd.getOrInsert('n', 0) + rd.getOrInsertComputed('m', () => 1);
+  void rdAsMap;
+  void n;
   await rd[Symbol.asyncDispose]();
   const b = await Bridge.start({ name: 'b', redis: 'redis://127.0.0.1:6379' });
   await b[Symbol.asyncDispose]();
