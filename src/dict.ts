@@ -6,14 +6,14 @@ import { inspect } from 'node:util';
 import { abortError, checkMs, checkOptions, checkSignal, describe, isPlainObject, isThenable } from './args.js';
 import { checkKey, OP_CLEAR, OP_DELETE, OP_SET, type Change, type Key, type Op, type Path } from './codec/ops.js';
 import { Node, plain } from './codec/tree.js';
-import type { Core } from './engine/core.js';
+import type { Core, FrameSource } from './engine/core.js';
 import type { LockHandle, LockOwner, SharedLock } from './engine/lock.js';
 import { DEFAULT_LOCK_TIMEOUT, openEngine, validateOptions, type UltraDictOptions } from './engine/open.js';
 import { AlreadyClosedError, NotFoundError } from './errors.js';
 import { checkCallback, checkIncrement, computeStep, entriesOf, entryList, forEachEntry, getOrInsertStep, incrementStep, keyList, toPlainObject, valueList, type Initial } from './map-api.js';
 import { asObject } from './proxy.js';
-import { Control, I_COUNTER } from './shm/control.js';
-import { removeDict, removeIncarnation } from './shm/discovery.js';
+import { Control } from './shm/control.js';
+import { removeDict } from './shm/discovery.js';
 import { controlSegment, randomName, validateName } from './shm/names.js';
 
 export type { Change, Key } from './codec/ops.js';
@@ -86,8 +86,16 @@ class Handle {
   }
 }
 
-/** @internal The engine behind a dict handle (used by the Redis bridge; not part of the API). */
-export let coreOf: (d: UltraDict<unknown>) => Core;
+let sourceOf: (d: UltraDict<unknown>) => FrameSource;
+
+/**
+ * @internal The engine behind a dict handle as the Redis bridge sees it: FrameSource, the bridge's one
+ * door into a local dict (docs/ARCHITECTURE.md). Not part of the API.
+ */
+export function frameSourceOf(d: UltraDict<unknown>): FrameSource {
+  return sourceOf(d);
+}
+
 
 /** Longest delay setTimeout accepts (longer ones fire at once, with a TimeoutOverflowWarning). */
 const MAX_TIMER = 0x7fffffff;
@@ -111,7 +119,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
   readonly #root: UltraDict<unknown> | null;
 
   static {
-    coreOf = (d) => d.#core;
+    sourceOf = (d) => d.#core;
   }
 
   /** Creates or attaches to the dict `options.name`. */
@@ -146,12 +154,12 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
       this.#core = core;
       this.#path = null;
       this.#root = null;
-      if (core.onChanges === null) {
-        core.onChanges = (changes) => dispatch(core, changes);
-        core.onError = (e) => {
+      core.deliverTo({
+        changes: (changes) => dispatch(core, changes),
+        error: (e) => {
           for (const d of subscribers(core)) if (d.listenerCount('error') > 0) d.emit('error', e as Error);
-        };
-      }
+        },
+      });
     }
     // 'newListener' comes before the listener is added: subscribe now, so that a write right after
     // on('change') is not missed
@@ -191,7 +199,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
   // ---- reading --------------------------------------------------------------------------------
 
   /** The local map of this dict (after a sync); undefined if this nested dict no longer exists. */
-  #map(): Map<Key, unknown> | undefined {
+  #map(): ReadonlyMap<Key, unknown> | undefined {
     const core = this.#core;
     if (this.#h.closed) this.#h.check();
     core.read();
@@ -210,9 +218,9 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
   get(key: Key): V | undefined {
     const core = this.#core;
     if (this.#h.closed) this.#h.check();
-    if (Atomics.load(core.ci32, I_COUNTER) !== core.seen) core.sync(false);
+    const m = core.current();
     if (this.#path === null) {
-      const v = core.map.get(key);
+      const v = m.get(key);
       return (core.recurse && v instanceof Node ? this.#child(key) : v) as V | undefined;
     }
     const v = core.target(this.#path)?.get(key);
@@ -222,8 +230,8 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
   has(key: Key): boolean {
     const core = this.#core;
     if (this.#h.closed) this.#h.check();
-    if (Atomics.load(core.ci32, I_COUNTER) !== core.seen) core.sync(false);
-    return (this.#path === null ? core.map : core.target(this.#path))?.has(key) ?? false;
+    const m = core.current();
+    return (this.#path === null ? m : core.target(this.#path))?.has(key) ?? false;
   }
 
   get size(): number {
@@ -592,33 +600,8 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
   // ---- information and lifetime --------------------------------------------------------------
 
   stats(): UltraDictStats {
-    const core = this.#core;
     this.#h.check();
-    core.read();
-    const ctrl = core.ctrl;
-    return {
-      name: this.name,
-      keys: core.map.size,
-      generation: core.gen,
-      streamBytesUsed: core.stream.end(),
-      streamBytesSize: core.stream.capacity,
-      dumps: ctrl.dumps,
-      lastDumpBytes: ctrl.lastDumpBytes,
-      bufferSize: core.bufferSize,
-      fullDumpSize: core.fullDumpSize,
-      serializer: core.ser.name,
-      recurse: core.recurse,
-      lockHolder: core.lock.owner(),
-      lockRecoveries: ctrl.recoveries,
-      lockHandoffs: ctrl.handoffs,
-      lockHandoffsLapsed: ctrl.lapsedHandoffs,
-      attached: ctrl.attached().length,
-      listeners: ctrl.listeners,
-      creatorPid: ctrl.creatorPid,
-      createdAt: ctrl.createdAt,
-      unlinked: ctrl.unlinked,
-      sharedMemoryBytes: core.sharedMemoryBytes(),
-    };
+    return { name: this.name, ...this.#core.stats() };
   }
 
   /** Whether this handle is closed. */
@@ -631,11 +614,8 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
    * under the name. Processes already attached keep working; the memory is freed when the last closes.
    */
   unlink(): void {
-    const core = this.#core;
     this.#h.check();
-    if (core.ctrl.unlinked) return;
-    core.ctrl.markUnlinked();
-    removeIncarnation(core.name, core.ctrl.tag, { controlOnly: true });
+    this.#core.unlink();
   }
 
   /** Detaches this handle (and its nested views); idempotent. The creator (autoUnlink) also unlinks the dict. */

@@ -9,8 +9,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chmodSync, chownSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { ForeignSegmentError, UltraDict } from '../src/index.js';
-import { coreOf } from '../src/dict.js';
+import { Control } from '../src/shm/control.js';
+import { controlSegment } from '../src/shm/names.js';
 import { Stream } from '../src/shm/stream.js';
+import { Trust } from '../src/shm/trust.js';
 import { fixture, uniqueName } from './helpers.js';
 import { Remote } from './lib/remote.js';
 import { privateShmUnavailable, runInPrivateShm } from './reliability/lib.js';
@@ -171,7 +173,9 @@ test('finding 8: a file planted at the name of a superseded generation counts as
   d.set('a', 1);
   d.dump();
   d.dump(); // generation 2 is published; the names of 0 and 1 are free again
-  const ctrl = coreOf(d as UltraDict<unknown>).ctrl;
+  // the dict's control block, with the checks a handle of this process makes on data segments
+  const ctrl = Control.open(controlSegment(d.name))!;
+  ctrl.checkWith(new Trust(undefined, ctrl.mode, ctrl.ownerUid));
   const planted = `/dev/shm/ud.${d.name}.${ctrl.tag}.planted`;
   writeFileSync(planted, Buffer.alloc(4096), { mode: 0o600 });
   chownSync(planted, STRANGER.uid, STRANGER.gid);
@@ -184,6 +188,7 @@ test('finding 8: a file planted at the name of a superseded generation counts as
     assert.equal(d.get('a'), 1);
   } finally {
     rmSync(planted, { force: true });
+    ctrl.seg.unmap();
   }
 });
 

@@ -1,22 +1,21 @@
 // The engine behind one attached handle (and its nested views): the local copy (a tree of Maps), read
 // sync, the write path, transactions, generation switches and change events. See docs/ARCHITECTURE.md.
 
-import { applyOp, applyWithUndo, Node, targetOf, undoAll, type Undo } from '../codec/tree.js';
-import { checksum, Encoder, encodeOps, encodeWrite, FRAME_HEADER } from '../codec/wire.js';
-import { changeOf, OP_BATCH, OP_NOTE, OP_SET, type Change, type Key, type Op, type Path } from '../codec/ops.js';
 import { isThenable } from '../args.js';
-import { Control, CONTROL_SIZE, I_COUNTER, OFF_COUNTER, self } from '../shm/control.js';
-import { AlreadyClosedError, CorruptSegmentError, FullDumpMemoryFullError, InvalidStateError, NotFoundError, UltraDictError } from '../errors.js';
-import { dropThreadEntry, SharedLock, type ThreadEntry } from './lock.js';
-import { native } from '../shm/native.js';
-import { dumpSegment, fixedDumpSegment, retiredControlSegment, streamSegment } from '../shm/names.js';
-import { removeIncarnation } from '../shm/discovery.js';
-import { Segment } from '../shm/segment.js';
+import { changeOf, OP_BATCH, OP_NOTE, OP_SET, type Key, type Op, type Path } from '../codec/ops.js';
 import type { Serializer } from '../codec/serializer.js';
-import { encodeDump, fixedHalfSize, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from '../shm/dump.js';
-import { DUMP_FIXED, DUMP_NONE, DUMP_SEGMENT, MAX_CAPACITY, Stream } from '../shm/stream.js';
+import { applyOp, applyWithUndo, Node, targetOf, undoAll, type Undo } from '../codec/tree.js';
+import { Encoder, encodeOps, encodeWrite, FRAME_HEADER } from '../codec/wire.js';
 import * as diag from '../diagnostics.js';
-
+import { AlreadyClosedError, CorruptSegmentError, InvalidStateError, NotFoundError } from '../errors.js';
+import { I_COUNTER, OFF_COUNTER, self, type Control } from '../shm/control.js';
+import { removeIncarnation } from '../shm/discovery.js';
+import { retiredControlSegment } from '../shm/names.js';
+import { native } from '../shm/native.js';
+import type { Stream } from '../shm/stream.js';
+import { ChangeFeed, type ChangeSink } from './changes.js';
+import { Generations, type InitialDump } from './generation.js';
+import { dropThreadEntry, SharedLock, whenIdle, type LockOwner, type ThreadEntry } from './lock.js';
 
 interface Tx {
   enc: Encoder;
@@ -25,11 +24,6 @@ interface Tx {
   undo: Undo[];
 }
 
-/**
- * A new stream holds at least GROWTH times the dump just written: the dump work per streamed byte is at
- * most 1/GROWTH. Stream pages are allocated as the stream fills, so the size costs nothing up front.
- */
-const GROWTH = 8;
 const WAKE_ALL = 0x7fffffff;
 /** Wakes that found no waiting watcher before dead listeners are looked for (see nobodyWoken). */
 const IDLE_WAKES = 64;
@@ -64,28 +58,81 @@ export function retainEngine(key: string): Core | null {
   return core;
 }
 
-export class Core {
+/** What the engine reports in stats() (the facade adds the name). */
+export interface EngineStats {
+  keys: number;
+  generation: number;
+  streamBytesUsed: number;
+  streamBytesSize: number;
+  dumps: number;
+  lastDumpBytes: number;
+  bufferSize: number;
+  fullDumpSize: number;
+  serializer: string;
+  recurse: boolean;
+  lockHolder: LockOwner | null;
+  lockRecoveries: number;
+  lockHandoffs: number;
+  lockHandoffsLapsed: number;
+  attached: number;
+  listeners: number;
+  creatorPid: number;
+  createdAt: number;
+  unlinked: boolean;
+  sharedMemoryBytes: number;
+}
+
+/** Called for every frame of the stream with a private copy of its body and its ops (null: frames were skipped). */
+export type FrameHook = (body: Buffer | null, ops: Op[], note: string | null) => void;
+
+/**
+ * The engine as the Redis bridge sees it: its one door into a local dict (docs/ARCHITECTURE.md, "The
+ * bridge"). The local copy to compare and seed from, the stream position to forward from, writes in the
+ * engine's transaction, the frames between two positions, and a tap on every frame published.
+ */
+export interface FrameSource {
+  readonly name: string;
+  /** the incarnation (hex of the dict's random id) */
+  readonly tag: string;
+  readonly ser: Serializer;
+  /** the local copy as of the last read() */
+  readonly map: ReadonlyMap<Key, unknown>;
+  readonly gen: number;
+  readonly pos: number;
+  read(): void;
+  write(ops: readonly Op[], timeout?: number): void;
+  transaction<R>(fn: () => R, timeout?: number): R;
+  framesBetween(from: number, to: number, cb: (body: Buffer, ops: Op[], end: number, note: string | null) => void): void;
+  /**
+   * Calls hook for every frame of the stream from now on: replayed from other processes and published by
+   * this thread (whose other handles share the engine); with null when a whole generation was missed and
+   * loaded from its dump. null removes it.
+   */
+  tapFrames(hook: FrameHook | null): void;
+}
+
+export class Core implements FrameSource {
   readonly name: string;
   readonly key: string;
-  readonly ctrl: Control;
-  readonly ci32: Int32Array;
   readonly ser: Serializer;
-  readonly entry: ThreadEntry;
-  readonly bufferSize: number;
-  readonly fullDumpSize: number;
-  readonly mode: number;
   readonly recurse: boolean;
-  readonly lock: SharedLock;
-  seen = 0;
-  map: Map<Key, unknown> = new Map();
-  stream!: Stream;
-  gen = -1;
-  pos = 0;
+  private readonly ctrl: Control;
+  private readonly ci32: Int32Array;
+  private readonly entry: ThreadEntry;
+  private readonly lock: SharedLock;
+  private readonly generations: Generations;
+  private readonly feed: ChangeFeed;
+  /** the change counter as of the last sync (plain fields on the read path: no private-name checks) */
+  private seenCount = 0;
+  private local: Map<Key, unknown> = new Map();
+  #stream!: Stream;
+  #gen = -1;
+  #pos = 0;
   /** Stream bytes known to have pages (a cache of the stream header's reserved size; reloaded when passed). */
-  reservedCache = 0;
-  closed = false;
-  fixed: Segment | null = null;
-  tx: Tx | null = null;
+  #reserved = 0;
+  #closed = false;
+  #tx: Tx | null = null;
+  #onFrame: FrameHook | null = null;
   /** Handles open on this engine; it closes when the last one closes (see release()). */
   private refs = 1;
   private autoUnlinkOpen = 0;
@@ -95,25 +142,8 @@ export class Core {
   /** > 0 while frames are being replayed: a close requested meanwhile waits until the replay is done. */
   private syncing = 0;
   private readonly enc = new Encoder();
-  private dumpEnc: Encoder | null = null;
   private txEnc: Encoder | null = null;
   private readonly ops: Op[] = [];
-
-  // change events
-  listening = false;
-  private queue: Change[] = [];
-  private flushScheduled = false;
-  private watcherId = 0;
-  private refd = false;
-  private holds = 0;
-  onChanges: ((changes: Change[]) => void) | null = null;
-  onError: ((e: unknown) => void) | null = null;
-  /**
-   * Called for every frame replayed from another process (never for this handle's own writes) with a
-   * private copy of its body and its operations; called with null when frames were skipped because a
-   * whole generation was missed and loaded from its dump. Used by the Redis bridge.
-   */
-  onFrame: ((body: Buffer | null, ops: Op[], note: string | null) => void) | null = null;
 
   constructor(cfg: CoreConfig) {
     this.name = cfg.name;
@@ -122,13 +152,28 @@ export class Core {
     this.ser = cfg.serializer;
     this.entry = cfg.entry;
     this.key = cfg.entry.key;
-    this.bufferSize = cfg.ctrl.bufferSize;
-    this.fullDumpSize = cfg.ctrl.fullDumpSize;
-    this.mode = cfg.ctrl.mode;
     this.recurse = cfg.recurse;
+    this.generations = new Generations(cfg.name, cfg.ctrl, cfg.serializer);
+    this.feed = new ChangeFeed(cfg.ctrl, cfg.entry.slot, () => this.ctrlSegName(), () => this.sync(false));
     this.lock = this.lockFor(cfg.lockTimeout, () => this.check());
     this.slotGuard = this.guardSlot();
     engines.set(this.key, this);
+  }
+
+  get map(): ReadonlyMap<Key, unknown> {
+    return this.local;
+  }
+  get gen(): number {
+    return this.#gen;
+  }
+  get pos(): number {
+    return this.#pos;
+  }
+  get closed(): boolean {
+    return this.#closed;
+  }
+  get tag(): string {
+    return this.ctrl.tag;
   }
 
   /**
@@ -154,7 +199,7 @@ export class Core {
   }
 
   check(): void {
-    if (this.closed) throw new AlreadyClosedError(`UltraDict ${JSON.stringify(this.name)} is closed`);
+    if (this.#closed) throw new AlreadyClosedError(`UltraDict ${JSON.stringify(this.name)} is closed`);
   }
 
   // ---- lifetime -------------------------------------------------------------------------------
@@ -167,7 +212,7 @@ export class Core {
   /** A handle with autoUnlink opened (+1) or closed (-1): the dict is due for unlinking when one closes, or at exit. */
   autoUnlinkHandle(delta: 1 | -1): void {
     this.autoUnlinkOpen += delta;
-    if (delta < 0 && !this.closed && !this.ctrl.unlinked) this.ctrl.setUnlinkPending();
+    if (delta < 0 && !this.#closed && !this.ctrl.unlinked) this.ctrl.setUnlinkPending();
   }
 
   /**
@@ -176,11 +221,11 @@ export class Core {
    * then it closes when the outermost scope ends, and the scope completes normally.
    */
   release(): void {
-    if (--this.refs > 0 || this.closed) return;
+    if (--this.refs > 0 || this.#closed) return;
     if (this.entry.depth > 0) {
-      this.entry.onIdle = () => {
+      whenIdle(this.entry, () => {
         if (this.refs === 0) this.close();
-      };
+      });
       return;
     }
     if (this.syncing > 0) return; // sync() closes when it finishes
@@ -195,15 +240,15 @@ export class Core {
    * restarting creator, as in `pm2 reload`, would split the processes in two.)
    */
   close(): void {
-    if (this.closed) return;
+    if (this.#closed) return;
     const ctrl = this.ctrl;
     const slot = this.entry.slot;
     if (this.autoUnlinkOpen > 0 && !ctrl.unlinked) ctrl.setUnlinkPending(); // closed at exit with such handles open
-    this.stopListening();
-    this.closed = true;
+    this.feed.stop();
+    this.#closed = true;
     this.refs = 0;
     if (engines.get(this.key) === this) engines.delete(this.key);
-    this.entry.onIdle = null;
+    whenIdle(this.entry, null);
     this.lock.forceExit();
     dropThreadEntry(this.entry);
     native.slotGuardStop(this.slotGuard);
@@ -217,79 +262,55 @@ export class Core {
         removeIncarnation(this.name, ctrl.tag, { controlOnly: false });
       }
     } finally {
-      this.stream.unmap();
-      this.fixed?.unmap();
+      this.#stream.unmap();
+      this.generations.unmap();
       ctrl.seg.unmap();
-      this.map = new Map();
+      this.local = new Map();
     }
   }
 
   /** Undoes a failed open (before any handle saw this engine): frees the slot and unmaps what was mapped. */
   abandon(): void {
-    this.closed = true;
+    this.#closed = true;
     if (engines.get(this.key) === this) engines.delete(this.key);
     native.slotGuardStop(this.slotGuard);
     if (dropThreadEntry(this.entry)) this.ctrl.releaseSlot(this.entry.slot);
-    this.fixed?.unmap();
-    if (this.gen >= 0) this.stream.unmap();
+    this.generations.unmap();
+    if (this.#gen >= 0) this.#stream.unmap();
+  }
+
+  /** Takes the dict's name away (no new attachers); the attached keep working (UltraDict#unlink). */
+  unlink(): void {
+    if (this.ctrl.unlinked) return;
+    this.ctrl.markUnlinked();
+    removeIncarnation(this.name, this.ctrl.tag, { controlOnly: true });
   }
 
   // ---- creation -------------------------------------------------------------------------------
 
   /** Creator: writes generation 0 (the initial items as its dump) and marks the dict ready. */
-  initialize(initial: { enc: Encoder; len: number; count: number } | null): void {
-    const ctrl = this.ctrl;
-    let kind = DUMP_NONE;
-    let len = 0;
-    let sum = 0;
-    let dumpSeg: Segment | null = null;
-    if (this.fullDumpSize > 0) {
-      this.fixed = Segment.create(fixedDumpSegment(this.name, ctrl), 2 * fixedHalfSize(this.fullDumpSize), this.mode);
-    }
-    if (initial !== null && initial.count > 0) {
-      len = initial.len;
-      sum = checksum(initial.enc.i32, initial.enc.buf, 0, len);
-      if (this.fixed !== null) {
-        if (len > this.fullDumpSize) {
-          throw new FullDumpMemoryFullError(`the initial items need ${len} bytes; fullDumpSize is ${this.fullDumpSize}`);
-        }
-        writeFixedDump(this.fixed, this.fullDumpSize, ctrl.idLo, ctrl.idHi, 0, initial.enc, len, sum);
-        kind = DUMP_FIXED;
-      } else {
-        dumpSeg = writeDumpSegment(dumpSegment(this.name, ctrl, 0), this.mode, ctrl.idLo, ctrl.idHi, 0, initial.enc, len, sum);
-        kind = DUMP_SEGMENT;
-      }
-    }
-    const s = Stream.create(
-      streamSegment(this.name, ctrl, 0),
-      this.mode,
-      ctrl.idLo,
-      ctrl.idHi,
-      0,
-      capacityFor(this.bufferSize, len, 0),
-      { kind, len, checksum: sum, streamStart: 0 },
-      0,
-    );
-    s.unmap(); // sync() opens it like any attacher
-    dumpSeg?.unmap();
-    if (kind !== DUMP_NONE) ctrl.recordDump(len);
-    ctrl.publishGen(0);
-    ctrl.bump();
-    ctrl.setReady();
+  initialize(initial: InitialDump | null): void {
+    this.generations.createFirst(initial);
   }
 
   // ---- reading --------------------------------------------------------------------------------
 
   /** Brings the local copy up to date if anything was published since the last look. */
   read(): void {
-    if (this.closed) this.check();
-    if (Atomics.load(this.ci32, I_COUNTER) !== this.seen) this.sync(false);
+    if (this.#closed) this.check();
+    if (Atomics.load(this.ci32, I_COUNTER) !== this.seenCount) this.sync(false);
+  }
+
+  /** The local copy, brought up to date first if anything was published since the last look: the read path. */
+  current(): ReadonlyMap<Key, unknown> {
+    if (Atomics.load(this.ci32, I_COUNTER) !== this.seenCount) this.sync(false);
+    return this.local;
   }
 
   /** Applies everything published since the last sync. Returns the number of operations applied. */
   sync(force: boolean): number {
     const c = Atomics.load(this.ci32, I_COUNTER);
-    if (!force && c === this.seen) return 0;
+    if (!force && c === this.seenCount) return 0;
     this.syncing++;
     try {
       return this.syncTo(c);
@@ -304,21 +325,21 @@ export class Core {
     for (let attempt = 0; ; attempt++) {
       const g = ctrl.gen();
       if (g < 0) throw new CorruptSegmentError(`${ctrl.name}: invalid published generation ${g}`);
-      if (g === this.gen) {
-        n += this.replay(this.stream.end());
+      if (g === this.#gen) {
+        n += this.replay(this.#stream.end());
         break;
       }
-      if (g < this.gen) throw new CorruptSegmentError(`${ctrl.name}: published generation went back from ${this.gen} to ${g}`);
-      if (g === this.gen + 1 && this.gen >= 0) {
+      if (g < this.#gen) throw new CorruptSegmentError(`${ctrl.name}: published generation went back from ${this.#gen} to ${g}`);
+      if (g === this.#gen + 1 && this.#gen >= 0) {
         // the common case: finish the sealed stream, then continue at the start of the next one
-        const next = Stream.open(streamSegment(this.name, ctrl, g), ctrl.idLo, ctrl.idHi, g, ctrl.guard(g));
+        const next = this.generations.openStream(g);
         if (next !== null) {
-          n += this.replay(this.stream.end());
-          this.stream.unmap();
-          this.stream = next;
-          this.reservedCache = 0;
-          this.gen = g;
-          this.pos = 0;
+          n += this.replay(this.#stream.end());
+          this.#stream.unmap();
+          this.#stream = next;
+          this.#reserved = 0;
+          this.#gen = g;
+          this.#pos = 0;
           diag.generationSwitched(this.name, g, false);
           continue;
         }
@@ -331,68 +352,39 @@ export class Core {
       // published generation, they were removed (by hand, a crash), not superseded
       if (attempt > 10_000 || ctrl.gen() === g) throw new CorruptSegmentError(`${ctrl.name}: cannot open generation ${g} (segments missing)`);
     }
-    this.seen = c;
+    this.seenCount = c;
     return n;
   }
 
   /** Loads generation g from its dump; false if its segments are gone (a newer generation exists). */
   private load(g: number): boolean {
-    const ctrl = this.ctrl;
-    const s = Stream.open(streamSegment(this.name, ctrl, g), ctrl.idLo, ctrl.idHi, g, ctrl.guard(g));
-    if (s === null) return false;
-    try {
-      const d = s.dump;
-      const expect = { idLo: ctrl.idLo, idHi: ctrl.idHi, gen: g, len: d.len, checksum: d.checksum };
-      let map: Map<Key, unknown>;
-      if (d.kind === DUMP_NONE) {
-        map = new Map();
-      } else if (d.kind === DUMP_SEGMENT) {
-        const seg = Segment.tryOpen(dumpSegment(this.name, ctrl, g), true, ctrl.guard(g));
-        if (seg === null) {
-          s.unmap();
-          return false;
-        }
-        try {
-          map = loadDumpSegment(seg, expect, this.ser);
-        } finally {
-          seg.unmap();
-        }
-      } else {
-        this.fixed ??= Segment.open(fixedDumpSegment(this.name, ctrl), ctrl.guard(-1));
-        const m = loadFixedDump(this.fixed, this.fullDumpSize, expect, this.ser);
-        if (m === null) {
-          s.unmap();
-          return false;
-        }
-        map = m;
-      }
-      const first = this.gen < 0;
-      this.map = map;
-      if (!first) this.stream.unmap();
-      this.stream = s;
-      this.reservedCache = 0;
-      this.gen = g;
-      this.pos = d.streamStart;
-      if (!first && this.listening) this.queueChange({ type: 'reload' });
-      if (!first) this.onFrame?.(null, [], null);
-      if (!first) diag.generationSwitched(this.name, g, true);
-      return true;
-    } catch (e) {
-      if (this.stream !== s) s.unmap();
-      throw e;
+    const loaded = this.generations.load(g);
+    if (loaded === null) return false;
+    const first = this.#gen < 0;
+    this.local = loaded.map;
+    if (!first) this.#stream.unmap();
+    this.#stream = loaded.stream;
+    this.#reserved = 0;
+    this.#gen = g;
+    this.#pos = loaded.stream.dump.streamStart;
+    if (!first) {
+      if (this.feed.listening) this.feed.queue({ type: 'reload' });
+      this.#onFrame?.(null, [], null);
+      diag.generationSwitched(this.name, g, true);
     }
+    return true;
   }
 
   /** Replays frames of the current stream from pos to `end`. */
   private replay(end: number): number {
-    let pos = this.pos;
+    let pos = this.#pos;
     if (pos === end) return 0;
-    if (pos > end) throw new CorruptSegmentError(`${this.stream.seg.name}: published end ${end} is before ${pos}`);
-    const s = this.stream;
+    if (pos > end) throw new CorruptSegmentError(`${this.#stream.seg.name}: published end ${end} is before ${pos}`);
+    const s = this.#stream;
     const d = s.decoder;
     const ops = this.ops;
     let n = 0;
-    const hook = this.onFrame;
+    const hook = this.#onFrame;
     while (pos < end) {
       const next = s.frameBody(pos, end);
       const bodyAt = d.pos;
@@ -402,11 +394,11 @@ export class Core {
         const key = d.key();
         const value = d.value(this.ser);
         if (d.pos !== d.limit) d.fail(`${d.limit - d.pos} trailing bytes after an operation`);
-        this.map.set(key, value);
+        this.local.set(key, value);
         pos = next;
-        this.pos = pos;
+        this.#pos = pos;
         n++;
-        if (this.listening) this.queueChange({ type: 'set', key, value });
+        if (this.feed.listening) this.feed.queue({ type: 'set', key, value });
         if (hook !== null) hook(Buffer.from(d.u8.subarray(bodyAt, d.limit)), [{ op: OP_SET, key, value, path: null }], null);
         continue;
       }
@@ -421,9 +413,9 @@ export class Core {
         if (o.op === OP_SET && o.value instanceof Node) creates = true;
       }
       for (const o of ops) this.apply(o);
-      this.pos = pos;
+      this.#pos = pos;
       n += ops.length;
-      if (this.listening) for (const o of ops) this.queueChange(changeOf(o));
+      if (this.feed.listening) for (const o of ops) this.feed.queue(changeOf(o));
       if (hook !== null) hook(Buffer.from(d.u8.subarray(bodyAt, d.limit)), ops.slice(), d.note);
     }
     return n;
@@ -431,7 +423,7 @@ export class Core {
 
   /** Decodes (without applying) the frames of the current stream in [from, to), for the bridge's restart. */
   framesBetween(from: number, to: number, cb: (body: Buffer, ops: Op[], end: number, note: string | null) => void): void {
-    const s = this.stream;
+    const s = this.#stream;
     const d = s.decoder;
     if (from < 0 || from > to || to > s.end()) throw new CorruptSegmentError(`${s.seg.name}: no frames at [${from}, ${to})`);
     for (let pos = from; pos < to; ) {
@@ -451,23 +443,23 @@ export class Core {
   }
 
   /** The local map at `path` (null: the root), or undefined if it does not exist (or is not a dict). */
-  target(path: Path | null): Map<Key, unknown> | undefined {
-    return targetOf(this.map, path);
+  target(path: Path | null): ReadonlyMap<Key, unknown> | undefined {
+    return targetOf(this.local, path);
   }
 
   private apply(o: Op): void {
-    if (!applyOp(this.map, o)) this.missing(o.path!, true);
+    if (!applyOp(this.local, o)) this.missing(o.path!, true);
   }
 
   private applyWithUndo(o: Op, undo: Undo[]): void {
-    if (!applyWithUndo(this.map, o, undo)) this.missing(o.path!, false);
+    if (!applyWithUndo(this.local, o, undo)) this.missing(o.path!, false);
   }
 
   // ---- writing --------------------------------------------------------------------------------
 
   /** The fast path: one SET of a root key, outside a transaction. */
   setRoot(key: Key, value: unknown, timeout?: number): void {
-    if (this.tx !== null) return this.write([{ op: OP_SET, path: null, key, value }]);
+    if (this.#tx !== null) return this.write([{ op: OP_SET, path: null, key, value }]);
     const enc = this.enc;
     enc.beginFrame();
     enc.u8(OP_SET);
@@ -478,9 +470,9 @@ export class Core {
     lock.enter(timeout);
     try {
       this.syncForWrite();
-      if (this.pos + len <= this.stream.capacity) {
+      if (this.#pos + len <= this.#stream.capacity) {
         this.publishFrame(enc, len); // appends: the local copy changes only once that worked
-        this.map.set(key, local);
+        this.local.set(key, local);
       } else {
         // a new generation dumps the dict with this write in it: apply it first, undo if that fails
         const undo: Undo[] = [];
@@ -492,8 +484,8 @@ export class Core {
           throw e;
         }
       }
-      if (this.listening) this.queueChange({ type: 'set', key, value: local });
-      if (this.onFrame !== null) this.ownFrame(enc, [{ op: OP_SET, key, value: local, path: null }]);
+      if (this.feed.listening) this.feed.queue({ type: 'set', key, value: local });
+      if (this.#onFrame !== null) this.ownFrame(enc, [{ op: OP_SET, key, value: local, path: null }]);
     } finally {
       lock.exit();
     }
@@ -502,7 +494,7 @@ export class Core {
   /** Any writes (a batch, nested paths, deletes, clears): published as one frame, or added to the transaction. */
   write(raw: readonly Op[], timeout?: number): void {
     if (raw.length === 0) return;
-    const tx = this.tx;
+    const tx = this.#tx;
     if (tx !== null) {
       const enc = tx.enc;
       const mark = enc.pos;
@@ -535,8 +527,8 @@ export class Core {
         undoAll(undo);
         throw e;
       }
-      if (this.listening) for (const o of ops) this.queueChange(changeOf(o));
-      if (this.onFrame !== null) this.ownFrame(enc, ops);
+      if (this.feed.listening) for (const o of ops) this.feed.queue(changeOf(o));
+      if (this.#onFrame !== null) this.ownFrame(enc, ops);
     } finally {
       lock.exit();
     }
@@ -544,7 +536,7 @@ export class Core {
 
   /** Runs fn under the lock; its writes are published as one batch, or rolled back if it throws. */
   transaction<R>(fn: () => R, timeout?: number): R {
-    const outer = this.tx;
+    const outer = this.#tx;
     if (outer !== null) {
       // a nested transaction joins the outer one; its failure rolls back to where it started
       const mark = outer.enc.pos;
@@ -568,7 +560,7 @@ export class Core {
       enc.u8(OP_BATCH);
       const tx: Tx = { enc, countAt: enc.pos, ops: [], undo: [] };
       enc.u32(0);
-      this.tx = tx;
+      this.#tx = tx;
       let result: R;
       try {
         result = checkSync(fn(), 'transaction');
@@ -576,7 +568,7 @@ export class Core {
         undoAll(tx.undo);
         throw e;
       } finally {
-        this.tx = null;
+        this.#tx = null;
       }
       if (tx.ops.length > 0) {
         enc.patchU32(tx.countAt, tx.ops.length);
@@ -588,8 +580,8 @@ export class Core {
           undoAll(tx.undo);
           throw e;
         }
-        if (this.listening) for (const o of tx.ops) if (o.op !== OP_NOTE) this.queueChange(changeOf(o));
-        if (this.onFrame !== null) this.ownFrame(enc, tx.ops);
+        if (this.feed.listening) for (const o of tx.ops) if (o.op !== OP_NOTE) this.feed.queue(changeOf(o));
+        if (this.#onFrame !== null) this.ownFrame(enc, tx.ops);
       }
       if (enc.buf.length > 1 << 24) this.txEnc = null;
       return result;
@@ -604,8 +596,8 @@ export class Core {
    */
   private syncForWrite(): void {
     this.sync(false);
-    const end = this.stream.end();
-    if (end !== this.pos) this.replay(end);
+    const end = this.#stream.end();
+    if (end !== this.#pos) this.replay(end);
   }
 
   /**
@@ -614,12 +606,12 @@ export class Core {
    * lock and has called syncForWrite().
    */
   private publishFrame(enc: Encoder, len: number): void {
-    const s = this.stream;
-    const at = this.pos;
+    const s = this.#stream;
+    const at = this.#pos;
     if (at + len <= s.capacity) {
-      if (at + len > this.reservedCache) this.reservedCache = this.reserveFor(s, at + len);
+      if (at + len > this.#reserved) this.#reserved = this.reserveFor(s, at + len);
       s.append(enc, len, at);
-      this.pos = at + len;
+      this.#pos = at + len;
       this.published();
       return;
     }
@@ -632,10 +624,10 @@ export class Core {
    * publish would overwrite published frames. (Single writes sync right before they publish.)
    */
   private checkUnmoved(): void {
-    const s = this.stream;
-    if (s.end() !== this.pos || this.ctrl.genLow() !== this.gen) {
+    const s = this.#stream;
+    if (s.end() !== this.#pos || this.ctrl.genLow() !== this.#gen) {
       throw new CorruptSegmentError(
-        `${this.ctrl.name}: the stream moved while this thread held the lock (at ${this.pos} of generation ${this.gen}, ` +
+        `${this.ctrl.name}: the stream moved while this thread held the lock (at ${this.#pos} of generation ${this.#gen}, ` +
           `published ${s.end()} of generation ${this.ctrl.gen()}); nothing was written`,
       );
     }
@@ -649,7 +641,7 @@ export class Core {
 
   /** After a publish: bump the change counter and wake listeners of any process (only if there are any). */
   private published(): void {
-    this.seen = this.ctrl.bump();
+    this.seenCount = this.ctrl.bump();
     if (this.ctrl.listeners !== 0 && native.futexWake(this.ctrl.seg.buffer, OFF_COUNTER, WAKE_ALL) === 0) this.nobodyWoken();
   }
 
@@ -679,12 +671,12 @@ export class Core {
       if (o.op === OP_NOTE) note = String(o.key);
       else plainOps.push({ op: o.op, key: o.key, value: o.value, path: o.path });
     }
-    this.onFrame!(Buffer.from(enc.buf.subarray(FRAME_HEADER, FRAME_HEADER + bodyLen)), plainOps, note);
+    this.#onFrame!(Buffer.from(enc.buf.subarray(FRAME_HEADER, FRAME_HEADER + bodyLen)), plainOps, note);
   }
 
   /** Forces a full dump now (a new generation). Refused inside a transaction: it would publish uncommitted writes. */
   dump(timeout?: number): void {
-    if (this.tx !== null) {
+    if (this.#tx !== null) {
       throw new InvalidStateError(`dump() inside a transaction of ${JSON.stringify(this.name)} would publish its uncommitted writes; call it after the transaction`);
     }
     const lock = this.lock;
@@ -703,131 +695,82 @@ export class Core {
    * visible to others until the generation number is published; a failure leaves the dict as it was.
    */
   private switchGeneration(frame: Encoder | null, len: number): void {
-    const ctrl = this.ctrl;
-    const g = this.gen;
-    const g1 = g + 1;
-    const enc = (this.dumpEnc ??= new Encoder(64 * 1024));
-    const [dumpLen, count] = encodeDump(enc, this.map, this.ser);
-    const fixed = this.fullDumpSize > 0;
-    if (fixed && count > 0 && dumpLen > this.fullDumpSize) {
-      throw new FullDumpMemoryFullError(
-        `a full dump of ${JSON.stringify(this.name)} needs ${dumpLen} bytes but fullDumpSize is ${this.fullDumpSize}; the write was not applied`,
-      );
-    }
-    const capacity = capacityFor(this.bufferSize, dumpLen, len);
-    ctrl.newNonce(g1); // fresh random names: nothing can be in the way (a dead writer's leftovers: recover())
-    const sName = streamSegment(this.name, ctrl, g1);
-    const dName = dumpSegment(this.name, ctrl, g1);
-    const sum = count > 0 ? checksum(enc.i32, enc.buf, 0, dumpLen) : 0;
-    let kind = DUMP_NONE;
-    let stream: Stream | null = null;
-    try {
-      if (count > 0) {
-        if (fixed) {
-          this.fixed ??= Segment.open(fixedDumpSegment(this.name, ctrl), ctrl.guard(-1));
-          writeFixedDump(this.fixed, this.fullDumpSize, ctrl.idLo, ctrl.idHi, g1, enc, dumpLen, sum);
-          kind = DUMP_FIXED;
-        } else {
-          writeDumpSegment(dName, this.mode, ctrl.idLo, ctrl.idHi, g1, enc, dumpLen, sum).unmap();
-          kind = DUMP_SEGMENT;
-        }
-      }
-      stream = Stream.create(
-        sName,
-        this.mode,
-        ctrl.idLo,
-        ctrl.idHi,
-        g1,
-        capacity,
-        { kind, len: count > 0 ? dumpLen : 0, checksum: sum, streamStart: len },
-        len,
-      );
-      if (frame !== null && len > 0) stream.append(frame, len, 0);
-    } catch (e) {
-      stream?.unmap();
-      Segment.unlinkIfAllowed(sName);
-      if (!fixed) Segment.unlinkIfAllowed(dName);
-      throw e;
-    }
-    ctrl.publishGen(g1);
-    ctrl.recordDump(count > 0 ? dumpLen : 0);
-    diag.dumped(this.name, g1, count > 0 ? dumpLen : 0, this.map.size);
+    const g = this.#gen;
+    const { stream, dumpLen } = this.generations.write(g, this.local, frame, len);
+    this.ctrl.publishGen(g + 1);
+    this.ctrl.recordDump(dumpLen);
+    diag.dumped(this.name, g + 1, dumpLen, this.local.size);
     this.published();
-    // the old generation's names; readers that mapped them keep their mappings
-    Segment.unlinkIfAllowed(streamSegment(this.name, ctrl, g));
-    if (!fixed) Segment.unlinkIfAllowed(dumpSegment(this.name, ctrl, g));
-    if (g > 0) {
-      Segment.unlinkIfAllowed(streamSegment(this.name, ctrl, g - 1));
-      if (!fixed) Segment.unlinkIfAllowed(dumpSegment(this.name, ctrl, g - 1));
-    }
-    this.stream.unmap();
-    this.stream = stream;
-    this.reservedCache = stream.reserved;
-    this.gen = g1;
-    this.pos = len;
-    if (enc.buf.length > 1 << 24) this.dumpEnc = null; // do not keep a huge scratch buffer
+    this.generations.retire(g);
+    this.#stream.unmap();
+    this.#stream = stream;
+    this.#reserved = stream.reserved;
+    this.#gen = g + 1;
+    this.#pos = len;
   }
 
   /** Runs under the lock after it was taken over from a dead owner. */
   private recover(): void {
-    const ctrl = this.ctrl;
-    const g = ctrl.gen();
-    // a dead writer's unpublished next generation, and the old one it may not have unlinked
-    Segment.unlinkIfAllowed(streamSegment(this.name, ctrl, g + 1));
-    if (this.fullDumpSize === 0) Segment.unlinkIfAllowed(dumpSegment(this.name, ctrl, g + 1));
-    if (g > 0) {
-      Segment.unlinkIfAllowed(streamSegment(this.name, ctrl, g - 1));
-      if (this.fullDumpSize === 0) Segment.unlinkIfAllowed(dumpSegment(this.name, ctrl, g - 1));
-    }
+    this.generations.removeLeftovers();
     // it may have published an end without bumping the counter
-    ctrl.bump();
+    this.ctrl.bump();
   }
 
-  /** Bytes of shared memory this dict holds (allocated pages: the stream's reserved part). */
-  sharedMemoryBytes(): number {
-    const d = this.stream.dump;
-    return (
-      CONTROL_SIZE +
-      64 +
-      this.stream.reserved +
-      (this.fullDumpSize > 0 ? 2 * fixedHalfSize(this.fullDumpSize) : d.kind === DUMP_SEGMENT ? d.len + 64 : 0)
-    );
+  /** The engine's part of UltraDict#stats(). */
+  stats(): EngineStats {
+    this.read();
+    const ctrl = this.ctrl;
+    return {
+      keys: this.local.size,
+      generation: this.#gen,
+      streamBytesUsed: this.#stream.end(),
+      streamBytesSize: this.#stream.capacity,
+      dumps: ctrl.dumps,
+      lastDumpBytes: ctrl.lastDumpBytes,
+      bufferSize: this.generations.bufferSize,
+      fullDumpSize: this.generations.fullDumpSize,
+      serializer: this.ser.name,
+      recurse: this.recurse,
+      lockHolder: this.lock.owner(),
+      lockRecoveries: ctrl.recoveries,
+      lockHandoffs: ctrl.handoffs,
+      lockHandoffsLapsed: ctrl.lapsedHandoffs,
+      attached: ctrl.attached().length,
+      listeners: ctrl.listeners,
+      creatorPid: ctrl.creatorPid,
+      createdAt: ctrl.createdAt,
+      unlinked: ctrl.unlinked,
+      sharedMemoryBytes: this.generations.sharedMemoryBytes(this.#stream),
+    };
+  }
+
+  tapFrames(hook: FrameHook | null): void {
+    this.#onFrame = hook;
   }
 
   // ---- change events --------------------------------------------------------------------------
 
-  private queueChange(c: Change): void {
-    this.queue.push(c);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      queueMicrotask(() => this.flush());
-    }
+  /** Where this engine's changes go (set once, by the first handle). */
+  deliverTo(sink: ChangeSink): void {
+    this.feed.deliverTo(sink);
   }
 
-  /** Delivers queued changes (in order) to the facade. */
-  flush(): void {
-    this.flushScheduled = false;
-    if (this.queue.length === 0) return;
-    const q = this.queue;
-    this.queue = [];
-    this.onChanges?.(q);
-  }
-
-  /** Starts delivering changes of other processes (native watcher thread + listener count in shared memory). */
+  /** Starts delivering changes of other processes. */
   startListening(): void {
-    if (this.listening || this.closed) return;
-    this.watcherId = native.watchStart(this.ctrlSegName(), OFF_COUNTER, () => {
-      if (this.closed) return;
-      try {
-        this.sync(false);
-      } catch (e) {
-        this.onError?.(e);
-      }
-      this.flush();
-    }, this.seen, ...this.ctrl.listeningOffsets(this.entry.slot));
-    this.listening = true;
-    this.ctrl.addListening(this.entry.slot, 1);
-    this.applyRef();
+    this.feed.start(this.seenCount, this.#closed);
+  }
+
+  stopListening(): void {
+    this.feed.stop();
+  }
+
+  /** ref(true): listening keeps the event loop alive; hold(+1/-1): an explicit wait does, while it lasts. */
+  setRef(ref: boolean): void {
+    this.feed.setRef(ref);
+  }
+
+  hold(delta: number): void {
+    this.feed.hold(delta);
   }
 
   /** The name the control segment currently has (it is renamed when the dict is unlinked). */
@@ -835,42 +778,11 @@ export class Core {
     if (!this.ctrl.unlinked) return this.ctrl.seg.name;
     return retiredControlSegment(this.name, this.ctrl.tag);
   }
-
-  stopListening(): void {
-    if (!this.listening) return;
-    this.listening = false;
-    this.queue = [];
-    if (this.watcherId !== 0) native.watchStop(this.watcherId);
-    this.watcherId = 0;
-    if (!this.closed) this.ctrl.addListening(this.entry.slot, -1);
-  }
-
-  /** ref(true): listening keeps the event loop alive; hold(+1/-1): an explicit wait does, while it lasts. */
-  setRef(ref: boolean): void {
-    this.refd = ref;
-    this.applyRef();
-  }
-  hold(delta: number): void {
-    this.holds += delta;
-    this.applyRef();
-  }
-  private applyRef(): void {
-    if (this.watcherId !== 0) native.watchRef(this.watcherId, this.refd || this.holds > 0);
-  }
 }
-
 
 function checkSync<R>(result: R, what: string): R {
   if (isThenable(result)) {
     throw new TypeError(`${what}(fn): fn returned a Promise; the lock is synchronous and cannot cover awaited work`);
   }
   return result;
-}
-
-export function capacityFor(bufferSize: number, dumpLen: number, frameLen: number): number {
-  const want = Math.max(bufferSize, GROWTH * dumpLen, frameLen + bufferSize);
-  if (!Number.isSafeInteger(want) || want > MAX_CAPACITY) {
-    throw new UltraDictError(`the dict (or one write) is too large for a stream: ${want} bytes, limit ${MAX_CAPACITY}`);
-  }
-  return Math.ceil(want / 8) * 8;
 }

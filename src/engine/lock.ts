@@ -87,6 +87,11 @@ export function threadEntry(key: string, claim: () => { slot: number; epoch: num
   return e;
 }
 
+/** Runs fn once when the thread's outermost lock scope on this entry ends (null: cancels it). */
+export function whenIdle(e: ThreadEntry, fn: (() => void) | null): void {
+  e.onIdle = fn;
+}
+
 /** Drops one reference; returns true when the caller was the last one (and must free the slot). */
 export function dropThreadEntry(e: ThreadEntry): boolean {
   if (e.refs <= 0) return false; // dropped already: its slot was released by whoever dropped it last

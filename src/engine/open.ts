@@ -212,7 +212,7 @@ export function openEngine(
     let recurse = recurseOpt;
     if (!creator) {
       ctrl.checkHeader();
-      trust.mode = ctrl.mode;
+      trust.learn(ctrl.mode, ctrl.ownerUid);
       trust.checkMode(ctrl.seg);
       const recorded = ctrl.serializerName;
       if (explicitSer) {
@@ -233,8 +233,8 @@ export function openEngine(
       recurse = (ctrl.flags & FLAG_RECURSE) !== 0;
       mismatch('recurse', opts.recurse, recurse);
     }
-    trust.dictOwner = ctrl.ownerUid;
-    ctrl.trust = trust;
+    trust.learn(ctrl.mode, ctrl.ownerUid);
+    ctrl.checkWith(trust);
     const c = ctrl;
     const key = `${ctrlName}:${ctrl.tag}`;
     if (!creator) {

@@ -9,8 +9,8 @@ import { checkOptions } from '../args.js';
 import { applyOp } from '../codec/tree.js';
 import { Encoder, encodeWrite } from '../codec/wire.js';
 import { OP_DELETE, OP_NOTE, OP_SET, type Op, type Key } from '../codec/ops.js';
-import type { Core } from '../engine/core.js';
-import { coreOf, UltraDict, type UltraDictOptions } from '../dict.js';
+import type { FrameSource } from '../engine/core.js';
+import { frameSourceOf, UltraDict, type UltraDictOptions } from '../dict.js';
 import { NotFoundError } from '../errors.js';
 import { validateName } from '../shm/names.js';
 import type { SerializerOption } from '../codec/serializer.js';
@@ -66,7 +66,7 @@ export function seqOf(gen: number, end: number): bigint {
   return (BigInt(gen) << POS_BITS) | BigInt(end);
 }
 
-function writeSkippingMissing(core: Core, ops: readonly Op[], note: Op, noted: { v: boolean }): void {
+function writeSkippingMissing(core: FrameSource, ops: readonly Op[], note: Op, noted: { v: boolean }): void {
   for (const o of ops) {
     try {
       core.write([o]);
@@ -87,7 +87,7 @@ export class Bridge extends EventEmitter {
   readonly dict: UltraDict<unknown>;
   readonly stream: string;
   readonly origin: string;
-  readonly #core: Core;
+  readonly #core: FrameSource;
   readonly #replica: Replica;
   readonly #closeTimeout: number;
   readonly #claim: Claim;
@@ -107,7 +107,7 @@ export class Bridge extends EventEmitter {
     this.dict = dict;
     this.stream = stream;
     this.origin = origin;
-    this.#core = coreOf(dict);
+    this.#core = frameSourceOf(dict);
     this.#replica = replica;
     this.#closeTimeout = closeTimeout;
     this.#claim = claim;
@@ -134,14 +134,14 @@ export class Bridge extends EventEmitter {
     if (options.redis === undefined) throw new TypeError('Bridge.start: options.redis (a redis:// URL or ioredis options) is required');
     const id = (options.id ?? hostname()).replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 100) || 'host';
     const dict = new UltraDict<unknown>({ ...options.dict, name, serializer: options.serializer });
-    const core = coreOf(dict);
+    const core = frameSourceOf(dict);
     const ser = core.ser; // the local dict's own (it may have been created with another than the default)
-    const origin = `${id}:${core.ctrl.tag}`;
+    const origin = `${id}:${core.tag}`;
     let claim: Claim;
     let self: Bridge | null = null;
     try {
       // one bridge per local dict; its counters answer `ultradict inspect`
-      claim = await claimDict(name, core.ctrl.tag, origin, () => {
+      claim = await claimDict(name, core.tag, origin, () => {
         if (self === null) return { starting: true };
         const s = self.stats();
         return { stream: s.stream, forwarded: s.forwarded, applied: s.applied, pending: s.pending, gaps: s.gaps, recovered: s.recovered, lost: s.lost, online: s.online, lastId: s.lastId };
@@ -257,13 +257,13 @@ export class Bridge extends EventEmitter {
     } else {
       forwardFrames(0, q);
     }
-    core.onFrame = (body, ops, n) => {
+    core.tapFrames((body, ops, n) => {
       if (body === null) {
         // a whole generation was missed: its first frame is still readable, the frames before it are gone
         forwardFrames(0, core.pos);
         this.#lost();
       } else this.#forward(seqOf(core.gen, core.pos), body, ops, n);
-    };
+    });
     await replica.resync();
     await this.#recordApplied();
     this.#recorder = setInterval(() => void this.#recordApplied(), APPLIED_EVERY_MS);
@@ -393,7 +393,7 @@ export class Bridge extends EventEmitter {
       await this.#recordApplied().catch(() => {});
       await this.#replica.close(this.#closeTimeout);
     } finally {
-      this.#core.onFrame = null;
+      this.#core.tapFrames(null);
       this.#claim.release();
       this.dict.close();
     }

@@ -550,8 +550,13 @@ export class Control {
   // ---- data segment names, owner checks and gc's removal (issue 11: findings 7-9) ---------------
   // Bytes 360-399 of the header; see docs/FORMAT.md.
 
-  /** The owner and permission checks of this handle (set by the opener; null: no checks). */
-  trust: Trust | null = null;
+  /** The owner and permission checks of this handle (null until the opener sets them: no checks). */
+  private trust: Trust | null = null;
+
+  /** Checks every data segment opened from now on with `trust` (the opener's, once the header is read). */
+  checkWith(trust: Trust): void {
+    this.trust = trust;
+  }
 
   /**
    * The guard for opening a data segment of generation gen (-1: the fixed dump area, which lives as

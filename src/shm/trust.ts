@@ -34,11 +34,17 @@ export class Trust {
   constructor(
     /** undefined: this process's effective uid */
     readonly owner: OwnerOption | undefined,
-    /** the dict's recorded mode */
-    public mode: number,
+    /** the dict's recorded mode (the requested one until the header is read: see learn()) */
+    private mode: number,
     /** uid of the control segment's file */
-    public dictOwner: number,
+    private dictOwner: number,
   ) {}
+
+  /** Once the control block is read: the dict's recorded mode and the uid that owns it. */
+  learn(mode: number, dictOwner: number): void {
+    this.mode = mode;
+    this.dictOwner = dictOwner;
+  }
 
   /** The control segment: only its owner can be checked before its header is known. */
   checkOwner(seg: Segment): void {
