@@ -57,7 +57,7 @@ test('npm pack ships only the runtime files, and installs and runs without a com
       ];
       const unexpected = files.filter((f) => !allowed.some((re) => re.test(f)));
       assert.deepEqual(unexpected, [], 'files outside the allowed set');
-      for (const f of ['LICENSE', 'README.md', 'binding.gyp', 'scripts/install.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'src/shm/native/ultradict.cc']) {
+      for (const f of ['LICENSE', 'README.md', 'binding.gyp', 'scripts/install.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'src/shm/native/addon.cc', 'src/shm/native/common.h']) {
         assert.ok(files.includes(f), `ships ${f}`);
       }
       assert.ok(files.includes(`prebuilds/linux-${process.arch}/ultradict.abi${process.versions.modules}.glibc.node`), 'ships the prebuild for this Node');
