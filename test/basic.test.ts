@@ -12,7 +12,7 @@ import {
   UltraDict,
   UltraDictError,
 } from '../src/index.js';
-import { runChild, shmEntries, uniqueName } from './helpers.js';
+import { runChild, shmEntries, uniqueName } from './lib/helpers.js';
 
 test('behaves like a Map', () => {
   const d = new UltraDict<unknown>({ name: uniqueName() });

@@ -8,8 +8,9 @@ import { describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { UltraDict } from '../src/index.js';
 import { Bridge, RedisDict } from '../src/redis/index.js';
-import { Child, uniqueName, waitFor } from './helpers.js';
-import { assertNoDuplicates, BridgeProc, canon, CLI, contents, expectedOwn, RedisServer, redisForFile } from './redis-server.js';
+import { Child, uniqueName, waitFor } from './lib/helpers.js';
+import { assertNoDuplicates, BridgeProc, canon, contents, expectedOwn, RedisServer, redisForFile } from './lib/redis-server.js';
+import { CLI } from './lib/paths.js';
 
 
 let server: RedisServer;

@@ -3,14 +3,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { UltraDict } from '../src/index.js';
-import { Child, scaled, uniqueName, waitFor } from './helpers.js';
-import { privateShmUnavailable, withPrivateShm } from './private-shm.js';
+import { Child, scaled, uniqueName, waitFor } from './lib/helpers.js';
+import { CLI, ROOT as root } from './lib/paths.js';
+import { privateShmUnavailable, withPrivateShm } from './lib/private-shm.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = join(root, 'dist', 'cli.js');
 
 interface Result {
   code: number;

@@ -9,8 +9,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AbortError, SerializationError, UltraDict, UltraDictError, gc, type Change } from '../src/index.js';
-import { runChild, uniqueName } from './helpers.js';
-import { RedisServer, redisSkip } from './redis-server.js';
+import { runChild, uniqueName } from './lib/helpers.js';
+import { RedisServer, redisSkip } from './lib/redis-server.js';
 import type { Bridge as BridgeType, RedisDict as RedisDictType } from '../src/redis/index.js';
 
 const binaries = (): Record<string, unknown> => ({

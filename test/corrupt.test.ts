@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { CorruptSegmentError, LockTimeoutError, UltraDict } from '../src/index.js';
 import { checksum, Decoder, type DecodedOp } from '../src/codec/wire.js';
 import { builtinSerializers } from '../src/codec/serializer.js';
-import { attachElsewhere, Child, shmEntries, uniqueName } from './helpers.js';
-import { poke } from './shm-poke.js';
+import { attachElsewhere, Child, shmEntries, uniqueName } from './lib/helpers.js';
+import { poke } from './lib/shm-poke.js';
 
 
 test('a foreign segment under a dict name is rejected with CorruptSegmentError', () => {

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { gc, UltraDict } from '../src/index.js';
-import { Child, runChild, shmEntries, uniqueName, waitFor } from './helpers.js';
+import { Child, runChild, shmEntries, uniqueName, waitFor } from './lib/helpers.js';
 
 const TRIALS = Number(process.env.ULTRADICT_CRASH_TRIALS ?? 6);
 

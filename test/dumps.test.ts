@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FullDumpMemoryFullError, UltraDict } from '../src/index.js';
-import { Child, runChild, uniqueName } from './helpers.js';
+import { Child, runChild, uniqueName } from './lib/helpers.js';
 
 test('a 1 MB value with a 10 KB buffer reaches every process', async () => {
   const name = uniqueName('big');

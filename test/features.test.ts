@@ -4,11 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { NotFoundError, SerializationError, UltraDict, type Change } from '../src/index.js';
-import { Child, runChild, scaled, shmEntries, uniqueName, waitFor } from './helpers.js';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
+import { Child, runChild, scaled, shmEntries, uniqueName, waitFor } from './lib/helpers.js';
+import { ROOT as root } from './lib/paths.js';
 
 test('compute and increment are atomic read-modify-writes', async () => {
   const name = uniqueName('rmw');

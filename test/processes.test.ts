@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { UltraDict } from '../src/index.js';
-import { Child, fixture, runChild, scaled, shmEntries, uniqueName, waitFor } from './helpers.js';
+import { Child, fixture, runChild, scaled, shmEntries, uniqueName, waitFor } from './lib/helpers.js';
 
 test('4 processes x 2000 locked increments give exactly 8000 (no lost update)', async () => {
   const name = uniqueName('incr');

@@ -10,8 +10,8 @@ import { encodeWrite } from '../src/engine/core.js';
 import { RedisDict, TransactionConflictError } from '../src/redis/index.js';
 import { Replica } from '../src/redis/replica.js';
 import { resolveSerializer } from '../src/codec/serializer.js';
-import { Child, uniqueName, waitFor } from './helpers.js';
-import { PausableProxy, RedisServer, redisForFile } from './redis-server.js';
+import { Child, uniqueName, waitFor } from './lib/helpers.js';
+import { PausableProxy, RedisServer, redisForFile } from './lib/redis-server.js';
 
 let server: RedisServer;
 let admin: Redis;

@@ -8,8 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { UltraDict } from '../src/index.js';
 import { Bridge, RedisDict, ReplicationError } from '../src/redis/index.js';
-import { runChild, uniqueName, waitFor } from './helpers.js';
-import { BridgeProc, CLI, RedisServer, redisSkip } from './redis-server.js';
+import { runChild, uniqueName, waitFor } from './lib/helpers.js';
+import { BridgeProc, RedisServer, redisSkip } from './lib/redis-server.js';
+import { CLI } from './lib/paths.js';
 
 const PASSWORD = 'pw-Zq8x1';
 let plain: RedisServer; // no persistence, no password

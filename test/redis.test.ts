@@ -6,8 +6,8 @@ import { describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { RedisDict, ReplicationError, ParameterMismatchError } from '../src/redis/index.js';
 import { AlreadyClosedError, SerializationError } from '../src/index.js';
-import { Child, scaled, uniqueName, waitFor } from './helpers.js';
-import { assertNoDuplicates, contents, expectedOwn, RedisServer, redisForFile } from './redis-server.js';
+import { Child, scaled, uniqueName, waitFor } from './lib/helpers.js';
+import { assertNoDuplicates, contents, expectedOwn, RedisServer, redisForFile } from './lib/redis-server.js';
 
 let server: RedisServer;
 let admin: Redis;

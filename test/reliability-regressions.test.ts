@@ -6,8 +6,8 @@ import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { CorruptSegmentError, gc, LockTimeoutError, UltraDict, UltraDictError } from '../src/index.js';
 import { native } from '../src/shm/native.js';
-import { attachElsewhere, Child, shmEntries, uniqueName } from './helpers.js';
-import { poke } from './shm-poke.js';
+import { attachElsewhere, Child, shmEntries, uniqueName } from './lib/helpers.js';
+import { poke } from './lib/shm-poke.js';
 
 
 test('kill matrix: the creator closing after a writer was SIGKILLed still frees every segment', async () => {

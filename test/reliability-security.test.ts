@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ForeignSegmentError, gc, InvalidNameError, SharedMemoryError, UltraDict, UltraDictError } from '../src/index.js';
 import { native } from '../src/shm/native.js';
-import { scaled, shmEntries, uniqueName } from './helpers.js';
+import { scaled, shmEntries, uniqueName } from './lib/helpers.js';
 import { worldReadableCopy } from './lib/world-readable.js';
 
 const isRoot = process.getuid?.() === 0;

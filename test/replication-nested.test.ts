@@ -8,8 +8,8 @@ import { describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { UltraDict } from '../src/index.js';
 import { RedisDict } from '../src/redis/index.js';
-import { uniqueName, waitFor } from './helpers.js';
-import { BridgeProc, canon, PausableProxy, RedisServer, redisForFile } from './redis-server.js';
+import { uniqueName, waitFor } from './lib/helpers.js';
+import { BridgeProc, canon, PausableProxy, RedisServer, redisForFile } from './lib/redis-server.js';
 
 let server: RedisServer;
 let admin: Redis;

@@ -20,7 +20,7 @@ import { builtinSerializers, type Serializer } from '../../src/codec/serializer.
 import { DUMP_HEADER, loadDumpSegment, loadFixedDump } from '../../src/shm/dump.js';
 import { DATA, Stream } from '../../src/shm/stream.js';
 import { Rng } from './lib.js';
-import { scaled } from '../helpers.js';
+import { scaled } from '../lib/helpers.js';
 
 // ---- templates: real segments -----------------------------------------------------------------------
 
