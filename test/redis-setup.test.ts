@@ -162,12 +162,8 @@ describe('replication setup', { skip }, () => {
       await assert.rejects(Bridge.start({ name, redis: plain.url, stream, id: 'in-process' }), (e: unknown) => e instanceof ReplicationError && /already runs on the local dict/.test(e.message));
       // the first still forwards
       d.set('k', 1);
-      const rd = await RedisDict.open<number>({ name: stream, redis: plain.url });
-      try {
-        await waitFor(() => rd.get('k') === 1, 'the first bridge forwarding');
-      } finally {
-        await rd.close();
-      }
+      await using rd = await RedisDict.open<number>({ name: stream, redis: plain.url });
+      await waitFor(() => rd.get('k') === 1, 'the first bridge forwarding');
     } finally {
       await first.stop();
     }

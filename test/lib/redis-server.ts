@@ -133,6 +133,11 @@ export class RedisServer {
     await this.stop('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
   }
+
+  /** `await using server = await RedisServer.start()`: close() at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }
 
 /** Sorted [key, value] pairs: what "identical contents" compares. */
@@ -273,5 +278,10 @@ export class PausableProxy {
       u.destroy();
     }
     await new Promise((r) => this.server.close(r));
+  }
+
+  /** `await using proxy = await PausableProxy.start(port)`: close() at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }

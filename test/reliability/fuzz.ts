@@ -486,16 +486,12 @@ export function fuzzAttach(templates: Template[], n: number, seed: number, prefi
       seed,
       i,
       () => {
-        const d = new UltraDict<unknown>({ name, create: false, lockTimeout: 30 });
-        try {
-          for (const [k, v] of d) void [k, v];
-          void d.size;
-          if (writes) {
-            d.set('fuzz', i);
-            d.delete('fuzz');
-          }
-        } finally {
-          d.close();
+        using d = new UltraDict<unknown>({ name, create: false, lockTimeout: 30 });
+        for (const [k, v] of d) void [k, v];
+        void d.size;
+        if (writes) {
+          d.set('fuzz', i);
+          d.delete('fuzz');
         }
       },
       () => mutated ?? Buffer.alloc(0),
