@@ -7,6 +7,7 @@ import { UltraDict } from '../src/index.js';
 import { Child, scaled, uniqueName, waitFor } from './lib/helpers.js';
 import { CLI, ROOT as root } from './lib/paths.js';
 import { privateShmUnavailable, withPrivateShm } from './lib/private-shm.js';
+import { which } from './lib/servers.js';
 
 
 interface Result {
@@ -303,16 +304,7 @@ async function kill9(p: ChildProcess): Promise<void> {
   await exited;
 }
 
-function hasTmux(): boolean {
-  try {
-    execFileSync('tmux', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-test('in a real terminal (tmux): watch shows another process’s writes live and Ctrl-C ends it', { skip: !hasTmux() && 'tmux is not installed' }, async () => {
+test('in a real terminal (tmux): watch shows another process’s writes live and Ctrl-C ends it', { skip: which('tmux') === null && 'tmux is not installed' }, async () => {
   const name = uniqueName('clitmux');
   const socket = `ud-cli-test-${process.pid}`;
   const tmux = (...args: string[]): string => execFileSync('tmux', ['-L', socket, ...args], { encoding: 'utf8' });

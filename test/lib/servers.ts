@@ -1,4 +1,4 @@
-// Server binaries on the PATH and free loopback TCP ports: shared by the tests and the bench harness (bench/lib/servers.ts).
+// Server binaries on the PATH and free loopback TCP ports: shared by the tests, their runner and the bench harness.
 
 import { spawnSync } from 'node:child_process';
 import { createServer, type AddressInfo, type Server } from 'node:net';
