@@ -1,10 +1,11 @@
 // Runs the compiled test suite with node:test and checks that it left /dev/shm as it found it.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { which } from '../out/test/lib/servers.js';
 
 // the tests that need redis-server skip without it (one line here says so), unless
 // ULTRADICT_REQUIRE_REDIS=1 (CI), under which they run and fail
-if (spawnSync('sh', ['-c', 'command -v redis-server'], { stdio: 'ignore' }).status !== 0) {
+if (which('redis-server') === null) {
   console.log(
     process.env.ULTRADICT_REQUIRE_REDIS === '1'
       ? 'redis-server is not installed and ULTRADICT_REQUIRE_REDIS=1: the Redis tests will fail (apt-get install redis-server)'

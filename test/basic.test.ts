@@ -12,76 +12,63 @@ import {
   UltraDict,
   UltraDictError,
 } from '../src/index.js';
-import { runChild, shmEntries, uniqueName } from './helpers.js';
+import { runChild, shmEntries, uniqueName } from './lib/helpers.js';
 
 test('behaves like a Map', () => {
-  const d = new UltraDict<unknown>({ name: uniqueName() });
-  try {
-    assert.equal(d.set('a', 1), d);
-    d.set(1, 'one').set('1', 'string one');
-    assert.equal(d.get('a'), 1);
-    assert.equal(d.get(1), 'one');
-    assert.equal(d.get('1'), 'string one');
-    assert.equal(d.size, 3);
-    assert.equal(d.has('a'), true);
-    assert.equal(d.has('zz'), false);
-    assert.deepEqual([...d.keys()], ['a', 1, '1']);
-    assert.deepEqual([...d.values()], [1, 'one', 'string one']);
-    assert.deepEqual([...d], [['a', 1], [1, 'one'], ['1', 'string one']]);
-    assert.deepEqual([...d.entries()], [...d]);
-    const seen: unknown[] = [];
-    d.forEach((v, k, m) => {
-      assert.equal(m, d);
-      seen.push([k, v]);
-    });
-    assert.deepEqual(seen, [...d]);
-    assert.equal(Object.prototype.toString.call(d), '[object UltraDict]');
-    assert.equal(JSON.stringify(d), JSON.stringify({ a: 1, '1': 'string one' }));
-    assert.equal(d.delete('a'), true);
-    assert.equal(d.delete('a'), false);
-    assert.equal(d.size, 2);
-    d.set(NaN, 'nan').set(-0, 'zero');
-    assert.equal(d.get(NaN), 'nan');
-    assert.equal(d.get(0), 'zero');
-    d.clear();
-    assert.equal(d.size, 0);
-    assert.deepEqual([...d], []);
-  } finally {
-    d.close();
-  }
+  using d = new UltraDict<unknown>({ name: uniqueName() });
+  assert.equal(d.set('a', 1), d);
+  d.set(1, 'one').set('1', 'string one');
+  assert.equal(d.get('a'), 1);
+  assert.equal(d.get(1), 'one');
+  assert.equal(d.get('1'), 'string one');
+  assert.equal(d.size, 3);
+  assert.equal(d.has('a'), true);
+  assert.equal(d.has('zz'), false);
+  assert.deepEqual([...d.keys()], ['a', 1, '1']);
+  assert.deepEqual([...d.values()], [1, 'one', 'string one']);
+  assert.deepEqual([...d], [['a', 1], [1, 'one'], ['1', 'string one']]);
+  assert.deepEqual([...d.entries()], [...d]);
+  const seen: unknown[] = [];
+  d.forEach((v, k, m) => {
+    assert.equal(m, d);
+    seen.push([k, v]);
+  });
+  assert.deepEqual(seen, [...d]);
+  assert.equal(Object.prototype.toString.call(d), '[object UltraDict]');
+  assert.equal(JSON.stringify(d), JSON.stringify({ a: 1, '1': 'string one' }));
+  assert.equal(d.delete('a'), true);
+  assert.equal(d.delete('a'), false);
+  assert.equal(d.size, 2);
+  d.set(NaN, 'nan').set(-0, 'zero');
+  assert.equal(d.get(NaN), 'nan');
+  assert.equal(d.get(0), 'zero');
+  d.clear();
+  assert.equal(d.size, 0);
+  assert.deepEqual([...d], []);
 });
 
 test('iteration is over a consistent snapshot', () => {
-  const d = new UltraDict<number>({ name: uniqueName() });
-  const e = new UltraDict<number>({ name: d.name });
-  try {
-    d.update([['a', 1], ['b', 2], ['c', 3]]);
-    const keys: unknown[] = [];
-    for (const [k] of d) {
-      keys.push(k);
-      e.set(`new-${k}`, 0); // another handle writes during the iteration
-      d.get('a'); // which this handle picks up
-    }
-    assert.deepEqual(keys, ['a', 'b', 'c']);
-    assert.equal(d.size, 6);
-  } finally {
-    e.close();
-    d.close();
+  using d = new UltraDict<number>({ name: uniqueName() });
+  using e = new UltraDict<number>({ name: d.name });
+  d.update([['a', 1], ['b', 2], ['c', 3]]);
+  const keys: unknown[] = [];
+  for (const [k] of d) {
+    keys.push(k);
+    e.set(`new-${k}`, 0); // another handle writes during the iteration
+    d.get('a'); // which this handle picks up
   }
+  assert.deepEqual(keys, ['a', 'b', 'c']);
+  assert.equal(d.size, 6);
 });
 
 test('keys must be strings or numbers', () => {
-  const d = new UltraDict({ name: uniqueName() });
-  try {
-    for (const bad of [null, undefined, {}, [], true, 1n, Symbol('s')]) {
-      assert.throws(() => d.set(bad as never, 1), TypeError);
-      assert.throws(() => d.delete(bad as never), TypeError);
-    }
-    assert.throws(() => d.set('\ud800', 1), TypeError);
-    assert.equal(d.size, 0);
-  } finally {
-    d.close();
+  using d = new UltraDict({ name: uniqueName() });
+  for (const bad of [null, undefined, {}, [], true, 1n, Symbol('s')]) {
+    assert.throws(() => d.set(bad as never, 1), TypeError);
+    assert.throws(() => d.delete(bad as never), TypeError);
   }
+  assert.throws(() => d.set('\ud800', 1), TypeError);
+  assert.equal(d.size, 0);
 });
 
 test('initial items: object, Map, iterable; they go in as one dump, not one frame each', () => {
@@ -113,20 +100,16 @@ test('initial items: object, Map, iterable; they go in as one dump, not one fram
 });
 
 test('update() is one batch', () => {
-  const d = new UltraDict({ name: uniqueName() });
-  try {
-    d.update({ a: 1, b: 2 });
-    d.update(new Map([['c', 3]]));
-    d.update([['d', 4]]);
-    assert.deepEqual(d.toJSON(), { a: 1, b: 2, c: 3, d: 4 });
-    const before = d.stats().streamBytesUsed;
-    d.update([]);
-    assert.equal(d.stats().streamBytesUsed, before);
-    assert.throws(() => d.update([['ok', 1], [{} as never, 2]]), TypeError);
-    assert.equal(d.has('ok'), false, 'a failed batch writes nothing');
-  } finally {
-    d.close();
-  }
+  using d = new UltraDict({ name: uniqueName() });
+  d.update({ a: 1, b: 2 });
+  d.update(new Map([['c', 3]]));
+  d.update([['d', 4]]);
+  assert.deepEqual(d.toJSON(), { a: 1, b: 2, c: 3, d: 4 });
+  const before = d.stats().streamBytesUsed;
+  d.update([]);
+  assert.equal(d.stats().streamBytesUsed, before);
+  assert.throws(() => d.update([['ok', 1], [{} as never, 2]]), TypeError);
+  assert.equal(d.has('ok'), false, 'a failed batch writes nothing');
 });
 
 test('options are validated; unknown options are errors, never keys', () => {
@@ -165,122 +148,100 @@ test('create: true twice, create: false on a missing name', () => {
 
 test('an attacher inherits the options; explicit different ones are a ParameterMismatchError', () => {
   const name = uniqueName();
-  const d = new UltraDict({ name, bufferSize: 4096, serializer: 'json' });
-  try {
-    const e = new UltraDict({ name });
-    assert.equal(e.stats().bufferSize, 4096);
-    assert.equal(e.stats().serializer, 'json');
-    e.close();
-    assert.throws(() => new UltraDict({ name, serializer: 'msgpack' }), ParameterMismatchError);
-    assert.throws(() => new UltraDict({ name, bufferSize: 8192 }), ParameterMismatchError);
-    assert.throws(() => new UltraDict({ name, mode: 0o644 }), ParameterMismatchError);
-    const f = new UltraDict({ name, serializer: 'json', bufferSize: 4096 });
-    f.close();
-  } finally {
-    d.close();
-  }
+  using d = new UltraDict({ name, bufferSize: 4096, serializer: 'json' });
+  const e = new UltraDict({ name });
+  assert.equal(e.stats().bufferSize, 4096);
+  assert.equal(e.stats().serializer, 'json');
+  e.close();
+  assert.throws(() => new UltraDict({ name, serializer: 'msgpack' }), ParameterMismatchError);
+  assert.throws(() => new UltraDict({ name, bufferSize: 8192 }), ParameterMismatchError);
+  assert.throws(() => new UltraDict({ name, mode: 0o644 }), ParameterMismatchError);
+  const f = new UltraDict({ name, serializer: 'json', bufferSize: 4096 });
+  f.close();
 });
 
 test('two handles in one process see each other', () => {
   const name = uniqueName();
-  const a = new UltraDict<number>({ name });
-  const b = new UltraDict<number>({ name });
-  try {
-    a.set('x', 1);
-    assert.equal(b.get('x'), 1);
-    b.set('y', 2);
-    assert.equal(a.get('y'), 2);
-    assert.equal(a.size, 2);
-    assert.equal(b.size, 2);
-    // the lock is re-entrant per thread, across handles
-    a.withLock(() => b.withLock(() => b.set('z', 3)));
-    assert.equal(a.get('z'), 3);
-  } finally {
-    b.close();
-    a.close();
-  }
+  using a = new UltraDict<number>({ name });
+  using b = new UltraDict<number>({ name });
+  a.set('x', 1);
+  assert.equal(b.get('x'), 1);
+  b.set('y', 2);
+  assert.equal(a.get('y'), 2);
+  assert.equal(a.size, 2);
+  assert.equal(b.size, 2);
+  // the lock is re-entrant per thread, across handles
+  a.withLock(() => b.withLock(() => b.set('z', 3)));
+  assert.equal(a.get('z'), 3);
 });
 
 test('values read back are frozen copies, so mutation cannot silently diverge', () => {
-  const d = new UltraDict<any>({ name: uniqueName() });
-  try {
-    const v = { cfg: { x: 1 }, list: [1, 2] };
-    d.set('v', v);
-    v.cfg.x = 99; // the caller's object is not the stored one
-    const got = d.get('v');
-    assert.equal(got.cfg.x, 1);
-    assert.throws(() => {
-      got.cfg.x = 2;
-    }, TypeError);
-    assert.throws(() => got.list.push(3), TypeError);
-  } finally {
-    d.close();
-  }
+  using d = new UltraDict<any>({ name: uniqueName() });
+  const v = { cfg: { x: 1 }, list: [1, 2] };
+  d.set('v', v);
+  v.cfg.x = 99; // the caller's object is not the stored one
+  const got = d.get('v');
+  assert.equal(got.cfg.x, 1);
+  assert.throws(() => {
+    got.cfg.x = 2;
+  }, TypeError);
+  assert.throws(() => got.list.push(3), TypeError);
 });
 
 test('unserializable values are a SerializationError and change nothing', () => {
   for (const serializer of ['msgpack', 'json', 'v8'] as const) {
-    const d = new UltraDict<any>({ name: uniqueName(), serializer });
-    try {
-      d.set('keep', 1);
-      const used = d.stats().streamBytesUsed;
-      for (const bad of [() => 1, Symbol('s'), { f() {} }, [1, () => 2], new Map([['k', () => 1]])]) {
-        assert.throws(() => d.set('bad', bad), SerializationError, `${serializer}: ${String(bad)}`);
-        assert.throws(() => d.update({ ok: 1, bad }), SerializationError);
-      }
-      assert.equal(d.has('bad'), false);
-      assert.equal(d.has('ok'), false);
-      assert.equal(d.stats().streamBytesUsed, used);
-      assert.ok(new SerializationError('x') instanceof UltraDictError);
-    } finally {
-      d.close();
+    using d = new UltraDict<any>({ name: uniqueName(), serializer });
+    d.set('keep', 1);
+    const used = d.stats().streamBytesUsed;
+    for (const bad of [() => 1, Symbol('s'), { f() {} }, [1, () => 2], new Map([['k', () => 1]])]) {
+      assert.throws(() => d.set('bad', bad), SerializationError, `${serializer}: ${String(bad)}`);
+      assert.throws(() => d.update({ ok: 1, bad }), SerializationError);
     }
+    assert.equal(d.has('bad'), false);
+    assert.equal(d.has('ok'), false);
+    assert.equal(d.stats().streamBytesUsed, used);
+    assert.ok(new SerializationError('x') instanceof UltraDictError);
   }
 });
 
 test('the msgpack default carries JSON types, undefined, Date, Map, Set, BigInt, typed arrays, Buffers', () => {
   const name = uniqueName();
-  const d = new UltraDict<any>({ name });
-  const e = new UltraDict<any>({ name });
-  try {
-    const value = {
-      n: 1.5,
-      s: 'ß✓',
-      b: true,
-      nil: null,
-      u: undefined,
-      arr: [1, 'x', null],
-      date: new Date(1700000000000),
-      map: new Map<unknown, unknown>([[1, 'a'], ['k', { z: 1 }]]),
-      set: new Set([1, 2, 3]),
-      big: 12345678901234567890n,
-      f32: new Float32Array([1.5, 2.5]),
-      u8: new Uint8Array([1, 2, 3]),
-      buf: Buffer.from('hello'),
-      nested: { deep: { er: [1, { x: 2 }] } },
-    };
-    d.set('v', value);
-    d.set('u', undefined);
-    d.set('bigint', -5n);
-    const got = e.get('v');
-    assert.deepEqual(got.date, value.date);
-    assert.deepEqual(got.map, value.map);
-    assert.deepEqual(got.set, value.set);
-    assert.equal(got.big, value.big);
-    assert.deepEqual([...got.f32], [1.5, 2.5]);
-    assert.ok(got.f32 instanceof Float32Array);
-    assert.deepEqual([...got.u8], [1, 2, 3]);
-    assert.equal(Buffer.from(got.buf).toString(), 'hello');
-    assert.equal('u' in got, true);
-    assert.equal(got.u, undefined);
-    assert.deepEqual(got.nested, value.nested);
-    assert.equal(e.has('u'), true);
-    assert.equal(e.get('u'), undefined);
-    assert.equal(e.get('bigint'), -5n);
-  } finally {
-    e.close();
-    d.close();
-  }
+  using d = new UltraDict<any>({ name });
+  using e = new UltraDict<any>({ name });
+  const value = {
+    n: 1.5,
+    s: 'ß✓',
+    b: true,
+    nil: null,
+    u: undefined,
+    arr: [1, 'x', null],
+    date: new Date(1700000000000),
+    map: new Map<unknown, unknown>([[1, 'a'], ['k', { z: 1 }]]),
+    set: new Set([1, 2, 3]),
+    big: 12345678901234567890n,
+    f32: new Float32Array([1.5, 2.5]),
+    u8: new Uint8Array([1, 2, 3]),
+    buf: Buffer.from('hello'),
+    nested: { deep: { er: [1, { x: 2 }] } },
+  };
+  d.set('v', value);
+  d.set('u', undefined);
+  d.set('bigint', -5n);
+  const got = e.get('v');
+  assert.deepEqual(got.date, value.date);
+  assert.deepEqual(got.map, value.map);
+  assert.deepEqual(got.set, value.set);
+  assert.equal(got.big, value.big);
+  assert.deepEqual([...got.f32], [1.5, 2.5]);
+  assert.ok(got.f32 instanceof Float32Array);
+  assert.deepEqual([...got.u8], [1, 2, 3]);
+  assert.equal(Buffer.from(got.buf).toString(), 'hello');
+  assert.equal('u' in got, true);
+  assert.equal(got.u, undefined);
+  assert.deepEqual(got.nested, value.nested);
+  assert.equal(e.has('u'), true);
+  assert.equal(e.get('u'), undefined);
+  assert.equal(e.get('bigint'), -5n);
 });
 
 test('json and v8 serializers, and a custom one', () => {
@@ -368,31 +329,27 @@ test('using / Symbol.dispose closes the dict; segments go with the creator', () 
 });
 
 test('withLock returns the result, releases on throw, rejects async functions', () => {
-  const d = new UltraDict<number>({ name: uniqueName() });
-  try {
-    assert.equal(d.withLock(() => 42), 42);
-    assert.throws(() => d.withLock(() => {
-      throw new Error('boom');
-    }), /boom/);
-    assert.equal(d.lock.held, false);
-    assert.throws(() => d.withLock(async () => 1), TypeError);
-    assert.equal(d.lock.held, false);
-    const h = d.lock.acquire({ timeout: 100 });
+  using d = new UltraDict<number>({ name: uniqueName() });
+  assert.equal(d.withLock(() => 42), 42);
+  assert.throws(() => d.withLock(() => {
+    throw new Error('boom');
+  }), /boom/);
+  assert.equal(d.lock.held, false);
+  assert.throws(() => d.withLock(async () => 1), TypeError);
+  assert.equal(d.lock.held, false);
+  const h = d.lock.acquire({ timeout: 100 });
+  assert.equal(d.lock.held, true);
+  const h2 = d.lock.acquire();
+  h2.release();
+  assert.equal(d.lock.held, true);
+  h.release();
+  h.release(); // idempotent per handle
+  assert.equal(d.lock.held, false);
+  {
+    using _h = d.lock.acquire();
     assert.equal(d.lock.held, true);
-    const h2 = d.lock.acquire();
-    h2.release();
-    assert.equal(d.lock.held, true);
-    h.release();
-    h.release(); // idempotent per handle
-    assert.equal(d.lock.held, false);
-    {
-      using _h = d.lock.acquire();
-      assert.equal(d.lock.held, true);
-    }
-    assert.equal(d.lock.held, false);
-  } finally {
-    d.close();
   }
+  assert.equal(d.lock.held, false);
 });
 
 test('refresh() counts applied operations; data is the unrefreshed local copy', async () => {

@@ -9,8 +9,9 @@ import { describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { UltraDict } from '../src/index.js';
 import { RedisDict } from '../src/redis/index.js';
-import { uniqueName, waitFor } from './helpers.js';
-import { BridgeProc, CLI, contents, RedisServer, redisForFile } from './redis-server.js';
+import { uniqueName, waitFor } from './lib/helpers.js';
+import { BridgeProc, contents, RedisServer, redisForFile } from './lib/redis-server.js';
+import { CLI } from './lib/paths.js';
 
 let server: RedisServer;
 let admin: Redis;

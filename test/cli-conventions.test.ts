@@ -3,13 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { UltraDict } from '../src/index.js';
-import { uniqueName } from './helpers.js';
-import { freePort } from './redis-server.js';
-
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli.js');
+import { uniqueName } from './lib/helpers.js';
+import { CLI } from './lib/paths.js';
+import { freePort } from './lib/servers.js';
 
 function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

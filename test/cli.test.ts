@@ -3,14 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { UltraDict } from '../src/index.js';
-import { Child, scaled, uniqueName, waitFor } from './helpers.js';
-import { privateShmUnavailable, withPrivateShm } from './private-shm.js';
+import { Child, scaled, uniqueName, waitFor } from './lib/helpers.js';
+import { CLI, ROOT as root } from './lib/paths.js';
+import { privateShmUnavailable, withPrivateShm } from './lib/private-shm.js';
+import { which } from './lib/servers.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = join(root, 'dist', 'cli.js');
 
 interface Result {
   code: number;
@@ -306,16 +304,7 @@ async function kill9(p: ChildProcess): Promise<void> {
   await exited;
 }
 
-function hasTmux(): boolean {
-  try {
-    execFileSync('tmux', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-test('in a real terminal (tmux): watch shows another process’s writes live and Ctrl-C ends it', { skip: !hasTmux() && 'tmux is not installed' }, async () => {
+test('in a real terminal (tmux): watch shows another process’s writes live and Ctrl-C ends it', { skip: which('tmux') === null && 'tmux is not installed' }, async () => {
   const name = uniqueName('clitmux');
   const socket = `ud-cli-test-${process.pid}`;
   const tmux = (...args: string[]): string => execFileSync('tmux', ['-L', socket, ...args], { encoding: 'utf8' });

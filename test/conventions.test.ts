@@ -9,8 +9,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AbortError, SerializationError, UltraDict, UltraDictError, gc, type Change } from '../src/index.js';
-import { Child, runChild, uniqueName, waitFor } from './helpers.js';
-import { RedisServer, redisSkip } from './redis-server.js';
+import { Child, runChild, uniqueName, waitFor } from './lib/helpers.js';
+import { RedisServer, redisSkip } from './lib/redis-server.js';
 import type { Bridge as BridgeType, RedisDict as RedisDictType } from '../src/redis/index.js';
 
 const binaries = (): Record<string, unknown> => ({
@@ -207,25 +207,21 @@ test('RedisDict.open and Bridge.start reject unknown options before connecting',
 
 test('await using closes a RedisDict and a Bridge (Symbol.asyncDispose)', { skip: redisSkip() }, async () => {
   const { RedisDict, Bridge } = await import('../src/redis/index.js');
-  const server = await RedisServer.start();
-  try {
-    const name = uniqueName('dispose');
-    let rd: RedisDictType<unknown> | undefined;
-    let br: BridgeType | undefined;
-    {
-      await using d = await RedisDict.open({ name, redis: server.url });
-      await using b = await Bridge.start({ name, redis: server.url, id: 'disposer' });
-      rd = d;
-      br = b;
-      d.set('a', 1);
-      assert.equal(d.closed || b.closed, false);
-    }
-    assert.equal(rd!.closed, true);
-    assert.equal(br!.closed, true);
-    assert.equal(br!.dict.closed, true);
-  } finally {
-    await server.close();
+  await using server = await RedisServer.start();
+  const name = uniqueName('dispose');
+  let rd: RedisDictType<unknown> | undefined;
+  let br: BridgeType | undefined;
+  {
+    await using d = await RedisDict.open({ name, redis: server.url });
+    await using b = await Bridge.start({ name, redis: server.url, id: 'disposer' });
+    rd = d;
+    br = b;
+    d.set('a', 1);
+    assert.equal(d.closed || b.closed, false);
   }
+  assert.equal(rd!.closed, true);
+  assert.equal(br!.closed, true);
+  assert.equal(br!.dict.closed, true);
 });
 
 test('the README works from the npm page: links are anchors or go into the repository, to files that exist; package.json says where', () => {

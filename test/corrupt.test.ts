@@ -8,8 +8,8 @@ import { CorruptSegmentError, LockTimeoutError, UltraDict } from '../src/index.j
 import { checksum, Decoder } from '../src/codec/wire.js';
 import type { Op } from '../src/codec/ops.js';
 import { builtinSerializers } from '../src/codec/serializer.js';
-import { attachElsewhere, Child, shmEntries, uniqueName } from './helpers.js';
-import { poke } from './shm-poke.js';
+import { attachElsewhere, Child, shmEntries, uniqueName } from './lib/helpers.js';
+import { poke } from './lib/shm-poke.js';
 
 
 test('a foreign segment under a dict name is rejected with CorruptSegmentError', () => {

@@ -4,43 +4,35 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { gc, UltraDict } from '../src/index.js';
-import { Child, runChild, shmEntries, uniqueName, waitFor } from './helpers.js';
+import { Child, runChild, shmEntries, uniqueName, waitFor } from './lib/helpers.js';
 
 const TRIALS = Number(process.env.ULTRADICT_CRASH_TRIALS ?? 6);
 
 test('a process SIGKILLed while holding the lock: the lock is recovered automatically', async () => {
   const name = uniqueName('holder');
-  const d = new UltraDict<number>({ name });
-  try {
-    const c = new Child('child', { op: 'holdLock', name });
-    await c.message('locked');
-    assert.equal(d.lock.owner()?.pid, c.proc.pid);
-    await c.kill9();
-    const t = performance.now();
-    d.withLock(() => d.set('x', 1));
-    const ms = performance.now() - t;
-    assert.ok(ms < 1000, `lock recovered after ${ms.toFixed(0)} ms`);
-    assert.equal(d.stats().lockRecoveries, 1);
-    assert.equal(d.get('x'), 1);
-  } finally {
-    d.close();
-  }
+  using d = new UltraDict<number>({ name });
+  const c = new Child('child', { op: 'holdLock', name });
+  await c.message('locked');
+  assert.equal(d.lock.owner()?.pid, c.proc.pid);
+  await c.kill9();
+  const t = performance.now();
+  d.withLock(() => d.set('x', 1));
+  const ms = performance.now() - t;
+  assert.ok(ms < 1000, `lock recovered after ${ms.toFixed(0)} ms`);
+  assert.equal(d.stats().lockRecoveries, 1);
+  assert.equal(d.get('x'), 1);
 });
 
 test('a write published under the lock survives the death of its writer', async () => {
   const name = uniqueName('holder2');
-  const d = new UltraDict<unknown>({ name });
-  try {
-    const c = new Child('child', { op: 'holdLockWrite', name, key: 'k', value: 'written' });
-    await c.message('locked');
-    assert.equal(d.get('k'), 'written'); // published before the lock is released
-    await c.kill9();
-    d.set('after', true);
-    assert.equal(d.get('k'), 'written');
-    assert.equal(d.get('after'), true);
-  } finally {
-    d.close();
-  }
+  using d = new UltraDict<unknown>({ name });
+  const c = new Child('child', { op: 'holdLockWrite', name, key: 'k', value: 'written' });
+  await c.message('locked');
+  assert.equal(d.get('k'), 'written'); // published before the lock is released
+  await c.kill9();
+  d.set('after', true);
+  assert.equal(d.get('k'), 'written');
+  assert.equal(d.get('after'), true);
 });
 
 async function killTrial(seed: number, opts: { size: number; bufferSize: number }): Promise<void> {
@@ -148,15 +140,11 @@ test('UltraDict.unlink(name) removes every segment after a crash; gc() removes d
 
   const name2 = uniqueName('gc');
   await spawnCreator(name2);
-  const live = new UltraDict({ name: uniqueName('live') });
-  try {
-    const removed = gc();
-    assert.ok(removed.includes(name2), `gc removed ${removed.join(', ')}`);
-    assert.deepEqual(shmEntries(name2), []);
-    assert.equal(UltraDict.exists(live.name), true, 'gc keeps dicts with live processes');
-  } finally {
-    live.close();
-  }
+  using live = new UltraDict({ name: uniqueName('live') });
+  const removed = gc();
+  assert.ok(removed.includes(name2), `gc removed ${removed.join(', ')}`);
+  assert.deepEqual(shmEntries(name2), []);
+  assert.equal(UltraDict.exists(live.name), true, 'gc keeps dicts with live processes');
 });
 
 test('kill matrix (short): writers SIGKILLed at random, holding the lock, mid-dump, mid-attach, stopped or killed while waiting for a hand-off; exactly the acknowledged writes survive', async () => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { UltraDict } from '../src/index.js';
-import { Child, fixture, runChild, uniqueName } from './helpers.js';
+import { Child, fixture, runChild, uniqueName } from './lib/helpers.js';
 
 /** Collects the messages of the given channels (for dict `name`) while fn runs. */
 async function collect(channels: string[], name: string, fn: () => Promise<void> | void): Promise<Array<[string, Record<string, unknown>]>> {

@@ -12,11 +12,10 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { withPrivateShm } from './private-shm.js';
-import { RedisServer, redisSkip } from './redis-server.js';
+import { CLI, ROOT as root } from './lib/paths.js';
+import { withPrivateShm } from './lib/private-shm.js';
+import { RedisServer, redisSkip } from './lib/redis-server.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const outDir = join(root, 'out', 'docs', String(process.pid));
 const docs = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
 
@@ -85,7 +84,7 @@ for (const file of docs) {
 test('the CLI help in docs/api.md is the real one', async () => {
   const block = blocks('docs/api.md').find((b) => b.before.includes('<!-- ultradict --help -->'));
   assert.ok(block, 'docs/api.md has the output of ultradict --help after <!-- ultradict --help -->');
-  const r = await run(process.execPath, [join(root, 'dist', 'cli.js'), '--help']);
+  const r = await run(process.execPath, [CLI, '--help']);
   assert.equal(r.code, 0);
   assert.equal(block.code, r.stdout.trimEnd());
 });

@@ -4,12 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { UltraDict } from '../src/index.js';
-import { scaled, shmEntries, waitFor } from './helpers.js';
+import { scaled, shmEntries, waitFor } from './lib/helpers.js';
+import { ROOT as root } from './lib/paths.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 interface Proc {
   output: () => string;

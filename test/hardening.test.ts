@@ -9,8 +9,8 @@ import { InvalidStateError, UltraDict } from '../src/index.js';
 import { Control, I_HANDOFF } from '../src/shm/control.js';
 import { controlSegment } from '../src/shm/names.js';
 import { forgetSlot, lockOwnerSlot } from '../src/engine/lock.js';
-import { Child, fixture, runChild, shmEntries, uniqueName, waitFor } from './helpers.js';
-import { poke } from './shm-poke.js';
+import { Child, fixture, runChild, shmEntries, uniqueName, waitFor } from './lib/helpers.js';
+import { poke } from './lib/shm-poke.js';
 
 /** What a fresh process attaching now sees, as JSON. */
 async function seenByAnotherProcess(name: string): Promise<string> {

@@ -8,7 +8,7 @@ import { checksum, Encoder } from '../src/codec/wire.js';
 import { builtinSerializers } from '../src/codec/serializer.js';
 import { Segment } from '../src/shm/segment.js';
 import { DUMP_HEADER, encodeDump, fixedHalfSize, loadFixedDump, writeFixedDump } from '../src/shm/dump.js';
-import { scaled, uniqueName } from './helpers.js';
+import { scaled, uniqueName } from './lib/helpers.js';
 
 const H_SEQ = 36; // FORMAT.md: dump header, i32 sequence word (1 = complete)
 

@@ -6,11 +6,10 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { UltraDict } from '../src/index.js';
-import { scaled, uniqueName } from './helpers.js';
+import { scaled, uniqueName } from './lib/helpers.js';
+import { ROOT as root } from './lib/paths.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** The environment without what the `npm test` around us and the test runner set for themselves. */
 function cleanEnv(): NodeJS.ProcessEnv {

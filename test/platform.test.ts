@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { scaled, uniqueName } from './helpers.js';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { scaled, uniqueName } from './lib/helpers.js';
+import { ROOT as root } from './lib/paths.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const index = pathToFileURL(join(root, 'out', 'src', 'index.js')).href;
 
 function node(args: string[], platform: string, cwd = root): { status: number | null; stdout: string; stderr: string } {

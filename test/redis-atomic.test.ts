@@ -10,8 +10,8 @@ import { OP_SET } from '../src/codec/ops.js';
 import { RedisDict, TransactionConflictError } from '../src/redis/index.js';
 import { Replica } from '../src/redis/replica.js';
 import { resolveSerializer } from '../src/codec/serializer.js';
-import { Child, uniqueName, waitFor } from './helpers.js';
-import { PausableProxy, RedisServer, redisForFile } from './redis-server.js';
+import { Child, uniqueName, waitFor } from './lib/helpers.js';
+import { PausableProxy, RedisServer, redisForFile } from './lib/redis-server.js';
 
 let server: RedisServer;
 let admin: Redis;
@@ -26,14 +26,10 @@ describe('RedisDict atomic operations', { skip }, () => {
     const ids = ['p1', 'p2', 'p3', 'p4'];
     const ps = ids.map((id) => new Child('redis-child', { op: 'rdIncr', url: server.url, stream, id, n, keys: 1, key: `counter-${id}`, snapshotEvery: 1000 }, 120_000));
     await Promise.all(ps.map((p) => p.done()));
-    const d = await RedisDict.open<number>({ name: stream, redis: server.url });
-    try {
-      for (const id of ids) assert.equal(d.get(`counter-${id}`), n, id);
-      const conflicts = ps.map((p) => (p.messages.find((m) => m.type === 'done')!.stats as { conflicts: number }).conflicts);
-      assert.deepEqual(conflicts, [0, 0, 0, 0], 'conflicts per process');
-    } finally {
-      await d.close();
-    }
+    await using d = await RedisDict.open<number>({ name: stream, redis: server.url });
+    for (const id of ids) assert.equal(d.get(`counter-${id}`), n, id);
+    const conflicts = ps.map((p) => (p.messages.find((m) => m.type === 'done')!.stats as { conflicts: number }).conflicts);
+    assert.deepEqual(conflicts, [0, 0, 0, 0], 'conflicts per process');
   });
 
   test('the append script: a write to a key read after the read position conflicts; writes to other keys do not; reading everything needs the stream unmoved; a clear touches every key', async () => {
@@ -91,46 +87,35 @@ describe('RedisDict atomic operations', { skip }, () => {
 
   test('a transaction that reads the whole dict (size) still conflicts with any write; its result stays exact', async () => {
     const name = uniqueName('all');
-    const a = await RedisDict.open<number>({ name, redis: server.url });
-    const b = await RedisDict.open<number>({ name, redis: server.url });
-    try {
-      // both count the keys and add one named after the count: serialised, the keys are k0..k19
-      await Promise.all(Array.from({ length: 10 }, () => [a.transaction(() => a.set(`k${a.size}`, 1)), b.transaction(() => b.set(`k${b.size}`, 1))]).flat());
-      await waitFor(() => a.size === 20 && b.size === 20, 'both see 20 keys');
-      assert.deepEqual([...a.keys()].sort(), Array.from({ length: 20 }, (_, i) => `k${i}`).sort());
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    await using a = await RedisDict.open<number>({ name, redis: server.url });
+    await using b = await RedisDict.open<number>({ name, redis: server.url });
+    // both count the keys and add one named after the count: serialised, the keys are k0..k19
+    await Promise.all(Array.from({ length: 10 }, () => [a.transaction(() => a.set(`k${a.size}`, 1)), b.transaction(() => b.set(`k${b.size}`, 1))]).flat());
+    await waitFor(() => a.size === 20 && b.size === 20, 'both see 20 keys');
+    assert.deepEqual([...a.keys()].sort(), Array.from({ length: 20 }, (_, i) => `k${i}`).sort());
   });
 
   test('giving up after conflictTimeout: the error states the attempts, the time taken and the bound', async () => {
     const name = uniqueName('late');
-    const proxy = await PausableProxy.start(server.port);
-    const a = await RedisDict.open<number>({ name, redis: proxy.url, conflictTimeout: 1 });
-    const b = await RedisDict.open<number>({ name, redis: server.url });
-    try {
-      // a's conditional append is held on the way while b writes the key it read: a deterministic conflict
-      proxy.pause();
-      const p = a.increment('k');
-      b.set('k', 100);
-      await b.flush();
-      const t0 = Date.now();
-      await waitFor(() => Date.now() - t0 >= 5, 'past the bound', 1000, 1);
-      proxy.resume();
-      await assert.rejects(p, (e: unknown) => {
-        assert.ok(e instanceof TransactionConflictError);
-        const m = /conflicted 1 time\(s\); gave up after (\d+) ms \(conflictTimeout 1 ms: no new attempt after it\)/.exec(e.message);
-        assert.ok(m, e.message);
-        assert.ok(Number(m[1]) >= 5, e.message);
-        return true;
-      });
-      await waitFor(() => a.get('k') === 100, 'a caught up');
-    } finally {
-      await a.close();
-      await b.close();
-      await proxy.close();
-    }
+    await using proxy = await PausableProxy.start(server.port);
+    await using a = await RedisDict.open<number>({ name, redis: proxy.url, conflictTimeout: 1 });
+    await using b = await RedisDict.open<number>({ name, redis: server.url });
+    // a's conditional append is held on the way while b writes the key it read: a deterministic conflict
+    proxy.pause();
+    const p = a.increment('k');
+    b.set('k', 100);
+    await b.flush();
+    const t0 = Date.now();
+    await waitFor(() => Date.now() - t0 >= 5, 'past the bound', 1000, 1);
+    proxy.resume();
+    await assert.rejects(p, (e: unknown) => {
+      assert.ok(e instanceof TransactionConflictError);
+      const m = /conflicted 1 time\(s\); gave up after (\d+) ms \(conflictTimeout 1 ms: no new attempt after it\)/.exec(e.message);
+      assert.ok(m, e.message);
+      assert.ok(Number(m[1]) >= 5, e.message);
+      return true;
+    });
+    await waitFor(() => a.get('k') === 100, 'a caught up');
   });
 
   test('a dict of Redis format 1 (no versions) is upgraded on open: every key counts as written at its last entry', async () => {
@@ -141,13 +126,9 @@ describe('RedisDict atomic operations', { skip }, () => {
     // as an ultradict of format 1 left it: no versions hash
     await admin.hset(`ultradict:{${name}}:meta`, 'format', '1');
     await admin.del(`ultradict:{${name}}:ver`);
-    const d = await RedisDict.open<number>({ name, redis: server.url });
-    try {
-      assert.equal(await admin.hget(`ultradict:{${name}}:meta`, 'format'), '2');
-      assert.equal(await admin.hget(`ultradict:{${name}}:ver`, '*'), await last(name));
-      assert.equal(await d.increment('k'), 2);
-    } finally {
-      await d.close();
-    }
+    await using d = await RedisDict.open<number>({ name, redis: server.url });
+    assert.equal(await admin.hget(`ultradict:{${name}}:meta`, 'format'), '2');
+    assert.equal(await admin.hget(`ultradict:{${name}}:ver`, '*'), await last(name));
+    assert.equal(await d.increment('k'), 2);
   });
 });

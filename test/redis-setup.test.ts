@@ -8,8 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { UltraDict } from '../src/index.js';
 import { Bridge, RedisDict, ReplicationError } from '../src/redis/index.js';
-import { runChild, uniqueName, waitFor } from './helpers.js';
-import { BridgeProc, CLI, RedisServer, redisSkip } from './redis-server.js';
+import { runChild, uniqueName, waitFor } from './lib/helpers.js';
+import { BridgeProc, RedisServer, redisSkip } from './lib/redis-server.js';
+import { CLI } from './lib/paths.js';
 
 const PASSWORD = 'pw-Zq8x1';
 let plain: RedisServer; // no persistence, no password
@@ -161,12 +162,8 @@ describe('replication setup', { skip }, () => {
       await assert.rejects(Bridge.start({ name, redis: plain.url, stream, id: 'in-process' }), (e: unknown) => e instanceof ReplicationError && /already runs on the local dict/.test(e.message));
       // the first still forwards
       d.set('k', 1);
-      const rd = await RedisDict.open<number>({ name: stream, redis: plain.url });
-      try {
-        await waitFor(() => rd.get('k') === 1, 'the first bridge forwarding');
-      } finally {
-        await rd.close();
-      }
+      await using rd = await RedisDict.open<number>({ name: stream, redis: plain.url });
+      await waitFor(() => rd.get('k') === 1, 'the first bridge forwarding');
     } finally {
       await first.stop();
     }

@@ -6,8 +6,8 @@ import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { CorruptSegmentError, gc, LockTimeoutError, UltraDict, UltraDictError } from '../src/index.js';
 import { native } from '../src/shm/native.js';
-import { attachElsewhere, Child, shmEntries, uniqueName } from './helpers.js';
-import { poke } from './shm-poke.js';
+import { attachElsewhere, Child, shmEntries, uniqueName } from './lib/helpers.js';
+import { poke } from './lib/shm-poke.js';
 
 
 test('kill matrix: the creator closing after a writer was SIGKILLed still frees every segment', async () => {
@@ -28,49 +28,37 @@ test('kill matrix: the creator closing after a writer was SIGKILLed still frees 
 test('fuzz: a corrupt lock word is a CorruptSegmentError (was a RangeError reading beyond the slots)', () => {
   for (const word of [0x3ffffff0, 0x40000000 | 0x7ff, 0x40000000, -0x7fffffff]) {
     const name = uniqueName('lockword');
-    const d = new UltraDict<number>({ name, lockTimeout: 200 });
-    try {
-      d.set('a', 1);
-      const b = Buffer.alloc(4);
-      b.writeInt32LE(word);
-      poke(`ud.${name}`, 256, b);
-      assert.throws(() => d.set('b', 2), (e: unknown) => e instanceof CorruptSegmentError || e instanceof LockTimeoutError, word.toString(16));
-      assert.throws(() => d.stats(), CorruptSegmentError);
-      assert.equal(d.lock.held, false);
-      poke(`ud.${name}`, 256, Buffer.alloc(4)); // repaired by hand: works again
-      d.set('b', 2);
-      assert.equal(d.get('b'), 2);
-    } finally {
-      d.close();
-    }
+    using d = new UltraDict<number>({ name, lockTimeout: 200 });
+    d.set('a', 1);
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(word);
+    poke(`ud.${name}`, 256, b);
+    assert.throws(() => d.set('b', 2), (e: unknown) => e instanceof CorruptSegmentError || e instanceof LockTimeoutError, word.toString(16));
+    assert.throws(() => d.stats(), CorruptSegmentError);
+    assert.equal(d.lock.held, false);
+    poke(`ud.${name}`, 256, Buffer.alloc(4)); // repaired by hand: works again
+    d.set('b', 2);
+    assert.equal(d.get('b'), 2);
   }
 });
 
 test('fuzz: a published generation of -1 is a CorruptSegmentError on attach (was a TypeError)', async () => {
   const name = uniqueName('neggen');
-  const d = new UltraDict<number>({ name });
-  try {
-    d.set('a', 1);
-    const b = Buffer.alloc(8);
-    b.writeBigInt64LE(-1n);
-    poke(`ud.${name}`, 272, b);
-    assert.equal((await attachElsewhere(name)).error, 'CorruptSegmentError');
-  } finally {
-    d.close();
-  }
+  using d = new UltraDict<number>({ name });
+  d.set('a', 1);
+  const b = Buffer.alloc(8);
+  b.writeBigInt64LE(-1n);
+  poke(`ud.${name}`, 272, b);
+  assert.equal((await attachElsewhere(name)).error, 'CorruptSegmentError');
 });
 
 test('fuzz: an attach that times out waiting for a creator releases its mapping at once (was kept until GC)', () => {
   const name = uniqueName('initwait');
-  const d = new UltraDict<number>({ name });
-  try {
-    poke(`ud.${name}`, 8, Buffer.alloc(4)); // state: initialising, and the creator (us) is alive
-    const before = native.liveMappings();
-    for (let i = 0; i < 5; i++) assert.throws(() => new UltraDict({ name, create: false, lockTimeout: 20 }), LockTimeoutError);
-    assert.equal(native.liveMappings(), before);
-  } finally {
-    d.close();
-  }
+  using d = new UltraDict<number>({ name });
+  poke(`ud.${name}`, 8, Buffer.alloc(4)); // state: initialising, and the creator (us) is alive
+  const before = native.liveMappings();
+  for (let i = 0; i < 5; i++) assert.throws(() => new UltraDict({ name, create: false, lockTimeout: 20 }), LockTimeoutError);
+  assert.equal(native.liveMappings(), before);
 });
 
 test('gc() leaves alone the data segments of a control segment it cannot read (was: removed them as orphans)', () => {

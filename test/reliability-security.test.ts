@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ForeignSegmentError, gc, InvalidNameError, SharedMemoryError, UltraDict, UltraDictError } from '../src/index.js';
 import { native } from '../src/shm/native.js';
-import { scaled, shmEntries, uniqueName } from './helpers.js';
+import { scaled, shmEntries, uniqueName } from './lib/helpers.js';
 import { worldReadableCopy } from './lib/world-readable.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -32,18 +32,14 @@ test('segments are created 0600 by default (whatever the umask), or with the mod
       [{ mode: 0o640 }, 0o640],
       [{ mode: 0o660, fullDumpSize: 4096 }, 0o660],
     ] as const) {
-      const d = new UltraDict<unknown>({ name: uniqueName('mode'), bufferSize: 1024, ...opts });
-      try {
-        d.set('a', 'x'.repeat(3000)); // a generation switch: a dump segment (or the fixed area) and a new stream
-        d.dump();
-        const modes = modesOf(d.name);
-        assert.ok(modes.size >= 2, `segments: ${[...modes.keys()].join(' ')}`);
-        for (const [f, m] of modes) {
-          assert.equal(m.mode, want, `${f} has mode ${m.mode.toString(8)}, expected ${want.toString(8)}`);
-          assert.equal(m.uid, process.getuid!(), `${f} is owned by uid ${m.uid}`);
-        }
-      } finally {
-        d.close();
+      using d = new UltraDict<unknown>({ name: uniqueName('mode'), bufferSize: 1024, ...opts });
+      d.set('a', 'x'.repeat(3000)); // a generation switch: a dump segment (or the fixed area) and a new stream
+      d.dump();
+      const modes = modesOf(d.name);
+      assert.ok(modes.size >= 2, `segments: ${[...modes.keys()].join(' ')}`);
+      for (const [f, m] of modes) {
+        assert.equal(m.mode, want, `${f} has mode ${m.mode.toString(8)}, expected ${want.toString(8)}`);
+        assert.equal(m.uid, process.getuid!(), `${f} is owned by uid ${m.uid}`);
       }
     }
   } finally {
@@ -70,44 +66,36 @@ function asNobody(t: TestContext, cmd: object): Record<string, string> | null {
 
 test('another user (nobody) cannot open, take over, gc or unlink a 0600 dict: typed EACCES errors, no crash', { skip: !isRoot && 'needs root to run a process as nobody' }, (t) => {
   const name = uniqueName('priv');
-  const d = new UltraDict<unknown>({ name, bufferSize: 1024 });
-  try {
-    d.set('secret', 42);
-    d.dump();
-    const before = shmEntries(name);
-    const out = asNobody(t, { name });
-    if (out === null) return;
-    assert.equal(out.uid, String(NOBODY));
-    for (const k of ['attach', 'create', 'exists']) assert.match(out[k]!, /^SharedMemoryError EACCES: /, `${k}: ${out[k]}`);
-    assert.match(out.unlink!, /^SharedMemoryError (EACCES|EPERM): /, `unlink: ${out.unlink}`);
-    assert.equal(out.list, 'ok 0', 'listDicts skips what it cannot read');
-    // regression: gc() by another user threw EACCES on our data segments (it took them for orphans)
-    assert.equal(out.gc, 'ok []', `gc: ${out.gc}`);
-    assert.deepEqual(shmEntries(name), before, 'nothing of the dict was removed');
-    assert.equal(d.get('secret'), 42);
-    d.set('still', 'writable');
-  } finally {
-    d.close();
-  }
+  using d = new UltraDict<unknown>({ name, bufferSize: 1024 });
+  d.set('secret', 42);
+  d.dump();
+  const before = shmEntries(name);
+  const out = asNobody(t, { name });
+  if (out === null) return;
+  assert.equal(out.uid, String(NOBODY));
+  for (const k of ['attach', 'create', 'exists']) assert.match(out[k]!, /^SharedMemoryError EACCES: /, `${k}: ${out[k]}`);
+  assert.match(out.unlink!, /^SharedMemoryError (EACCES|EPERM): /, `unlink: ${out.unlink}`);
+  assert.equal(out.list, 'ok 0', 'listDicts skips what it cannot read');
+  // regression: gc() by another user threw EACCES on our data segments (it took them for orphans)
+  assert.equal(out.gc, 'ok []', `gc: ${out.gc}`);
+  assert.deepEqual(shmEntries(name), before, 'nothing of the dict was removed');
+  assert.equal(d.get('secret'), 42);
+  d.set('still', 'writable');
 });
 
 test('with mode 0o666 another user can attach and write once it trusts the owner (the mode is the access control)', { skip: !isRoot && 'needs root to run a process as nobody' }, (t) => {
   const name = uniqueName('shared');
-  const d = new UltraDict<unknown>({ name, mode: 0o666 });
-  try {
-    d.set('secret', 'shared on purpose');
-    // not without saying whom it trusts: the dict belongs to root
-    const refused = asNobody(t, { name, write: true });
-    if (refused === null) return;
-    assert.match(refused.attach!, /^ForeignSegmentError: \/ud\.\S+ is owned by uid 0, not by uid 65534/);
-    assert.equal(d.get('from-nobody'), undefined);
-    const out = asNobody(t, { name, write: true, owner: 0 });
-    if (out === null) return;
-    assert.equal(out.attach, 'ok "shared on purpose"');
-    assert.equal(d.get('from-nobody'), 1);
-  } finally {
-    d.close();
-  }
+  using d = new UltraDict<unknown>({ name, mode: 0o666 });
+  d.set('secret', 'shared on purpose');
+  // not without saying whom it trusts: the dict belongs to root
+  const refused = asNobody(t, { name, write: true });
+  if (refused === null) return;
+  assert.match(refused.attach!, /^ForeignSegmentError: \/ud\.\S+ is owned by uid 0, not by uid 65534/);
+  assert.equal(d.get('from-nobody'), undefined);
+  const out = asNobody(t, { name, write: true, owner: 0 });
+  if (out === null) return;
+  assert.equal(out.attach, 'ok "shared on purpose"');
+  assert.equal(d.get('from-nobody'), 1);
 });
 
 test('names cannot escape the shm namespace: InvalidNameError at every entry point, EINVAL in the addon', () => {

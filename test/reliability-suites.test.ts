@@ -8,8 +8,8 @@ import { leakCycles } from './reliability/limits.js';
 import { gcScenario } from './reliability/gc.js';
 import { runReplicationChaos } from './reliability/replication.js';
 import { privateShmUnavailable, runInPrivateShm } from './reliability/lib.js';
-import { fixture } from './helpers.js';
-import { redisSkip } from './redis-server.js';
+import { fixture } from './lib/helpers.js';
+import { redisSkip } from './lib/redis-server.js';
 
 test('model-based concurrency: 5 seeds (every profile), 3 processes x 250 ops, replay = every process', async () => {
   const runs = await runModel({ seeds: 5, seedBase: Number(process.env.ULTRADICT_SEED ?? 1), processes: 3, ops: 250 });

@@ -5,15 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chmodSync, chownSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { ForeignSegmentError, UltraDict } from '../src/index.js';
 import { Control } from '../src/shm/control.js';
 import { controlSegment } from '../src/shm/names.js';
 import { Stream } from '../src/shm/stream.js';
 import { Trust } from '../src/shm/trust.js';
-import { fixture, uniqueName } from './helpers.js';
+import { fixture, uniqueName } from './lib/helpers.js';
+import { CLI } from './lib/paths.js';
 import { Remote } from './lib/remote.js';
 import { privateShmUnavailable, runInPrivateShm } from './reliability/lib.js';
 
@@ -23,7 +22,6 @@ const NOBODY = { uid: 65534, gid: 65534 };
 /** a user with no access to anything of the dicts (plants files) */
 const STRANGER = { uid: 4242, gid: 4242 };
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli.js');
 const cli = (...args: string[]): { code: number | null; stdout: string; stderr: string } => {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };

@@ -1,8 +1,9 @@
 // Starts redis-server and memcached on free loopback ports for the duration of a run, and always
 // stops them (normal end, error, signal, or exit of the orchestrator).
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
+import { freePort } from '../../test/lib/servers.js';
 import { sleep } from './timing.js';
 
 export interface Server {
@@ -26,27 +27,6 @@ export function killAllServersSync(): void {
     }
   }
   running.clear();
-}
-
-export function which(binary: string): string | null {
-  try {
-    return execFileSync('sh', ['-c', `command -v ${binary}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || null;
-  } catch {
-    return null;
-  }
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function canConnect(port: number): Promise<boolean> {

@@ -1,6 +1,6 @@
 // A dict handle in another process (fixture trust-child), optionally run as another user: call(op) over IPC.
 
-import { Child } from '../helpers.js';
+import { Child } from './helpers.js';
 
 export interface Reply {
   ok: boolean;

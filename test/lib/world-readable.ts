@@ -1,5 +1,5 @@
-// Copies what a test runs as another user (nobody) into a world-readable temp folder: the checkout itself
-// may not be readable by that user (a clone in a 0700 home). The copy mirrors the checkout's layout
+// Copies what a test runs as another user (nobody) into a world-readable temp folder.
+// The checkout itself may not be readable by that user (a clone in a 0700 home). The copy mirrors the checkout's layout
 // (package.json, binding.gyp (the addon's folder is found by it), build/, prebuilds/, out/src, the fixture, the runtime node_modules), so the library
 // finds its addon and dependencies there exactly as in the checkout.
 

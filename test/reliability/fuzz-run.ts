@@ -1,7 +1,7 @@
 // Runs the fuzz driver (test/fixtures/rel-fuzz.ts) as a child, in a private tmpfs on /dev/shm when possible, and sums its targets.
 
 import { spawn } from 'node:child_process';
-import { fixture } from '../helpers.js';
+import { fixture } from '../lib/helpers.js';
 import type { FuzzStats } from './fuzz.js';
 import { inPrivateShm, privateShmUnavailable, type SuiteResult } from './lib.js';
 

@@ -21,7 +21,7 @@ import { builtinSerializers, type Serializer } from '../../src/codec/serializer.
 import { DUMP_HEADER, loadDumpSegment, loadFixedDump } from '../../src/shm/dump.js';
 import { DATA, Stream } from '../../src/shm/stream.js';
 import { Rng } from './lib.js';
-import { scaled } from '../helpers.js';
+import { scaled } from '../lib/helpers.js';
 
 // ---- templates: real segments -----------------------------------------------------------------------
 
@@ -487,16 +487,12 @@ export function fuzzAttach(templates: Template[], n: number, seed: number, prefi
       seed,
       i,
       () => {
-        const d = new UltraDict<unknown>({ name, create: false, lockTimeout: 30 });
-        try {
-          for (const [k, v] of d) void [k, v];
-          void d.size;
-          if (writes) {
-            d.set('fuzz', i);
-            d.delete('fuzz');
-          }
-        } finally {
-          d.close();
+        using d = new UltraDict<unknown>({ name, create: false, lockTimeout: 30 });
+        for (const [k, v] of d) void [k, v];
+        void d.size;
+        if (writes) {
+          d.set('fuzz', i);
+          d.delete('fuzz');
         }
       },
       () => mutated ?? Buffer.alloc(0),

@@ -4,7 +4,7 @@
 import { rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { gc, UltraDict } from '../../src/index.js';
-import { Child, scaled, shmEntries, uniqueName } from '../helpers.js';
+import { Child, scaled, shmEntries, uniqueName } from '../lib/helpers.js';
 import { readAck, tempDir } from './lib.js';
 import { checkWriter, PROFILES } from './writer-ops.js';
 

@@ -11,7 +11,7 @@ import { Control, I_HANDOFF } from '../../src/shm/control.js';
 import { forgetSlot, lockOwnerSlot, slotOfWord } from '../../src/engine/lock.js';
 import { controlSegment } from '../../src/shm/names.js';
 import { Segment } from '../../src/shm/segment.js';
-import { Child, runChild, scaled, shmEntries, uniqueName } from '../helpers.js';
+import { Child, runChild, scaled, shmEntries, uniqueName } from '../lib/helpers.js';
 import { canonEntries, hashStr, PHASE_ATTACHED, PHASE_STARTED, readAck, readBytes, Rng, tempDir } from './lib.js';
 import { checkWriter, type Profile } from './writer-ops.js';
 

@@ -1,7 +1,7 @@
 // Shared pieces of the reliability suites: seeded PRNG, canonical value strings, ack files, shm probes, summaries.
 
 import { spawn } from 'node:child_process';
-import { withPrivateShm } from '../private-shm.js';
+import { withPrivateShm } from '../lib/private-shm.js';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -148,7 +148,7 @@ export function readBytes(path: string, offset: number, n: number): Buffer | nul
 
 // ---- private /dev/shm ------------------------------------------------------------------------------
 
-export { privateShmUnavailable } from '../private-shm.js';
+export { privateShmUnavailable } from '../lib/private-shm.js';
 
 /** argv for running `node script args` inside a private mount namespace with a tmpfs of `size` on /dev/shm. */
 export function inPrivateShm(size: string, script: string, args: string[]): [string, string[]] {

@@ -3,7 +3,7 @@
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { CorruptSegmentError, NotFoundError, ParameterMismatchError, SharedMemoryError, UltraDict } from '../../src/index.js';
 import { native } from '../../src/shm/native.js';
-import { uniqueName } from '../helpers.js';
+import { uniqueName } from '../lib/helpers.js';
 import { canonEntries, hashStr, Rng } from './lib.js';
 
 export interface Resources {

@@ -277,7 +277,7 @@ function applyModel(m: Map<MKey, unknown>, op: MOp, i: number, p: ModelProfile):
 // ---- the runner -----------------------------------------------------------------------------------
 
 import { UltraDict } from '../../src/index.js';
-import { Child, shmEntries, uniqueName } from '../helpers.js';
+import { Child, shmEntries, uniqueName } from '../lib/helpers.js';
 import { canonEntries } from './lib.js';
 
 export interface ModelRun {

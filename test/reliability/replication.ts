@@ -7,8 +7,8 @@
 import { Redis } from 'ioredis';
 import { UltraDict } from '../../src/index.js';
 import { RedisDict } from '../../src/redis/index.js';
-import { Child, waitFor } from '../helpers.js';
-import { BridgeProc, contents, RedisServer } from '../redis-server.js';
+import { Child, waitFor } from '../lib/helpers.js';
+import { BridgeProc, contents, RedisServer } from '../lib/redis-server.js';
 import { mix, Rng } from './lib.js';
 
 export interface ChaosOptions {

@@ -9,7 +9,7 @@ import { leakCycles } from './limits.js';
 import { gcScenario } from './gc.js';
 import { runReplicationChaos } from './replication.js';
 import { inPrivateShm, privateShmUnavailable } from './lib.js';
-import { fixture } from '../helpers.js';
+import { fixture } from '../lib/helpers.js';
 import { spawn } from 'node:child_process';
 
 const suites: Record<string, () => Promise<SuiteResult>> = {

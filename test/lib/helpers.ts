@@ -22,7 +22,7 @@ export function uniqueName(prefix = 't'): string {
 }
 
 export function fixture(name: string): string {
-  return join(here, 'fixtures', `${name}.js`);
+  return join(here, '..', 'fixtures', `${name}.js`);
 }
 
 export function shmEntries(filter?: string): string[] {

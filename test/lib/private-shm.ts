@@ -1,5 +1,5 @@
-// Test helper: runs a program with a private, empty /dev/shm (a tmpfs in its own mount namespace), so that
-// what it does with dicts cannot meet other tests' processes, names or gc() calls.
+// Runs a program with a private, empty /dev/shm (a tmpfs in its own mount namespace), apart from other tests.
+// What it does with dicts there cannot meet other tests' processes, names or gc() calls.
 
 import { spawnSync } from 'node:child_process';
 

@@ -1,27 +1,18 @@
-// Test helpers for replication: a real redis-server (the Debian package) on a free loopback port, with AOF
-// fsync on every write so that a restart keeps every acknowledged write (stop, kill -9, restart on the same
-// port); `ultradict bridge` processes; the checks the Redis tests share.
+// Replication test helpers: a real redis-server, `ultradict bridge` processes, a pausable proxy, shared checks.
+// The redis-server (the Debian package) runs on a free loopback port with AOF fsync on every write, so that
+// a restart keeps every acknowledged write (stop, kill -9, restart on the same port).
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { Redis } from 'ioredis';
 import { waitFor } from './helpers.js';
-
-/** The built CLI (`npm test` builds dist/ first). */
-export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli.js');
-
-/** The path of redis-server on the PATH, or null. */
-function findRedisServer(): string | null {
-  const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
-  const p = r.stdout.trim();
-  return r.status !== 0 || p === '' ? null : p;
-}
+import { CLI } from './paths.js';
+import { freePort, listenOnLoopback, which } from './servers.js';
 
 export const REDIS_SKIP_REASON =
   'redis-server is not installed, so the Redis tests are skipped: apt-get install redis-server to run them ' +
@@ -33,7 +24,7 @@ export const REDIS_SKIP_REASON =
  */
 export function redisSkip(): string | false {
   if (process.env.ULTRADICT_REQUIRE_REDIS === '1') return false;
-  return findRedisServer() === null ? REDIS_SKIP_REASON : false;
+  return which('redis-server') === null ? REDIS_SKIP_REASON : false;
 }
 
 /**
@@ -60,22 +51,11 @@ export function redisForFile(set: (server: RedisServer, admin: Redis) => void): 
 }
 
 export function redisServerPath(): string {
-  const p = findRedisServer();
+  const p = which('redis-server');
   if (p === null) {
     throw new Error('redis-server is not installed: the Redis tests need it (apt-get install redis-server; .ci/run installs it)');
   }
   return p;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** True once the server answers PING on the port. */
@@ -153,6 +133,11 @@ export class RedisServer {
     await this.stop('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
   }
+
+  /** `await using server = await RedisServer.start()`: close() at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }
 
 /** Sorted [key, value] pairs: what "identical contents" compares. */
@@ -228,7 +213,6 @@ export class BridgeProc {
   }
 }
 
-
 /**
  * A TCP proxy on loopback in front of a redis-server that can be paused: while paused, no byte moves in
  * either direction (a host cut off by a slow network). Its clients' commands and replies are delivered,
@@ -246,10 +230,7 @@ export class PausableProxy {
 
   static async start(targetPort: number): Promise<PausableProxy> {
     const server = createServer();
-    const port = await new Promise<number>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
-    });
+    const port = await listenOnLoopback(server);
     const p = new PausableProxy(targetPort, port, server);
     server.on('connection', (c) => p.accept(c));
     return p;
@@ -297,5 +278,10 @@ export class PausableProxy {
       u.destroy();
     }
     await new Promise((r) => this.server.close(r));
+  }
+
+  /** `await using proxy = await PausableProxy.start(port)`: close() at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }
