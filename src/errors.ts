@@ -24,7 +24,7 @@ export class AlreadyExistsError extends UltraDictError {
   override readonly code = 'ULTRADICT_EXISTS';
 }
 
-/** `create: false` (or `UltraDict.open`) but no dict of that name exists. */
+/** `create: false` (or `ultradict get` and the other CLI commands that attach) but no dict of that name exists. */
 export class NotFoundError extends UltraDictError {
   override readonly code = 'ULTRADICT_NOT_FOUND';
 }

@@ -5,7 +5,7 @@ import { isThenable } from '../args.js';
 import { changeOf, OP_BATCH, OP_NOTE, OP_SET, type Key, type Op, type Path } from '../codec/ops.js';
 import type { Serializer } from '../codec/serializer.js';
 import { applyOp, applyWithUndo, Node, targetOf, undoAll, type Undo } from '../codec/tree.js';
-import { Encoder, encodeOps, encodeWrite, FRAME_HEADER } from '../codec/wire.js';
+import { Encoder, encodeOps, encodeWrite } from '../codec/wire.js';
 import * as diag from '../diagnostics.js';
 import { AlreadyClosedError, CorruptSegmentError, InvalidStateError, NotFoundError } from '../errors.js';
 import { I_COUNTER, OFF_COUNTER, self, type Control } from '../shm/control.js';
@@ -14,7 +14,9 @@ import { retiredControlSegment } from '../shm/names.js';
 import { native } from '../shm/native.js';
 import type { Stream } from '../shm/stream.js';
 import { ChangeFeed, type ChangeSink } from './changes.js';
+import { decodeFrames, tellOwnFrame, type FrameCallback, type FrameHook, type FrameSource } from './frames.js';
 import { Generations, type InitialDump } from './generation.js';
+import { forgetEngine, registerEngine } from './threads.js';
 import { dropThreadEntry, SharedLock, whenIdle, type LockOwner, type ThreadEntry } from './lock.js';
 
 interface Tx {
@@ -35,27 +37,6 @@ export interface CoreConfig {
   serializer: Serializer;
   lockTimeout: number;
   recurse: boolean;
-}
-
-/**
- * The engines of this thread, one per dict incarnation (key: control segment name and tag). Every handle
- * of a dict that this thread opens shares it: one local copy, one stream position, one transaction.
- * Two engines of one incarnation in one thread would each believe they had synced to the published end
- * while the (re-entrant) lock let the other append.
- */
-const engines = new Map<string, Core>();
-
-/** This thread's open engines (closed at process exit). */
-export function openEngines(): Core[] {
-  return [...engines.values()];
-}
-
-/** This thread's open engine of the incarnation `key`, with one more handle on it; null if none. */
-export function retainEngine(key: string): Core | null {
-  const core = engines.get(key);
-  if (core === undefined || core.closed) return null;
-  core.retain();
-  return core;
 }
 
 /** What the engine reports in stats() (the facade adds the name). */
@@ -80,35 +61,6 @@ export interface EngineStats {
   createdAt: number;
   unlinked: boolean;
   sharedMemoryBytes: number;
-}
-
-/** Called for every frame of the stream with a private copy of its body and its ops (null: frames were skipped). */
-export type FrameHook = (body: Buffer | null, ops: Op[], note: string | null) => void;
-
-/**
- * The engine as the Redis bridge sees it: its one door into a local dict (docs/ARCHITECTURE.md, "The
- * bridge"). The local copy to compare and seed from, the stream position to forward from, writes in the
- * engine's transaction, the frames between two positions, and a tap on every frame published.
- */
-export interface FrameSource {
-  readonly name: string;
-  /** the incarnation (hex of the dict's random id) */
-  readonly tag: string;
-  readonly ser: Serializer;
-  /** the local copy as of the last read() */
-  readonly map: ReadonlyMap<Key, unknown>;
-  readonly gen: number;
-  readonly pos: number;
-  read(): void;
-  write(ops: readonly Op[], timeout?: number): void;
-  transaction<R>(fn: () => R, timeout?: number): R;
-  framesBetween(from: number, to: number, cb: (body: Buffer, ops: Op[], end: number, note: string | null) => void): void;
-  /**
-   * Calls hook for every frame of the stream from now on: replayed from other processes and published by
-   * this thread (whose other handles share the engine); with null when a whole generation was missed and
-   * loaded from its dump. null removes it.
-   */
-  tapFrames(hook: FrameHook | null): void;
 }
 
 export class Core implements FrameSource {
@@ -157,7 +109,7 @@ export class Core implements FrameSource {
     this.feed = new ChangeFeed(cfg.ctrl, cfg.entry.slot, () => this.ctrlSegName(), () => this.sync(false));
     this.lock = this.lockFor(cfg.lockTimeout, () => this.check());
     this.slotGuard = this.guardSlot();
-    engines.set(this.key, this);
+    registerEngine(this.key, this);
   }
 
   get map(): ReadonlyMap<Key, unknown> {
@@ -247,7 +199,7 @@ export class Core implements FrameSource {
     this.feed.stop();
     this.#closed = true;
     this.refs = 0;
-    if (engines.get(this.key) === this) engines.delete(this.key);
+    forgetEngine(this.key, this);
     whenIdle(this.entry, null);
     this.lock.forceExit();
     dropThreadEntry(this.entry);
@@ -272,7 +224,7 @@ export class Core implements FrameSource {
   /** Undoes a failed open (before any handle saw this engine): frees the slot and unmaps what was mapped. */
   abandon(): void {
     this.#closed = true;
-    if (engines.get(this.key) === this) engines.delete(this.key);
+    forgetEngine(this.key, this);
     native.slotGuardStop(this.slotGuard);
     if (dropThreadEntry(this.entry)) this.ctrl.releaseSlot(this.entry.slot);
     this.generations.unmap();
@@ -422,18 +374,8 @@ export class Core implements FrameSource {
   }
 
   /** Decodes (without applying) the frames of the current stream in [from, to), for the bridge's restart. */
-  framesBetween(from: number, to: number, cb: (body: Buffer, ops: Op[], end: number, note: string | null) => void): void {
-    const s = this.#stream;
-    const d = s.decoder;
-    if (from < 0 || from > to || to > s.end()) throw new CorruptSegmentError(`${s.seg.name}: no frames at [${from}, ${to})`);
-    for (let pos = from; pos < to; ) {
-      const next = s.frameBody(pos, to);
-      const bodyAt = d.pos;
-      const ops: Op[] = [];
-      d.body(this.ser, ops);
-      cb(Buffer.from(d.u8.subarray(bodyAt, d.limit)), ops, next, d.note);
-      pos = next;
-    }
+  framesBetween(from: number, to: number, cb: FrameCallback): void {
+    decodeFrames(this.#stream, this.ser, from, to, cb);
   }
 
   private missing(path: Path, corrupt: boolean): never {
@@ -485,7 +427,7 @@ export class Core implements FrameSource {
         }
       }
       if (this.feed.listening) this.feed.queue({ type: 'set', key, value: local });
-      if (this.#onFrame !== null) this.ownFrame(enc, [{ op: OP_SET, key, value: local, path: null }]);
+      if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, [{ op: OP_SET, key, value: local, path: null }]);
     } finally {
       lock.exit();
     }
@@ -528,7 +470,7 @@ export class Core implements FrameSource {
         throw e;
       }
       if (this.feed.listening) for (const o of ops) this.feed.queue(changeOf(o));
-      if (this.#onFrame !== null) this.ownFrame(enc, ops);
+      if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, ops);
     } finally {
       lock.exit();
     }
@@ -581,7 +523,7 @@ export class Core implements FrameSource {
           throw e;
         }
         if (this.feed.listening) for (const o of tx.ops) if (o.op !== OP_NOTE) this.feed.queue(changeOf(o));
-        if (this.#onFrame !== null) this.ownFrame(enc, tx.ops);
+        if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, tx.ops);
       }
       if (enc.buf.length > 1 << 24) this.txEnc = null;
       return result;
@@ -657,21 +599,6 @@ export class Core implements FrameSource {
     if (now - this.lastSweep < 1000) return;
     this.lastSweep = now;
     this.ctrl.dropDeadListeners();
-  }
-
-  /**
-   * Tells the bridge hook about a frame this engine published itself (other handles of this thread share
-   * the engine, so their writes are never replayed here). The hook sees it like a replayed frame.
-   */
-  private ownFrame(enc: Encoder, ops: Op[]): void {
-    const bodyLen = enc.dv.getUint32(0, true);
-    let note: string | null = null;
-    const plainOps: Op[] = [];
-    for (const o of ops) {
-      if (o.op === OP_NOTE) note = String(o.key);
-      else plainOps.push({ op: o.op, key: o.key, value: o.value, path: o.path });
-    }
-    this.#onFrame!(Buffer.from(enc.buf.subarray(FRAME_HEADER, FRAME_HEADER + bodyLen)), plainOps, note);
   }
 
   /** Forces a full dump now (a new generation). Refused inside a transaction: it would publish uncommitted writes. */

@@ -22,7 +22,8 @@ import { encodeDump } from '../shm/dump.js';
 import { controlSegment } from '../shm/names.js';
 import type { SegmentGuard } from '../shm/segment.js';
 import { euid, Trust, validateOwner, type OwnerOption } from '../shm/trust.js';
-import { Core, openEngines, retainEngine } from './core.js';
+import { Core } from './core.js';
+import { openEngines, retainEngine } from './threads.js';
 import { dropThreadEntry, forgetSlot, lockOwnerSlot, threadEntry, type ThreadEntry } from './lock.js';
 import * as diag from '../diagnostics.js';
 
@@ -239,7 +240,7 @@ export function openEngine(
     const key = `${ctrlName}:${ctrl.tag}`;
     if (!creator) {
       // another handle of this thread has it open: share its engine (one local copy, one stream position)
-      const open = retainEngine(key);
+      const open = retainEngine<Core>(key);
       if (open !== null) {
         ctrl.seg.unmap();
         return { core: open, creator: false };

@@ -9,7 +9,7 @@ import { checkOptions } from '../args.js';
 import { applyOp } from '../codec/tree.js';
 import { Encoder, encodeWrite } from '../codec/wire.js';
 import { OP_DELETE, OP_NOTE, OP_SET, type Op, type Key } from '../codec/ops.js';
-import type { FrameSource } from '../engine/core.js';
+import type { FrameSource } from '../engine/frames.js';
 import { frameSourceOf, UltraDict, type UltraDictOptions } from '../dict.js';
 import { NotFoundError } from '../errors.js';
 import { validateName } from '../shm/names.js';
