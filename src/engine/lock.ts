@@ -206,7 +206,7 @@ export class SharedLock {
     // context switch per write; waiters also wake up on their own every CHECK_INTERVAL_MS
     const now = Date.now();
     if (now - ctrl.lastWake >= WAKE_INTERVAL_MS) {
-      ctrl.lastWake = now;
+      ctrl.setLastWake(now);
       native.futexWake(ctrl.seg.buffer, OFF_LOCK, 1);
     }
   }

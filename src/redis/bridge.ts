@@ -230,10 +230,12 @@ export class Bridge extends EventEmitter {
   async #resume(): Promise<void> {
     const core = this.#core;
     const replica = this.#replica;
-    replica.onError = (e) => {
-      if (this.listenerCount('error') > 0) this.emit('error', e);
-    };
-    replica.onState = (online) => this.emit(online ? 'online' : 'offline');
+    replica.report({
+      error: (e) => {
+        if (this.listenerCount('error') > 0) this.emit('error', e);
+      },
+      state: (online) => this.emit(online ? 'online' : 'offline'),
+    });
     const landed = await replica.landedSeq();
     // has this bridge (id and local dict) run before? recorded in Redis on its first start
     const known = (await replica.cmd.hsetnx(replica.keys.bridges, this.origin, new Date().toISOString())) === 0;

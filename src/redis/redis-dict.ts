@@ -135,10 +135,12 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
     }
     const d = new RedisDict<V>(name, replica, options, state);
     state.d = d;
-    replica.onError = (e) => {
-      if (d.listenerCount('error') > 0) d.emit('error', e);
-    };
-    replica.onState = (online) => d.emit(online ? 'online' : 'offline');
+    replica.report({
+      error: (e) => {
+        if (d.listenerCount('error') > 0) d.emit('error', e);
+      },
+      state: (online) => d.emit(online ? 'online' : 'offline'),
+    });
     replica.startTail();
     return d;
   }

@@ -70,8 +70,14 @@ export class Replica {
   private readPos = '0-0';
   closed = false;
   online = true;
-  onError: (e: unknown) => void = () => {};
-  onState: (online: boolean) => void = () => {};
+  private onError: (e: unknown) => void = () => {};
+  private onState: (online: boolean) => void = () => {};
+
+  /** Where background errors (a rejected write, refused credentials) and online/offline changes are reported. */
+  report(to: { error(e: unknown): void; state(online: boolean): void }): void {
+    this.onError = (e) => to.error(e);
+    this.onState = (online) => to.state(online);
+  }
 
   private pending: Pending[] = [];
   /** whenApplied() calls waiting for the tail */

@@ -368,7 +368,7 @@ export class Control {
   get lastWake(): number {
     return loadF64(this.b64, OFF_LAST_WAKE);
   }
-  set lastWake(ms: number) {
+  setLastWake(ms: number): void {
     storeF64(this.b64, OFF_LAST_WAKE, ms);
   }
   get lockSince(): number {
