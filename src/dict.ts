@@ -6,7 +6,7 @@ import { inspect } from 'node:util';
 import { abortError, checkMs, checkOptions, checkSignal, describe, isPlainObject, isThenable } from './args.js';
 import { checkKey, OP_CLEAR, OP_DELETE, OP_SET, type Change, type Key, type Op, type Path } from './codec/ops.js';
 import { Node, plain } from './codec/tree.js';
-import type { Core } from './engine/core.js';
+import type { Core, EngineStats } from './engine/core.js';
 import type { FrameSource } from './engine/frames.js';
 import type { LockHandle, LockOwner, SharedLock } from './engine/lock.js';
 import { DEFAULT_LOCK_TIMEOUT, openEngine, validateOptions, type UltraDictOptions } from './engine/open.js';
@@ -38,30 +38,9 @@ export interface UltraDictEvents {
   removeListener: [eventName: string | symbol, listener: (...args: any[]) => void];
 }
 
-export interface UltraDictStats {
+/** What stats() reports: the dict's name and its engine's figures (EngineStats, documented there). */
+export interface UltraDictStats extends EngineStats {
   name: string;
-  keys: number;
-  generation: number;
-  streamBytesUsed: number;
-  streamBytesSize: number;
-  dumps: number;
-  lastDumpBytes: number;
-  bufferSize: number;
-  fullDumpSize: number;
-  serializer: string;
-  recurse: boolean;
-  lockHolder: LockOwner | null;
-  lockRecoveries: number;
-  /** times the lock was offered directly to a waiter that had waited over 200 ms */
-  lockHandoffs: number;
-  /** offers withdrawn because the waiter did not take the lock within 250 ms (stopped, dead or gone) */
-  lockHandoffsLapsed: number;
-  attached: number;
-  listeners: number;
-  creatorPid: number;
-  createdAt: number;
-  unlinked: boolean;
-  sharedMemoryBytes: number;
 }
 
 /** Passed as first constructor argument to make a nested view (module-private). */

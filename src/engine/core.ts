@@ -39,7 +39,7 @@ export interface CoreConfig {
   recurse: boolean;
 }
 
-/** What the engine reports in stats() (the facade adds the name). */
+/** The figures of UltraDict#stats() that the engine reports (the facade adds the name). */
 export interface EngineStats {
   keys: number;
   generation: number;
@@ -53,7 +53,9 @@ export interface EngineStats {
   recurse: boolean;
   lockHolder: LockOwner | null;
   lockRecoveries: number;
+  /** times the lock was offered directly to a waiter that had waited over 200 ms */
   lockHandoffs: number;
+  /** offers withdrawn because the waiter did not take the lock within 250 ms (stopped, dead or gone) */
   lockHandoffsLapsed: number;
   attached: number;
   listeners: number;
