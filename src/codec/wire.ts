@@ -95,6 +95,11 @@ export class Encoder {
     this.pos = 0;
   }
 
+  /** Drops what was written after `mark` (a write that failed half-way out of a batch). */
+  rewind(mark: number): void {
+    this.pos = mark;
+  }
+
   u8(v: number): void {
     this.ensure(1);
     this.buf[this.pos++] = v;
@@ -296,6 +301,12 @@ export class Decoder {
 
   fail(what: string): never {
     throw new CorruptSegmentError(`corrupt data in ${this.where} at byte ${this.pos}: ${what}`);
+  }
+
+  /** Steps over the byte just peeked at (u8[pos]). */
+  skip(): void {
+    this.need(1);
+    this.pos++;
   }
 
   need(n: number): void {

@@ -344,7 +344,7 @@ export class Core implements FrameSource {
       const bodyAt = d.pos;
       if (d.u8[d.pos] === OP_SET) {
         // the common frame, a SET of a root key: applied without allocating an operation
-        d.pos++;
+        d.skip();
         const key = d.key();
         const value = d.value(this.ser);
         if (d.pos !== d.limit) d.fail(`${d.limit - d.pos} trailing bytes after an operation`);
@@ -448,7 +448,7 @@ export class Core implements FrameSource {
         ops = encodeOps(enc, raw, this.ser, this.recurse);
         for (const o of ops) this.applyWithUndo(o, tx.undo);
       } catch (e) {
-        enc.pos = mark;
+        enc.rewind(mark);
         undoAll(tx.undo, undoMark);
         throw e;
       }
@@ -489,7 +489,7 @@ export class Core implements FrameSource {
       try {
         return checkSync(fn(), 'transaction');
       } catch (e) {
-        outer.enc.pos = mark;
+        outer.enc.rewind(mark);
         undoAll(outer.undo, undoMark);
         outer.ops.length = opsMark;
         throw e;

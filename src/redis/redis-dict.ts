@@ -220,7 +220,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       try {
         ops = encodeOps(tx.enc, raw, this.#ser, false);
       } catch (e) {
-        tx.enc.pos = mark; // SerializationError: nothing of this write stays in the transaction
+        tx.enc.rewind(mark); // SerializationError: nothing of this write stays in the transaction
         throw e;
       }
       for (const o of ops) {
