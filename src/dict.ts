@@ -12,6 +12,7 @@ import type { LockHandle, LockOwner, SharedLock } from './engine/lock.js';
 import { DEFAULT_LOCK_TIMEOUT, openEngine, validateOptions, type UltraDictOptions } from './engine/open.js';
 import { AlreadyClosedError, NotFoundError } from './errors.js';
 import { checkCallback, checkIncrement, computeStep, entriesOf, entryList, forEachEntry, getOrInsertStep, incrementStep, keyList, toPlainObject, valueList, type Initial } from './map-api.js';
+import { fetchOnce } from './fetch.js';
 import { asObject } from './proxy.js';
 import { Control } from './shm/control.js';
 import { removeDict } from './shm/discovery.js';
@@ -415,6 +416,25 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     checkKey(key);
     checkCallback(fn, 'getOrInsertComputed(key, fn)');
     return this.transaction(() => getOrInsertStep(this, key, fn));
+  }
+
+  /**
+   * The value at key; if it is absent, `loader(key)` computes it once on the machine: the first caller
+   * runs the loader and writes its value, the callers of every other thread and process wait for that
+   * value. A loader that throws rejects its own caller with its error and every waiting caller elsewhere
+   * with a LoadFailedError, and nothing is written; a loader whose process dies is taken over by a waiting
+   * caller. `signal` aborts this call's wait (an AbortError); a load already running goes on for the others.
+   */
+  fetch(key: Key, loader: (key: Key) => V | Promise<V>, options: { signal?: AbortSignal } = {}): Promise<V> {
+    this.#h.check();
+    checkKey(key);
+    checkCallback(loader, 'fetch(key, loader)');
+    const { signal } = checkOptions(options, ['signal'], 'fetch');
+    checkSignal(signal, 'fetch');
+    if (this.#path !== null) throw new TypeError('fetch() works on the root dict: fetch the key path from there');
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (this.has(key)) return Promise.resolve(this.get(key) as V);
+    return fetchOnce<V>(this, this.#core.loads(), key, loader, (v) => this.set(key, v), signal);
   }
 
   // ---- change events --------------------------------------------------------------------------

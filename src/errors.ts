@@ -117,6 +117,11 @@ export class TransactionConflictError extends UltraDictError {
   override readonly code = 'ULTRADICT_TRANSACTION_CONFLICT';
 }
 
+/** fetch(): the loader of the key failed in another thread or process (its message is included). */
+export class LoadFailedError extends UltraDictError {
+  override readonly code = 'ULTRADICT_LOAD_FAILED';
+}
+
 /**
  * `waitForChange()` or `watch()` was aborted through its `signal`. As with Node's own APIs
  * (`events.once`, `timers/promises`, `fs/promises`): `name` is `'AbortError'`, `code` is `'ABORT_ERR'`

@@ -16,6 +16,7 @@ import type { Stream } from '../shm/stream.js';
 import { ChangeFeed, type ChangeSink } from './changes.js';
 import { decodeFrames, tellOwnFrame, type FrameCallback, type FrameHook, type FrameSource } from './frames.js';
 import { Generations, type InitialDump } from './generation.js';
+import { Loads } from './loads.js';
 import { forgetEngine, registerEngine } from './threads.js';
 import { dropThreadEntry, SharedLock, whenIdle, type LockOwner, type ThreadEntry } from './lock.js';
 
@@ -87,6 +88,7 @@ export class Core implements FrameSource {
   #closed = false;
   #tx: Tx | null = null;
   #onFrame: FrameHook | null = null;
+  #loads: Loads | null = null;
   /** Handles open on this engine; it closes when the last one closes (see release()). */
   private refs = 1;
   private autoUnlinkOpen = 0;
@@ -231,6 +233,11 @@ export class Core implements FrameSource {
     if (dropThreadEntry(this.entry)) this.ctrl.releaseSlot(this.entry.slot);
     this.generations.unmap();
     if (this.#gen >= 0) this.#stream.unmap();
+  }
+
+  /** The table of loads in progress of fetch() (used under the lock). */
+  loads(): Loads {
+    return (this.#loads ??= new Loads(this.ctrl, this.entry.id));
   }
 
   /** Takes the dict's name away (no new attachers); the attached keep working (UltraDict#unlink). */

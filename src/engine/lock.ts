@@ -41,6 +41,18 @@ export function slotOfWord(v: number): number {
   return (v & SLOT_MASK) - 1;
 }
 
+/** Whether thread `id` (lock-word form) still holds its slot with the same claim epoch (no liveness check). */
+export function threadCurrent(ctrl: Control, id: number): boolean {
+  const slot = slotOfWord(id);
+  if (slot < 0 || slot >= ctrl.slotCount) return false;
+  return ctrl.slotClaimed(slot) && threadId(slot, ctrl.slotEpoch(slot)) === (id & ID_MASK);
+}
+
+/** Whether thread `id` is gone: its slot freed or claimed again (another epoch), or its thread dead. */
+export function threadGone(ctrl: Control, id: number): boolean {
+  return !threadCurrent(ctrl, id) || !ctrl.slotAlive(slotOfWord(id));
+}
+
 /** The slot holding (or being offered) the lock, -1 if free: attach-slot reaping leaves it to recovery. */
 export function lockOwnerSlot(ctrl: Control): number {
   return slotOfWord(Atomics.load(ctrl.i32, I_LOCK));
@@ -187,7 +199,7 @@ export class SharedLock {
     const i32 = ctrl.i32;
     const h = Atomics.load(i32, I_HANDOFF);
     if (h !== 0 && h !== this.me) {
-      if (this.requestCurrent(h)) {
+      if (threadCurrent(this.ctrl, h)) {
         // a waiter has starved (waited longer than STARVE_MS while others barged in): offer it the lock;
         // it takes it by naming itself in the word, or the offer lapses after ACCEPT_MS
         ctrl.setHandoffAt(Date.now());
@@ -209,19 +221,6 @@ export class SharedLock {
       ctrl.setLastWake(now);
       native.futexWake(ctrl.seg.buffer, OFF_LOCK, 1);
     }
-  }
-
-  /** Whether thread id `id` still holds its slot with the same claim epoch (no liveness check). */
-  private requestCurrent(id: number): boolean {
-    const slot = slotOfWord(id);
-    if (slot < 0 || slot >= this.ctrl.slotCount) return false;
-    return this.ctrl.slotClaimed(slot) && threadId(slot, this.ctrl.slotEpoch(slot)) === (id & ID_MASK);
-  }
-
-  /** Whether the thread `id` is gone: its slot freed or claimed again (another epoch), or its thread dead. */
-  private idGone(id: number): boolean {
-    if (!this.requestCurrent(id)) return true;
-    return !this.ctrl.slotAlive(slotOfWord(id));
   }
 
   /** Releases the lock whatever the depth (close() while holding it). */
@@ -271,7 +270,7 @@ export class SharedLock {
         }
         // offered to another waiter: withdraw the offer if it lapsed or its waiter is gone
         const now = Date.now();
-        if (now - this.ctrl.handoffAt > ACCEPT_MS || (performance.now() >= nextCheck && this.idGone(v & ID_MASK))) {
+        if (now - this.ctrl.handoffAt > ACCEPT_MS || (performance.now() >= nextCheck && threadGone(this.ctrl, v & ID_MASK))) {
           if (Atomics.compareExchange(i32, I_LOCK, v, 0) === v) {
             Atomics.compareExchange(i32, I_HANDOFF, v & ID_MASK, 0);
             this.ctrl.recordLapsedHandoff();
@@ -340,9 +339,9 @@ export class SharedLock {
   private tryRecover(v: number): boolean {
     const id = v & ID_MASK;
     const ownerSlot = slotOfWord(id);
-    if (ownerSlot < 0 || !this.idGone(id)) return false;
+    if (ownerSlot < 0 || !threadGone(this.ctrl, id)) return false;
     const dead = this.ctrl.slot(ownerSlot);
-    const sameThread = this.requestCurrent(id); // the slot still names the dead thread (not yet reaped)
+    const sameThread = threadCurrent(this.ctrl, id); // the slot still names the dead thread (not yet reaped)
     if (Atomics.compareExchange(this.ctrl.i32, I_LOCK, v, this.me | WAITERS) !== v) return false;
     this.recovered(sameThread ? ownerSlot : -1, sameThread ? dead.pid : 0, id);
     return true;

@@ -53,6 +53,23 @@ const OFF_NONCES = 360; // NONCE_RING x 8 bytes: random name part of generation 
 const NONCE_RING = 3; // generations g-1, g (published) and g+1 (being written) never share a slot
 const OFF_FIXED_NONCE = 384; // 8 bytes: random name part of the fixed dump area
 const OFF_REMOVER = 392; // i32: pid of the gc() removing the dict (state REMOVING), else 0
+// 1024-3071: loads in progress of fetch() (engine/loads.ts), LOAD_SLOTS x LOAD_SIZE bytes, changed under the lock
+const OFF_LOADS = 1024;
+export const LOAD_SLOTS = 16;
+const LOAD_SIZE = 128;
+const L_STATE = 0; // i32: LOAD_FREE, LOAD_RUNNING, LOAD_FAILED
+const L_OWNER = 4; // i32: thread id (lock-word form) of the loading thread
+const L_SEQ = 8; // u32: bumped by every claim of the slot
+const L_HASH1 = 12; // u32, u32: hashes of the key
+const L_HASH2 = 16;
+const L_MSG_LEN = 20; // u32: bytes of the failure message
+const L_AT = 24; // f64: ms since epoch of the claim or failure
+const L_WAITERS = 32; // i32: callers waiting for this load (a failure is kept until each has seen it)
+const L_MSG = 36; // the failure message, UTF-8, at most LOAD_MSG_MAX bytes
+export const LOAD_MSG_MAX = LOAD_SIZE - L_MSG;
+export const LOAD_FREE = 0;
+export const LOAD_RUNNING = 1;
+export const LOAD_FAILED = 2;
 
 export const I_LOCK = OFF_LOCK >> 2;
 export const I_COUNTER = OFF_COUNTER >> 2;
@@ -102,6 +119,18 @@ export const FLAG_FIXED_DUMP = 1;
 export const FLAG_RECURSE = 2;
 /** Largest bufferSize / fullDumpSize accepted from a header (the stream limit: 16 GiB). */
 const MAX_SEGMENT = 0x7fffffff * 8;
+
+/** A slot of the table of loads in progress (fetch()). */
+export interface LoadSlot {
+  state: number;
+  owner: number;
+  seq: number;
+  hash1: number;
+  hash2: number;
+  at: number;
+  waiters: number;
+  message: string;
+}
 
 export interface ControlOptions {
   bufferSize: number;
@@ -376,6 +405,39 @@ export class Control {
   }
   setLockSince(ms: number): void {
     storeF64(this.b64, OFF_LOCK_SINCE, ms);
+  }
+
+  // ---- loads in progress of fetch() ------------------------------------------------------------
+
+  /** Load slot i (0 <= i < LOAD_SLOTS): read and written only under the dict's lock. */
+  loadSlot(i: number): LoadSlot {
+    const b = OFF_LOADS + i * LOAD_SIZE;
+    const dv = this.dv;
+    const len = Math.min(dv.getUint32(b + L_MSG_LEN, true), LOAD_MSG_MAX);
+    return {
+      state: dv.getInt32(b + L_STATE, true),
+      owner: dv.getInt32(b + L_OWNER, true),
+      seq: dv.getUint32(b + L_SEQ, true),
+      hash1: dv.getUint32(b + L_HASH1, true),
+      hash2: dv.getUint32(b + L_HASH2, true),
+      at: dv.getFloat64(b + L_AT, true),
+      waiters: dv.getInt32(b + L_WAITERS, true),
+      message: len === 0 ? '' : Buffer.from(this.seg.u8.subarray(b + L_MSG, b + L_MSG + len)).toString('utf8'),
+    };
+  }
+  setLoadSlot(i: number, l: LoadSlot): void {
+    const b = OFF_LOADS + i * LOAD_SIZE;
+    const dv = this.dv;
+    const msg = Buffer.from(l.message, 'utf8').subarray(0, LOAD_MSG_MAX);
+    this.seg.u8.set(msg, b + L_MSG);
+    dv.setUint32(b + L_MSG_LEN, msg.length, true);
+    dv.setInt32(b + L_OWNER, l.owner, true);
+    dv.setUint32(b + L_SEQ, l.seq >>> 0, true);
+    dv.setUint32(b + L_HASH1, l.hash1 >>> 0, true);
+    dv.setUint32(b + L_HASH2, l.hash2 >>> 0, true);
+    dv.setFloat64(b + L_AT, l.at, true);
+    dv.setInt32(b + L_WAITERS, l.waiters, true);
+    dv.setInt32(b + L_STATE, l.state, true);
   }
 
   // ---- attach slots -------------------------------------------------------------------------
