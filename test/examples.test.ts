@@ -1,4 +1,5 @@
-// The example apps in examples/, run as a user would: the cluster HTTP server on loopback, worker threads, the demo.
+// The example apps in examples/, run as a user would: the cluster HTTP server on loopback, the cluster cache,
+// worker threads, the demo.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -101,6 +102,14 @@ test('worker_threads example: every job done exactly once, progress from change 
   assert.match(out, /primes below 400000: 33860 \(checked: every job done exactly once\)/);
   assert.deepEqual(out.match(/^progress: .*$/gm), ['progress: 10/40 jobs', 'progress: 20/40 jobs', 'progress: 30/40 jobs', 'progress: 40/40 jobs']);
   assert.deepEqual(shmEntries(`threads_example_${app.pid}`), []);
+});
+
+test('cluster cache example: 4 workers fetching the same products call the upstream once per product', async () => {
+  const app = start('cluster-cache.mjs', { WORKERS: '4', PRODUCTS: '20' });
+  assert.equal(await app.exited, 0, app.output());
+  assert.match(app.output(), /4 workers served 80 lookups of 20 products/);
+  assert.match(app.output(), /upstream calls: 20 \(one per product/);
+  assert.deepEqual(shmEntries(`cache_example_${app.pid}`), []);
 });
 
 test('the demo (npm run demo) loses no update', async () => {
