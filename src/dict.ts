@@ -13,6 +13,7 @@ import { DEFAULT_LOCK_TIMEOUT, openEngine, validateOptions, type UltraDictOption
 import { AlreadyClosedError, NotFoundError } from './errors.js';
 import { checkCallback, checkIncrement, computeStep, entriesOf, entryList, forEachEntry, getOrInsertStep, incrementStep, keyList, toPlainObject, valueList, type Initial } from './map-api.js';
 import { fetchOnce } from './fetch.js';
+import { ChangeWaits, type WaitHolder } from './waits.js';
 import { asObject } from './proxy.js';
 import { Control } from './shm/control.js';
 import { removeDict } from './shm/discovery.js';
@@ -439,56 +440,10 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
 
   // ---- change events --------------------------------------------------------------------------
 
-  // One 'change' and one 'close' listener serve every pending waitForChange() and watch() of a handle:
-  // many concurrent waits add no listener each (no MaxListenersExceededWarning). null: closed.
-  readonly #waiters = new Set<(c: Change | null) => void>();
-  readonly #onWaitChange = (c: Change): void => {
-    for (const w of [...this.#waiters]) w(c);
-  };
-  readonly #onWaitClose = (): void => {
-    for (const w of [...this.#waiters]) w(null);
-  };
-
-  #addWaiter(w: (c: Change | null) => void): void {
-    if (this.#waiters.size === 0) {
-      this.on('change', this.#onWaitChange);
-      this.on('close', this.#onWaitClose);
-    }
-    this.#waiters.add(w);
-  }
-
-  #removeWaiter(w: (c: Change | null) => void): void {
-    if (this.#waiters.delete(w) && this.#waiters.size === 0) {
-      this.off('change', this.#onWaitChange);
-      this.off('close', this.#onWaitClose);
-    }
-  }
-
-  // Likewise one 'abort' listener per signal serves every wait of this handle on that signal.
-  readonly #aborts = new Map<AbortSignal, { fns: Set<() => void>; listener: () => void }>();
-
-  #addAbort(signal: AbortSignal, fn: () => void): void {
-    let a = this.#aborts.get(signal);
-    if (a === undefined) {
-      const fns = new Set<() => void>();
-      const listener = (): void => {
-        this.#aborts.delete(signal);
-        for (const f of [...fns]) f();
-      };
-      a = { fns, listener };
-      this.#aborts.set(signal, a);
-      signal.addEventListener('abort', listener, { once: true });
-    }
-    a.fns.add(fn);
-  }
-
-  #removeAbort(signal: AbortSignal, fn: () => void): void {
-    const a = this.#aborts.get(signal);
-    if (a !== undefined && a.fns.delete(fn) && a.fns.size === 0) {
-      this.#aborts.delete(signal);
-      signal.removeEventListener('abort', a.listener);
-    }
-  }
+  readonly #waits = new ChangeWaits({
+    listen: (onChange, onClose) => this.on('change', onChange).on('close', onClose),
+    unlisten: (onChange, onClose) => this.off('change', onChange).off('close', onClose),
+  });
 
   /**
    * Iterates over changes made by any process, until the dict closes (then it ends) or `signal` aborts
@@ -500,39 +455,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     this.#h.check();
     const { signal } = checkOptions(options, ['signal'], 'watch');
     checkSignal(signal, 'watch');
-    return this.#watch(core, signal);
-  }
-
-  async *#watch(core: Core, signal: AbortSignal | undefined): AsyncGenerator<Change, void, undefined> {
-    if (signal?.aborted) throw abortError(signal);
-    const queue: Change[] = [];
-    let closed = false;
-    let wake: (() => void) | null = null;
-    const waiter = (c: Change | null): void => {
-      if (c === null) closed = true;
-      else queue.push(c);
-      wake?.();
-    };
-    const onAbort = (): void => wake?.();
-    this.#addWaiter(waiter);
-    if (signal !== undefined) this.#addAbort(signal, onAbort);
-    core.hold(1);
-    try {
-      for (;;) {
-        if (signal?.aborted) throw abortError(signal);
-        if (queue.length > 0) {
-          yield queue.shift()!;
-          continue;
-        }
-        if (closed || this.#h.closed) return;
-        await new Promise<void>((resolve) => (wake = resolve));
-        wake = null;
-      }
-    } finally {
-      this.#removeWaiter(waiter);
-      if (signal !== undefined) this.#removeAbort(signal, onAbort);
-      if (!core.closed) core.hold(-1);
-    }
+    return this.#waits.watch(this.#holder(core), signal);
   }
 
   /**
@@ -549,27 +472,17 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     }
     checkSignal(signal, 'waitForChange');
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    return new Promise<Change | null>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const finish = (): void => {
-        if (timer !== undefined) clearTimeout(timer);
-        this.#removeWaiter(waiter);
-        if (signal !== undefined) this.#removeAbort(signal, onAbort);
-        if (!core.closed) core.hold(-1);
-      };
-      const waiter = (c: Change | null): void => {
-        finish();
-        resolve(c);
-      };
-      const onAbort = (): void => {
-        finish();
-        reject(abortError(signal!));
-      };
-      this.#addWaiter(waiter);
-      if (signal !== undefined) this.#addAbort(signal, onAbort);
-      core.hold(1);
-      if (timeout !== undefined && timeout !== Infinity) timer = setTimeout(() => waiter(null), timeout);
-    });
+    return this.#waits.next(this.#holder(core), timeout, signal);
+  }
+
+  /** What a wait holds while it lasts: the event loop alive (through the engine), and this handle open. */
+  #holder(core: Core): WaitHolder {
+    return {
+      hold: (delta) => {
+        if (!core.closed) core.hold(delta);
+      },
+      closed: () => this.#h.closed,
+    };
   }
 
   /** Makes 'change' listeners keep the event loop alive (default: they do not). */
