@@ -52,18 +52,19 @@ if (cluster.isPrimary) {
   const shared = new UltraDict({ name: process.env.ULTRADICT_NAME, create: false });
   const me = `worker:${cluster.worker.id}`;
 
-  /** Fixed-window rate limit: at most RATE_LIMIT requests per client per window, across all workers. */
+  /**
+   * Fixed-window rate limit: at most RATE_LIMIT requests per client per window, across all workers. The
+   * window is a counter with a time to live: the first request of a window creates it with
+   * { ttl: RATE_WINDOW_MS }, the next ones increment it (increment keeps its expiry), and when the window
+   * ends the counter expires in every worker: nothing to reset, and idle clients leave nothing behind.
+   */
   function allow(client) {
     const key = `rate:${client}`;
     return shared.transaction(() => {
-      const now = Date.now();
-      const w = shared.get(key);
-      if (w === undefined || now - w.start >= RATE_WINDOW_MS) {
-        shared.set(key, { start: now, count: 1 });
-        return true;
-      }
-      if (w.count >= RATE_LIMIT) return false;
-      shared.set(key, { start: w.start, count: w.count + 1 });
+      const n = shared.get(key) ?? 0;
+      if (n >= RATE_LIMIT) return false;
+      if (n === 0) shared.set(key, 1, { ttl: RATE_WINDOW_MS });
+      else shared.increment(key);
       return true;
     });
   }

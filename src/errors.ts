@@ -112,6 +112,14 @@ export class ReplicationError extends UltraDictError {
   override readonly code = 'ULTRADICT_REPLICATION';
 }
 
+/**
+ * The operation or option is not supported by this kind of dict: expiry (`ttl`) through Redis
+ * replication (`RedisDict`, and the bridge on a dict created with a `ttl` option).
+ */
+export class NotSupportedError extends UltraDictError {
+  override readonly code = 'ULTRADICT_NOT_SUPPORTED';
+}
+
 /** An atomic compute/increment/transaction on a Redis-backed dict kept conflicting past its timeout. */
 export class TransactionConflictError extends UltraDictError {
   override readonly code = 'ULTRADICT_TRANSACTION_CONFLICT';

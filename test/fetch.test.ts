@@ -34,6 +34,9 @@ test('fetch: a present key resolves at once; a missing one is loaded, written an
   assert.equal(runs, 1);
   assert.deepEqual(d.get('b'), { of: 'b' });
   assert.equal(await d.fetch('c', (k) => `sync ${k}`), 'sync c', 'a synchronous loader works too');
+  assert.equal(await d.fetch('t', () => 't', { ttl: 60_000 }), 't');
+  assert.ok(d.ttl('t')! > 0 && d.ttl('t')! <= 60_000, 'the loaded value expires after the given ttl');
+  assert.equal(d.ttl('b'), Infinity, 'without ttl, the dict default (none here)');
 });
 
 test('fetch: 4 processes fetching the same 12 missing keys at once run each loader once, and all get its value', async () => {
@@ -138,6 +141,7 @@ test('fetch: bad arguments are TypeErrors before anything happens', async () => 
   assert.throws(() => d.fetch({} as never, () => 1), TypeError);
   assert.throws(() => d.fetch('k', () => 1, { signal: 5 } as never), TypeError);
   assert.throws(() => d.fetch('k', () => 1, { tll: 5 } as never), /unknown option "tll"/);
+  assert.throws(() => d.fetch('k', () => 1, { ttl: -1 }), TypeError);
   d.set('n', {});
   assert.throws(() => (d.get('n') as UltraDict<unknown>).fetch('k', () => 1), /root dict/);
   assert.equal(d.has('k'), false);

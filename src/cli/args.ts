@@ -20,6 +20,7 @@ export const OPTIONS: Record<string, OptionSpec> = {
   force: { short: 'f', help: 'remove even if live processes are attached' },
   'lock-timeout': { value: 'MS', help: 'longest wait for the dict lock (default 10000)' },
   owner: { value: 'UID', help: "attach to a dict owned by this uid, or by anyone with 'any' (default: only your own)" },
+  ttl: { value: 'MS', help: 'time to live of the key in ms (0: no expiry; default: the dict\'s ttl option)' },
   grace: { value: 'MS', help: 'leave segments younger than this alone (default 2000)' },
   all: { short: 'a', help: 'also remove dicts that every process closed cleanly (kept with autoUnlink: false)' },
   stream: { value: 'NAME', help: 'name of the replicated dict in Redis (default: the local NAME)' },

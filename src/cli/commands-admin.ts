@@ -21,6 +21,10 @@ interface LsRow {
   attachable: boolean;
   ready: boolean;
   keys: number | null;
+  /** the dict's default time to live in ms (0: none; null: unknown) */
+  ttl: number | null;
+  /** expired keys whose delete was published (null: unknown) */
+  expired: number | null;
   sharedMemoryBytes: number;
   attachedPids: number[];
   creatorPid: number;
@@ -30,12 +34,17 @@ interface LsRow {
   serializer: string;
 }
 
-function countKeys(ctx: Ctx, info: DictInfo): number | null {
-  if (!info.ready || !info.attachable) return null;
+const UNKNOWN = { keys: null, ttl: null, expired: null };
+
+function countKeys(ctx: Ctx, info: DictInfo): Pick<LsRow, 'keys' | 'ttl' | 'expired'> {
+  if (!info.ready || !info.attachable) return UNKNOWN;
   try {
-    return withDict(ctx, info.name, (d) => (d.stats().createdAt === info.createdAt ? d.size : null));
+    return withDict(ctx, info.name, (d) => {
+      const s = d.stats();
+      return s.createdAt === info.createdAt ? { keys: d.size, ttl: s.ttl, expired: s.expired } : UNKNOWN;
+    });
   } catch {
-    return null; // vanished, custom serializer, corrupt: shown as "?"
+    return UNKNOWN; // vanished, custom serializer, corrupt: shown as "?"
   }
 }
 
@@ -47,7 +56,7 @@ export function cmdLs(ctx: Ctx): number {
     tag: i.tag,
     attachable: i.attachable,
     ready: i.ready,
-    keys: countKeys(ctx, i),
+    ...countKeys(ctx, i),
     sharedMemoryBytes: i.sharedMemoryBytes,
     attachedPids: i.attachedPids.filter((p) => p !== process.pid),
     creatorPid: i.creatorPid,
@@ -64,19 +73,21 @@ export function cmdLs(ctx: Ctx): number {
     ctx.out('no dicts');
     return EXIT.ok;
   }
-  const lines = [['NAME', 'KEYS', 'MEMORY', 'ATTACHED', 'CREATOR', 'AGE', 'SERIALIZER']];
+  const lines = [['NAME', 'KEYS', 'MEMORY', 'TTL', 'EXPIRED', 'ATTACHED', 'CREATOR', 'AGE', 'SERIALIZER']];
   for (const r of rows) {
     lines.push([
       r.name + (!r.ready ? ' (initialising)' : !r.attachable ? ' (unlinked)' : ''),
       r.keys === null ? '?' : String(r.keys),
       formatBytes(r.sharedMemoryBytes),
+      r.ttl === null ? '?' : r.ttl === 0 ? '-' : formatDuration(r.ttl),
+      r.expired === null ? '?' : String(r.expired),
       r.attachedPids.length === 0 ? '-' : r.attachedPids.join(','),
       `${r.creatorPid}${r.creatorAlive ? '' : ' (dead)'}`,
       r.ageMs === null ? '-' : formatDuration(r.ageMs),
       r.serializer || '-',
     ]);
   }
-  ctx.out(table(lines, new Set([1, 2])));
+  ctx.out(table(lines, new Set([1, 2, 4])));
   return EXIT.ok;
 }
 
@@ -108,6 +119,8 @@ export async function cmdInspect(ctx: Ctx): Promise<number> {
     const rows: [string, string][] = [
       ['name', s.name + (s.unlinked ? ' (unlinked)' : '')],
       ['keys', String(s.keys)],
+      ['ttl', s.ttl === 0 ? 'none' : `${formatDuration(s.ttl)} (default time to live of a write)`],
+      ['expiry', `${s.expiring} key(s) with a deadline here, ${s.expired} expired`],
       ['serializer', s.serializer + (s.recurse ? ', recurse (nested dicts)' : '')],
       ['created', `${new Date(s.createdAt).toISOString()} (${formatDuration(report.ageMs)} ago) by pid ${s.creatorPid}${report.creatorAlive ? '' : ' (dead)'}`],
       ['attached', `${report.attached} thread(s)${pids.length ? `, pids ${pids.join(', ')}` : ''}`],

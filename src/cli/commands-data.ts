@@ -2,7 +2,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { Key, UltraDict as UltraDictClass } from '../index.js';
-import { UsageError } from './args.js';
+import { msOption, UsageError } from './args.js';
 import { type Ctx, EXIT, KeyNotFound, withDict } from './context.js';
 import { toJson } from './format.js';
 
@@ -48,9 +48,24 @@ export function cmdSet(ctx: Ctx): number {
       throw new UsageError(`VALUE is not valid JSON: ${JSON.stringify(text.length > 80 ? text.slice(0, 80) + '…' : text)} (add --string to store it as a string)`);
     }
   }
-  withDict(ctx, name, (d) => d.set(key, value));
-  if (ctx.json) ctx.out(toJson({ name, key, set: true }));
+  const ttl = msOption(ctx.p, 'ttl');
+  if (ttl !== undefined && !Number.isFinite(ttl)) throw new UsageError(`--ttl must be a finite number of ms, got ${JSON.stringify(ctx.p.values.get('ttl'))}`);
+  withDict(ctx, name, (d) => d.set(key, value, ttl === undefined ? undefined : { ttl }));
+  if (ctx.json) ctx.out(toJson({ name, key, set: true, ...(ttl === undefined ? {} : { ttl }) }));
   return EXIT.ok;
+}
+
+/** ttl NAME KEY: the ms left before KEY expires, or "none" (JSON: null) for a key without expiry. */
+export function cmdTtl(ctx: Ctx): number {
+  const [name, rawKey] = ctx.args as [string, string];
+  const key = parseKey(ctx, rawKey);
+  return withDict(ctx, name, (d) => {
+    const ms = d.ttl(key);
+    if (ms === undefined) throw missingKey(d, key);
+    if (ctx.json) ctx.out(toJson({ name, key, ttl: ms === Infinity ? null : ms }));
+    else ctx.out(ms === Infinity ? 'none' : String(ms));
+    return EXIT.ok;
+  });
 }
 
 export function cmdDel(ctx: Ctx): number {

@@ -2,7 +2,7 @@
 
 import { cmdBridge } from './bridge.js';
 import { cmdGc, cmdInspect, cmdLs, cmdRm } from './commands-admin.js';
-import { cmdDel, cmdDump, cmdGet, cmdSet } from './commands-data.js';
+import { cmdDel, cmdDump, cmdGet, cmdSet, cmdTtl } from './commands-data.js';
 import type { Ctx } from './context.js';
 import { cmdWatch } from './watch.js';
 
@@ -42,12 +42,20 @@ export const COMMANDS: Record<string, Command> = {
   },
   set: {
     args: ['NAME', 'KEY', 'VALUE'],
-    options: ['number-key', 'string', ...COMMON],
+    options: ['number-key', 'string', 'ttl', ...COMMON],
     summary: 'set KEY to VALUE (JSON, or a string with --string; "-" reads it from stdin)',
     details:
       'VALUE is parsed as JSON: 42, true, null, \'"text"\', \'{"a":[1,2]}\'. Put -- before a VALUE that starts\n' +
-      'with "-" and is not a number: ultradict set NAME KEY -- -x. The dict must exist.',
+      'with "-" and is not a number: ultradict set NAME KEY -- -x. The dict must exist. With --ttl MS the key\n' +
+      'expires MS ms from now (0: never); without it, after the dict\'s ttl option, if it has one.',
     run: cmdSet,
+  },
+  ttl: {
+    args: ['NAME', 'KEY'],
+    options: ['number-key', ...COMMON],
+    summary: 'print the ms left before KEY expires ("none" if it does not expire)',
+    details: 'With --json: {"name", "key", "ttl"}, ttl null for a key without expiry. Exits with 3 if the dict or the key does not exist.',
+    run: cmdTtl,
   },
   del: {
     args: ['NAME', 'KEY'],

@@ -8,10 +8,10 @@ import { isDeepStrictEqual } from 'node:util';
 import { checkOptions } from '../args.js';
 import { applyOp } from '../codec/tree.js';
 import { Encoder, encodeWrite } from '../codec/wire.js';
-import { OP_DELETE, OP_NOTE, OP_SET, type Op, type Key } from '../codec/ops.js';
+import { OP_DELETE, OP_EXPIRE, OP_NOTE, OP_SET, type Op, type Key } from '../codec/ops.js';
 import type { FrameSource } from '../engine/frames.js';
 import { frameSourceOf, UltraDict, type UltraDictOptions } from '../dict.js';
-import { NotFoundError } from '../errors.js';
+import { NotFoundError, NotSupportedError } from '../errors.js';
 import { validateName } from '../shm/names.js';
 import type { SerializerOption } from '../codec/serializer.js';
 import { encodeDump } from '../shm/dump.js';
@@ -68,6 +68,7 @@ export function seqOf(gen: number, end: number): bigint {
 
 function writeSkippingMissing(core: FrameSource, ops: readonly Op[], note: Op, noted: { v: boolean }): void {
   for (const o of ops) {
+    if (o.op === OP_EXPIRE) continue; // expiry is not replicated (docs/replication.md): the origin's EXPIRED delete comes later
     try {
       core.write([o]);
     } catch (e) {
@@ -134,6 +135,12 @@ export class Bridge extends EventEmitter {
     if (options.redis === undefined) throw new TypeError('Bridge.start: options.redis (a redis:// URL or ioredis options) is required');
     const id = (options.id ?? hostname()).replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 100) || 'host';
     const dict = new UltraDict<unknown>({ ...options.dict, name, serializer: options.serializer });
+    if (dict.stats().ttl > 0) {
+      dict.close();
+      throw new NotSupportedError(
+        `Bridge.start: ${JSON.stringify(name)} was created with a ttl option; expiry is not replicated through Redis (docs/replication.md)`,
+      );
+    }
     const core = frameSourceOf(dict);
     const ser = core.ser; // the local dict's own (it may have been created with another than the default)
     const origin = `${id}:${core.tag}`;
@@ -341,9 +348,20 @@ export class Bridge extends EventEmitter {
       });
   }
 
+  #warnedExpiry = false;
+
   /** Sends a local frame to the stream, unless a bridge wrote it (its note says so). */
   #forward(seq: bigint, body: Buffer, ops: Op[], note: string | null): void {
     if (note !== null && note.startsWith(NOTE_PREFIX)) return;
+    if (!this.#warnedExpiry && ops.some((o) => o.op === OP_EXPIRE)) {
+      this.#warnedExpiry = true;
+      this.#warn(
+        new Error(
+          `bridge ${this.origin}: a process set an expiry on a key of ${JSON.stringify(this.#core.name)}; expiry is not replicated through Redis: ` +
+            'other hosts keep such keys until the delete of the expired key reaches them (docs/replication.md)',
+        ),
+      );
+    }
     this.#forwarded++;
     this.#replica.push(seq, body, ops);
   }

@@ -6,4 +6,4 @@ export { Bridge } from './bridge.js';
 export type { BridgeOptions, BridgeStats } from './bridge.js';
 export type { RedisTarget } from './protocol.js';
 export type { ReplicaStats } from './replica.js';
-export { ReplicationError, TransactionConflictError, ParameterMismatchError, UltraDictError } from '../errors.js';
+export { ReplicationError, TransactionConflictError, ParameterMismatchError, NotSupportedError, UltraDictError } from '../errors.js';

@@ -4,11 +4,11 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { checkOptions, isThenable } from '../args.js';
+import { checkOptions, checkTtl, isThenable } from '../args.js';
 import { applyOp, applyWithUndo, Node, plain, undoAll, type Undo } from '../codec/tree.js';
-import { checkKey, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, changeOf, type Change, type Key, type Op } from '../codec/ops.js';
+import { checkKey, OP_BATCH, OP_CLEAR, OP_DELETE, OP_SET, changeOf, isChange, type Change, type Key, type Op } from '../codec/ops.js';
 import { Encoder, encodeOps, encodeWrite } from '../codec/wire.js';
-import { AlreadyClosedError, TransactionConflictError } from '../errors.js';
+import { AlreadyClosedError, NotSupportedError, TransactionConflictError } from '../errors.js';
 import { validateName } from '../shm/names.js';
 import { resolveSerializer, type SerializerOption } from '../codec/serializer.js';
 import { checkCallback, checkIncrement, computeStep, entriesOf, entryList, forEachEntry, getOrInsertStep, incrementStep, keyList, toPlainObject, valueList, type Initial } from '../map-api.js';
@@ -104,7 +104,7 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
       applyRemote: (ops, reapply) => {
         const d = state.d;
         const events = d !== null && d.listenerCount('change') > 0;
-        for (const o of ops) if (applyOp(state.m, o) && events) d.emit('change', outChange(changeOf(o)));
+        for (const o of ops) if (applyOp(state.m, o) && events && isChange(o.op)) d.emit('change', outChange(changeOf(o)));
         for (const o of reapply()) applyOp(state.m, o);
       },
       reset: (map, reapply) => {
@@ -238,8 +238,10 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
     this.#replica.push(this.#replica.newSeq(), Buffer.from(enc.buf.subarray(0, enc.pos)), ops);
   }
 
-  set(key: Key, value: V): this {
+  /** Map's set. Expiry (`{ ttl }`) is not replicated through Redis: a ttl other than 0 is a NotSupportedError. */
+  set(key: Key, value: V, options?: { ttl?: number }): this {
     checkKey(key);
+    refuseTtl(options, 'RedisDict#set(key, value, options)');
     this.#write([{ op: OP_SET, path: null, key, value }]);
     return this;
   }
@@ -257,8 +259,9 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
     this.#write([{ op: OP_CLEAR, path: null, key: undefined, value: undefined }]);
   }
 
-  /** Sets several items as one entry (all or none). */
-  update(items: Initial<V>): this {
+  /** Sets several items as one entry (all or none). A ttl other than 0 is a NotSupportedError, as in set(). */
+  update(items: Initial<V>, options?: { ttl?: number }): this {
+    refuseTtl(options, 'RedisDict#update(items, options)');
     const raw: Op[] = [];
     for (const [k, v] of entriesOf(items, 'update items')) {
       checkKey(k);
@@ -404,4 +407,13 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
 function outChange(c: Change): Change {
   if (c.value instanceof Node) c.value = plain(c.value);
   return c;
+}
+
+/** Checks a write's options; expiry is not replicated through Redis (docs/replication.md): any ttl but 0 is refused. */
+function refuseTtl(options: { ttl?: number } | undefined, where: string): void {
+  const { ttl } = checkOptions(options, ['ttl'], where);
+  checkTtl(ttl, `${where}: option ttl`);
+  if (ttl !== undefined && ttl > 0) {
+    throw new NotSupportedError(`${where}: expiry (ttl) is not replicated through Redis; see docs/replication.md`);
+  }
 }

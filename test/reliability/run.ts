@@ -7,6 +7,7 @@ import { runModel } from './model.js';
 import { runFuzz } from './fuzz-run.js';
 import { leakCycles } from './limits.js';
 import { gcScenario } from './gc.js';
+import { expirySoak } from './expiry-soak.js';
 import { runReplicationChaos } from './replication.js';
 import { inPrivateShm, privateShmUnavailable } from './lib.js';
 import { fixture } from '../lib/helpers.js';
@@ -116,6 +117,12 @@ const suites: Record<string, () => Promise<SuiteResult>> = {
       console.log(`gc round ${i + 1}/${rounds}: ${r.dead} dead dicts removed ${r.removed}, ${r.live} live kept, ${r.problems.length} problems`);
     }
     return { suite: 'gc', trials: rounds, inputs: dead + live, failures: problems.length, lostWrites: 0, seconds: (Date.now() - t) / 1000, details: { deadDicts: dead, liveDicts: live, gcCallsPerRound: 50 }, problems };
+  },
+  async expiry() {
+    const seconds = envInt('ULTRADICT_EXPIRY_SOAK_S', 300);
+    const perTick = envInt('ULTRADICT_EXPIRY_PER_TICK', 300);
+    console.log(`expiry soak: ${seconds} s, 2 writers x ${perTick * 10} fresh keys/s with a 1 s ttl`);
+    return expirySoak({ seconds, perTick, ttl: 1000, log: (s) => console.log(s) });
   },
   async replication() {
     const t = Date.now();
