@@ -6,7 +6,8 @@ import { inspect } from 'node:util';
 import { abortError, checkMs, checkOptions, checkSignal, checkTtl, describe, isPlainObject, isThenable } from './args.js';
 import { checkKey, OP_CLEAR, OP_DELETE, OP_EXPIRE, OP_SET, type Change, type Key, type Op, type Path } from './codec/ops.js';
 import { Node, plain } from './codec/tree.js';
-import type { Core, EngineStats } from './engine/core.js';
+import type { Core } from './engine/core.js';
+import type { EngineStats } from './engine/stats.js';
 import { deadlineAfter } from './engine/expiry.js';
 import type { FrameSource } from './engine/frames.js';
 import type { LockHandle, LockOwner, SharedLock } from './engine/lock.js';
@@ -143,7 +144,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
       this.#core = core;
       this.#path = null;
       this.#root = null;
-      core.deliverTo({
+      core.changes.deliverTo({
         changes: (changes) => dispatch(core, changes),
         error: (e) => {
           for (const d of subscribers(core)) if (d.listenerCount('error') > 0) d.emit('error', e as Error);
@@ -167,7 +168,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     if (wants) subs.add(this as UltraDict<unknown>);
     else subs.delete(this as UltraDict<unknown>);
     if (subs.size > 0) core.startListening();
-    else core.stopListening();
+    else core.changes.stop();
   }
 
   /** The dict's name (of the root for nested views). */
@@ -603,7 +604,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
   #holder(core: Core): WaitHolder {
     return {
       hold: (delta) => {
-        if (!core.closed) core.hold(delta);
+        if (!core.closed) core.changes.hold(delta);
       },
       closed: () => this.#h.closed,
     };
@@ -612,14 +613,14 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
   /** Makes 'change' listeners keep the event loop alive (default: they do not). */
   ref(): this {
     this.#h.check();
-    this.#core.setRef(true);
+    this.#core.changes.setRef(true);
     return this;
   }
 
   /** Lets the process exit even while 'change' listeners are registered (the default). */
   unref(): this {
     this.#h.check();
-    this.#core.setRef(false);
+    this.#core.changes.setRef(false);
     return this;
   }
 
@@ -667,7 +668,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
       if (h.autoUnlink) core.autoUnlinkHandle(-1);
     } finally {
       for (const d of mine) subs.delete(d);
-      if (subs.size === 0) core.stopListening();
+      if (subs.size === 0) core.changes.stop();
       core.release(); // closes the engine with its last handle (at the end of a lock scope in progress)
     }
     for (const d of mine) d.emit('close');

@@ -2,7 +2,7 @@
 // sync, the write path, transactions, generation switches and change events. See docs/ARCHITECTURE.md.
 
 import { isThenable } from '../args.js';
-import { changeOf, isChange, OP_BATCH, OP_CLEAR, OP_EXPIRE, OP_EXPIRED, OP_SET, type Key, type Op, type Path } from '../codec/ops.js';
+import { changeOf, isChange, OP_BATCH, OP_EXPIRE, OP_EXPIRED, OP_SET, type Key, type Op, type Path } from '../codec/ops.js';
 import type { Serializer } from '../codec/serializer.js';
 import { applyOp, applyWithUndo, Node, targetOf, undoAll, type Undo } from '../codec/tree.js';
 import { Encoder, encodeOps, encodeWrite } from '../codec/wire.js';
@@ -13,13 +13,14 @@ import { removeIncarnation } from '../shm/discovery.js';
 import { retiredControlSegment } from '../shm/names.js';
 import { native } from '../shm/native.js';
 import type { Stream } from '../shm/stream.js';
-import { ChangeFeed, type ChangeSink } from './changes.js';
+import { ChangeFeed } from './changes.js';
+import { collectStats, type EngineStats } from './stats.js';
 import { decodeFrames, tellOwnFrame, type FrameCallback, type FrameHook, type FrameSource } from './frames.js';
 import { EXPIRED_PER_WRITE, Expiry } from './expiry.js';
 import { Generations, type InitialDump } from './generation.js';
 import { Loads } from './loads.js';
 import { forgetEngine, registerEngine } from './threads.js';
-import { dropThreadEntry, SharedLock, whenIdle, type LockOwner, type ThreadEntry } from './lock.js';
+import { dropThreadEntry, SharedLock, whenIdle, type ThreadEntry } from './lock.js';
 
 interface Tx {
   enc: Encoder;
@@ -43,38 +44,6 @@ export interface CoreConfig {
   ttl: number;
 }
 
-/** The figures of UltraDict#stats() that the engine reports (the facade adds the name). */
-export interface EngineStats {
-  keys: number;
-  generation: number;
-  streamBytesUsed: number;
-  streamBytesSize: number;
-  dumps: number;
-  lastDumpBytes: number;
-  bufferSize: number;
-  fullDumpSize: number;
-  serializer: string;
-  recurse: boolean;
-  /** the dict's default time to live in ms (0: none) */
-  ttl: number;
-  /** keys with an expiry in this process's copy */
-  expiring: number;
-  /** expired keys whose delete a writer published, since creation (all processes) */
-  expired: number;
-  lockHolder: LockOwner | null;
-  lockRecoveries: number;
-  /** times the lock was offered directly to a waiter that had waited over 200 ms */
-  lockHandoffs: number;
-  /** offers withdrawn because the waiter did not take the lock within 250 ms (stopped, dead or gone) */
-  lockHandoffsLapsed: number;
-  attached: number;
-  listeners: number;
-  creatorPid: number;
-  createdAt: number;
-  unlinked: boolean;
-  sharedMemoryBytes: number;
-}
-
 export class Core implements FrameSource {
   readonly name: string;
   readonly key: string;
@@ -93,7 +62,6 @@ export class Core implements FrameSource {
   private local: Map<Key, unknown> = new Map();
   /** deadlines of root keys; null while the dict has none (reads then pay nothing for expiry) */
   private exp: Expiry | null = null;
-  private readonly due: Key[] = [];
   private expEnc: Encoder | null = null;
   #stream!: Stream;
   #gen = -1;
@@ -296,22 +264,13 @@ export class Core implements FrameSource {
 
   /**
    * Removes the root keys whose deadline passed from the local copy, without the lock: a read never
-   * shows an expired key. They stay unpublished until some writer publishes their EXPIRED (or writes
-   * them). Not inside a transaction of this thread (its undo log covers the local copy).
+   * shows an expired key (see Expiry.dropDue). Not inside a transaction of this thread (its undo log
+   * covers the local copy).
    */
   dropExpired(): void {
     const e = this.exp;
     if (e === null || this.#tx !== null) return;
-    const now = Date.now();
-    if (e.next > now) return;
-    const due = this.due;
-    due.length = 0;
-    e.takeDue(now, due);
-    for (const k of due) {
-      e.unpublished.set(k, this.local.get(k));
-      this.local.delete(k);
-      if (this.feed.listening) this.feed.queue({ type: 'expire', key: k });
-    }
+    e.dropDue(this.local, Date.now(), this.feed.listening ? (key) => this.feed.queue({ type: 'expire', key }) : null);
   }
 
   /**
@@ -338,53 +297,14 @@ export class Core implements FrameSource {
     if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, ops);
   }
 
-  /**
-   * The deadline side of an op applied to the tree (root keys only): SET, DELETE, EXPIRED and CLEAR drop
-   * deadlines, EXPIRE sets or removes one. With `undo`, records how to restore them.
-   */
+  /** The deadline side of an op applied to the tree (see Expiry.track); the table is made by the first EXPIRE. */
   private track(o: Op, undo: Undo[] | null): void {
     if (o.path !== null) return;
-    let e = this.exp;
-    if (e === null) {
+    if (this.exp === null) {
       if (o.op !== OP_EXPIRE) return;
-      e = this.exp = new Expiry();
+      this.exp = new Expiry();
     }
-    const ex = e;
-    if (o.op === OP_CLEAR) {
-      if (undo !== null) {
-        const saved = [...ex.deadlines];
-        const unpublished = [...ex.unpublished];
-        undo.push({ m: this.local, k: undefined, had: false, old: undefined, restore: () => {
-          ex.load(new Map(saved));
-          for (const [k, v] of unpublished) ex.unpublished.set(k, v);
-        } });
-      }
-      ex.clear();
-      return;
-    }
-    const k = o.key!;
-    if (undo !== null) {
-      const old = ex.get(k);
-      const had = ex.unpublished.has(k);
-      const v = ex.unpublished.get(k);
-      undo.push({ m: this.local, k, had: false, old: undefined, restore: () => {
-        if (old === undefined) ex.deadlines.delete(k);
-        else ex.set(k, old);
-        if (had) ex.unpublished.set(k, v);
-      } });
-    }
-    if (o.op !== OP_EXPIRE) {
-      ex.forget(k);
-      return;
-    }
-    const deadline = o.value as number;
-    if (!this.local.has(k)) {
-      // a writer whose clock read came before the deadline kept a key that expired here: it comes back
-      if (!ex.unpublished.has(k)) return;
-      this.local.set(k, ex.unpublished.get(k));
-    }
-    if (deadline > 0) ex.set(k, deadline);
-    else ex.forget(k);
+    this.exp.track(this.local, o, undo);
   }
 
   /** Applies everything published since the last sync. Returns the number of operations applied. */
@@ -782,32 +702,18 @@ export class Core implements FrameSource {
   /** The engine's part of UltraDict#stats(). */
   stats(): EngineStats {
     this.read();
-    const ctrl = this.ctrl;
-    return {
+    return collectStats({
+      ctrl: this.ctrl,
+      lock: this.lock,
+      generations: this.generations,
+      stream: this.#stream,
       keys: this.local.size,
       generation: this.#gen,
-      streamBytesUsed: this.#stream.end(),
-      streamBytesSize: this.#stream.capacity,
-      dumps: ctrl.dumps,
-      lastDumpBytes: ctrl.lastDumpBytes,
-      bufferSize: this.generations.bufferSize,
-      fullDumpSize: this.generations.fullDumpSize,
       serializer: this.ser.name,
       recurse: this.recurse,
       ttl: this.ttl,
       expiring: this.exp?.deadlines.size ?? 0,
-      expired: ctrl.expired,
-      lockHolder: this.lock.owner(),
-      lockRecoveries: ctrl.recoveries,
-      lockHandoffs: ctrl.handoffs,
-      lockHandoffsLapsed: ctrl.lapsedHandoffs,
-      attached: ctrl.attached().length,
-      listeners: ctrl.listeners,
-      creatorPid: ctrl.creatorPid,
-      createdAt: ctrl.createdAt,
-      unlinked: ctrl.unlinked,
-      sharedMemoryBytes: this.generations.sharedMemoryBytes(this.#stream),
-    };
+    });
   }
 
   tapFrames(hook: FrameHook | null): void {
@@ -816,27 +722,14 @@ export class Core implements FrameSource {
 
   // ---- change events --------------------------------------------------------------------------
 
-  /** Where this engine's changes go (set once, by the first handle). */
-  deliverTo(sink: ChangeSink): void {
-    this.feed.deliverTo(sink);
-  }
-
-  /** Starts delivering changes of other processes. */
+  /** Starts delivering changes of other processes (see changes for the rest of the feed). */
   startListening(): void {
     this.feed.start(this.seenCount, this.#closed);
   }
 
-  stopListening(): void {
-    this.feed.stop();
-  }
-
-  /** ref(true): listening keeps the event loop alive; hold(+1/-1): an explicit wait does, while it lasts. */
-  setRef(ref: boolean): void {
-    this.feed.setRef(ref);
-  }
-
-  hold(delta: number): void {
-    this.feed.hold(delta);
+  /** The change feed: where changes go, stopping, and what keeps the event loop alive. */
+  get changes(): ChangeFeed {
+    return this.feed;
   }
 
   /** The name the control segment currently has (it is renamed when the dict is unlinked). */

@@ -2,7 +2,8 @@
 // of key metadata beside the local copy, a min-heap that finds the due keys, and the keys expired here
 // whose delete no writer has published yet.
 
-import type { Key } from '../codec/ops.js';
+import { OP_CLEAR, OP_EXPIRE, type Key, type Op } from '../codec/ops.js';
+import type { Undo } from '../codec/tree.js';
 
 /** The absolute deadline of a write made now with a time to live of `ttl` ms. */
 export function deadlineAfter(ttl: number): number {
@@ -24,6 +25,7 @@ export class Expiry {
   // min-heap of (deadline, key); entries whose deadline no longer matches `deadlines` are stale and skipped
   private ds: number[] = [];
   private ks: Key[] = [];
+  private readonly due: Key[] = [];
 
   /** The earliest deadline in the heap (Infinity: none); may belong to a stale entry. */
   get next(): number {
@@ -75,6 +77,64 @@ export class Expiry {
       this.deadlines.delete(k);
       out.push(k);
     }
+  }
+
+  /**
+   * Removes the keys due at `now` from the local copy `local`, without the lock: they stay unpublished
+   * (with their values) until some writer publishes their EXPIRED, or writes them. `onExpired` reports each.
+   */
+  dropDue(local: Map<Key, unknown>, now: number, onExpired: ((key: Key) => void) | null): void {
+    if (this.next > now) return;
+    const due = this.due;
+    due.length = 0;
+    this.takeDue(now, due);
+    for (const k of due) {
+      this.unpublished.set(k, local.get(k));
+      local.delete(k);
+      onExpired?.(k);
+    }
+  }
+
+  /**
+   * The deadline side of a root-key op applied to `local`: SET, DELETE, EXPIRED and CLEAR drop deadlines,
+   * EXPIRE sets or removes one. With `undo`, records how to restore them.
+   */
+  track(local: Map<Key, unknown>, o: Op, undo: Undo[] | null): void {
+    if (o.op === OP_CLEAR) {
+      if (undo !== null) {
+        const saved = [...this.deadlines];
+        const unpublished = [...this.unpublished];
+        undo.push({ m: local, k: undefined, had: false, old: undefined, restore: () => {
+          this.load(new Map(saved));
+          for (const [k, v] of unpublished) this.unpublished.set(k, v);
+        } });
+      }
+      this.clear();
+      return;
+    }
+    const k = o.key!;
+    if (undo !== null) {
+      const old = this.get(k);
+      const had = this.unpublished.has(k);
+      const v = this.unpublished.get(k);
+      undo.push({ m: local, k, had: false, old: undefined, restore: () => {
+        if (old === undefined) this.deadlines.delete(k);
+        else this.set(k, old);
+        if (had) this.unpublished.set(k, v);
+      } });
+    }
+    if (o.op !== OP_EXPIRE) {
+      this.forget(k);
+      return;
+    }
+    const deadline = o.value as number;
+    if (!local.has(k)) {
+      // a writer whose clock read came before the deadline kept a key that expired here: it comes back
+      if (!this.unpublished.has(k)) return;
+      local.set(k, this.unpublished.get(k));
+    }
+    if (deadline > 0) this.set(k, deadline);
+    else this.forget(k);
   }
 
   /** Up to `max` keys expired here and not yet published (the caller publishes them). */
