@@ -137,7 +137,7 @@ test('get, set, del, dump, ls and inspect on a dict another process is writing',
     assert.deepEqual(new Set(row.attachedPids as number[]), new Set([process.pid, writer.pid]));
     assert.ok((row.sharedMemoryBytes as number) > 0);
     const human = await ok('ls');
-    assert.match(human, /^NAME +KEYS +MEMORY +ATTACHED +CREATOR +AGE +SERIALIZER$/m);
+    assert.match(human, /^NAME +KEYS +MEMORY +TTL +EXPIRED +ATTACHED +CREATOR +AGE +SERIALIZER$/m);
     assert.match(human, new RegExp(`^${name} +\\d+ +[\\d.]+ (B|KiB|MiB) +`, 'm'));
 
     const info = JSON.parse(await ok('inspect', name, '--json')) as Record<string, unknown>;
