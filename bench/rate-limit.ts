@@ -101,6 +101,7 @@ async function worker(): Promise<void> {
   }
   const result: WorkerResult = { checks, seconds: Number(t - start) / 1e9, samples };
   process.send!({ type: 'result', result });
+  await new Promise<void>((r) => process.once('message', () => r())); // the primary has the result
   await close();
   process.disconnect();
 }
@@ -123,6 +124,7 @@ async function measure(contender: Contender, ms: number, dict: string, redisPort
   await msgs('ready');
   for (const w of workers) w.send('go');
   const results = (await msgs('result')).map((m) => m.result!);
+  for (const w of workers) w.send('bye');
   await Promise.all(workers.map((w) => new Promise((r) => (w.isDead() ? r(null) : w.once('exit', r)))));
   const samples = results.flatMap((r) => r.samples);
   return {
