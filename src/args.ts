@@ -66,3 +66,11 @@ export function describe(v: unknown): string {
 export function isThenable(x: unknown): boolean {
   return x !== null && typeof x === 'object' && typeof (x as { then?: unknown }).then === 'function';
 }
+
+/** Throws a TypeError unless `v` is undefined or a time to live: a finite number of ms >= 0 (0: no expiry). */
+export function checkTtl(v: unknown, what: string): asserts v is number | undefined {
+  if (v === undefined) return;
+  if (typeof v !== 'number' || !(v >= 0) || !Number.isFinite(v)) {
+    throw new TypeError(`${what} must be a finite number of ms >= 0 (0: no expiry), got ${describe(v)}`);
+  }
+}

@@ -3,15 +3,16 @@
 
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
-import { abortError, checkMs, checkOptions, checkSignal, describe, isPlainObject, isThenable } from './args.js';
-import { checkKey, OP_CLEAR, OP_DELETE, OP_SET, type Change, type Key, type Op, type Path } from './codec/ops.js';
+import { abortError, checkMs, checkOptions, checkSignal, checkTtl, describe, isPlainObject, isThenable } from './args.js';
+import { checkKey, OP_CLEAR, OP_DELETE, OP_EXPIRE, OP_SET, type Change, type Key, type Op, type Path } from './codec/ops.js';
 import { Node, plain } from './codec/tree.js';
 import type { Core } from './engine/core.js';
+import { deadlineAfter } from './engine/expiry.js';
 import type { FrameSource } from './engine/frames.js';
 import type { LockHandle, LockOwner, SharedLock } from './engine/lock.js';
 import { DEFAULT_LOCK_TIMEOUT, openEngine, validateOptions, type UltraDictOptions } from './engine/open.js';
 import { AlreadyClosedError, NotFoundError } from './errors.js';
-import { checkCallback, checkIncrement, computeStep, entriesOf, entryList, forEachEntry, getOrInsertStep, incrementStep, keyList, toPlainObject, valueList, type Initial } from './map-api.js';
+import { checkCallback, checkIncrement, computeStep, entriesOf, entryList, forEachEntry, getOrInsertStep, incrementStep, keyList, toPlainObject, valueList, type Initial, type MapLike } from './map-api.js';
 import { asObject } from './proxy.js';
 import { Control } from './shm/control.js';
 import { removeDict } from './shm/discovery.js';
@@ -50,6 +51,12 @@ export interface UltraDictStats {
   fullDumpSize: number;
   serializer: string;
   recurse: boolean;
+  /** the dict's default time to live in ms (0: none) */
+  ttl: number;
+  /** keys with an expiry in this process's copy */
+  expiring: number;
+  /** expired keys whose delete a writer published, since creation (all processes) */
+  expired: number;
   lockHolder: LockOwner | null;
   lockRecoveries: number;
   /** times the lock was offered directly to a waiter that had waited over 200 ms */
@@ -62,6 +69,12 @@ export interface UltraDictStats {
   createdAt: number;
   unlinked: boolean;
   sharedMemoryBytes: number;
+}
+
+/** The options of a write that may set an expiry: `set(key, value, { ttl })`, `update(items, { ttl })`, … */
+export interface WriteOptions {
+  /** time to live in ms of the written root keys (0: none); default: the dict's `ttl` option */
+  ttl?: number;
 }
 
 /** Passed as first constructor argument to make a nested view (module-private). */
@@ -243,6 +256,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
   get data(): ReadonlyMap<Key, V> {
     const core = this.#core;
     this.#h.check();
+    core.dropExpired();
     return ((this.#path === null ? core.map : core.target(this.#path)) ?? new Map()) as ReadonlyMap<Key, V>;
   }
 
@@ -295,13 +309,117 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     return { op, path: this.#path, key, value: value instanceof UltraDict ? snapshotNode(value) : value };
   }
 
-  set(key: Key, value: V): this {
+  /** Map's set; with `{ ttl }` (ms, 0: none) the key expires then, else after the dict's `ttl` option (if any). */
+  set(key: Key, value: V, options?: WriteOptions): this {
     const core = this.#core;
     this.#h.check();
     checkKey(key);
-    if (this.#path === null && !(value instanceof UltraDict)) core.setRoot(key, value, this.#h.lockTimeout);
-    else core.write([this.#raw(OP_SET, key, value)], this.#h.lockTimeout);
+    if (options === undefined && core.ttl === 0) {
+      // Map's two-argument form on a dict without a default ttl: the fast path
+      if (this.#path === null && !(value instanceof UltraDict)) core.setRoot(key, value, this.#h.lockTimeout);
+      else core.write([this.#raw(OP_SET, key, value)], this.#h.lockTimeout);
+      return this;
+    }
+    const ttl = this.#ttlOption(options, 'set(key, value, options)') ?? this.#defaultTtl();
+    core.write(this.#timedSet(key, value, ttl > 0 ? deadlineAfter(ttl) : 0), this.#h.lockTimeout);
     return this;
+  }
+
+  /** The `ttl` of a write's options, checked; refused in nested views (expiry is per root key). */
+  #ttlOption(options: WriteOptions | undefined, where: string): number | undefined {
+    const { ttl } = checkOptions(options, ['ttl'], where);
+    checkTtl(ttl, `${where}: option ttl`);
+    if (ttl !== undefined && this.#path !== null) {
+      throw new TypeError(`${where}: option ttl applies to root keys only; a nested dict's keys expire with the root key that holds it`);
+    }
+    return ttl;
+  }
+
+  /** The time to live of a write without its own: the dict's `ttl` for root keys, none inside nested dicts. */
+  #defaultTtl(): number {
+    return this.#path === null ? this.#core.ttl : 0;
+  }
+
+  /** A SET, with an EXPIRE when `deadline` > 0 (both in one frame: nobody sees the key without its expiry). */
+  #timedSet(key: Key, value: unknown, deadline: number): Op[] {
+    const set = this.#raw(OP_SET, key, value);
+    return deadline > 0 ? [set, { op: OP_EXPIRE, path: null, key, value: deadline }] : [set];
+  }
+
+  /**
+   * Writes key keeping its expiry (increment, compute): a given `ttl` replaces it; a new key gets the
+   * dict's default. Called under the lock.
+   */
+  #setKeeping(key: Key, value: unknown, ttl: number | undefined): void {
+    const core = this.#core;
+    if (this.#path !== null) {
+      this.set(key, value as V);
+      return;
+    }
+    let deadline = 0;
+    if (ttl !== undefined) deadline = ttl > 0 ? deadlineAfter(ttl) : 0;
+    else if (core.current().has(key)) deadline = core.deadline(key) ?? 0;
+    else if (core.ttl > 0) deadline = deadlineAfter(core.ttl);
+    if (deadline === 0 && !(value instanceof UltraDict)) core.setRoot(key, value, this.#h.lockTimeout);
+    else core.write(this.#timedSet(key, value, deadline), this.#h.lockTimeout);
+  }
+
+  /** This dict as increment/compute write it: keys keep their expiry unless `ttl` is given. */
+  #keeping(ttl: number | undefined): MapLike<V> {
+    return {
+      get: (k) => this.get(k),
+      has: (k) => this.has(k),
+      delete: (k) => this.delete(k),
+      set: (k, v) => this.#setKeeping(k, v, ttl),
+    };
+  }
+
+  /** Sets the key's expiry to `ms` from now (0: at once). True if the key exists; false (nothing written) if not. */
+  expire(key: Key, ms: number): boolean {
+    this.#h.check();
+    checkKey(key);
+    if (typeof ms !== 'number' || !(ms >= 0) || !Number.isFinite(ms)) {
+      throw new TypeError(`expire(key, ms): ms must be a finite number >= 0, got ${describe(ms)}`);
+    }
+    this.#rootOnly('expire(key, ms)');
+    return this.#ifPresent(key, () => [{ op: OP_EXPIRE, path: null, key, value: deadlineAfter(ms) }]);
+  }
+
+  /** Removes the key's expiry. True if the key had one; false if it is absent or does not expire. */
+  persist(key: Key): boolean {
+    this.#h.check();
+    checkKey(key);
+    this.#rootOnly('persist(key)');
+    return this.#ifPresent(key, () => (this.#core.deadline(key) === undefined ? null : [{ op: OP_EXPIRE, path: null, key, value: 0 }]));
+  }
+
+  /** Ms left before the key expires; Infinity if it does not expire; undefined if it is absent. */
+  ttl(key: Key): number | undefined {
+    this.#h.check();
+    checkKey(key);
+    if (!this.has(key)) return undefined;
+    const d = this.#path === null ? this.#core.deadline(key) : undefined;
+    return d === undefined ? Infinity : Math.max(0, d - Date.now());
+  }
+
+  #rootOnly(where: string): void {
+    if (this.#path !== null) throw new TypeError(`${where} applies to root keys only; a nested dict's keys expire with the root key that holds it`);
+  }
+
+  /** Under the lock: writes ops(key) if the key is present (ops may decline with null); whether they were written. */
+  #ifPresent(key: Key, ops: () => Op[] | null): boolean {
+    const core = this.#core;
+    const lock = this.#h.lock;
+    lock.enter();
+    try {
+      if (!core.current().has(key)) return false;
+      const o = ops();
+      if (o === null) return false;
+      core.write(o, this.#h.lockTimeout);
+      return true;
+    } finally {
+      lock.exit();
+    }
   }
 
   delete(key: Key): boolean {
@@ -311,7 +429,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     const lock = this.#h.lock;
     lock.enter();
     try {
-      core.sync(false);
+      core.read();
       const m = this.#path === null ? core.map : core.target(this.#path);
       if (m === undefined || !m.has(key)) return false;
       core.write([this.#raw(OP_DELETE, key)]);
@@ -327,7 +445,7 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     const lock = this.#h.lock;
     lock.enter();
     try {
-      core.sync(false);
+      core.read();
       const m = this.#path === null ? core.map : core.target(this.#path);
       if (m === undefined) throw new NotFoundError(`the nested dict ${this.path.map(String).join(' > ')} no longer exists`);
       if (m.size === 0) return;
@@ -337,14 +455,16 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     }
   }
 
-  /** Several writes published as one atomic batch: other processes see all of them or none. */
-  update(items: Initial<V>): this {
+  /** Several writes published as one atomic batch: other processes see all of them or none. `{ ttl }` as in set. */
+  update(items: Initial<V>, options?: WriteOptions): this {
     const core = this.#core;
     this.#h.check();
+    const ttl = this.#ttlOption(options, 'update(items, options)') ?? this.#defaultTtl();
+    const deadline = ttl > 0 ? deadlineAfter(ttl) : 0;
     const raw: Op[] = [];
     for (const [k, v] of entriesOf(items, 'update items')) {
       checkKey(k);
-      raw.push(this.#raw(OP_SET, k, v));
+      for (const o of this.#timedSet(k, v, deadline)) raw.push(o);
     }
     core.write(raw, this.#h.lockTimeout);
     return this;
@@ -408,18 +528,26 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     return core.transaction(fn, this.#h.lockTimeout);
   }
 
-  /** Atomically replaces the value of key with fn(old); undefined from fn deletes the key. Returns the new value. */
-  compute(key: Key, fn: (old: V | undefined) => V | undefined): V | undefined {
+  /**
+   * Atomically replaces the value of key with fn(old); undefined from fn deletes the key. Returns the new
+   * value. The key keeps its expiry unless `{ ttl }` is given.
+   */
+  compute(key: Key, fn: (old: V | undefined) => V | undefined, options?: WriteOptions): V | undefined {
     checkKey(key);
     if (typeof fn !== 'function') throw new TypeError(`compute(key, fn): fn must be a function, got ${describe(fn)}`);
-    return this.transaction(() => computeStep(this, key, fn));
+    const ttl = this.#ttlOption(options, 'compute(key, fn, options)');
+    return this.transaction(() => computeStep(this.#keeping(ttl), key, fn));
   }
 
-  /** Atomically adds `by` (default 1) to the number at key (missing counts as 0); returns the new value. */
-  increment(key: Key, by: number = 1): number {
+  /**
+   * Atomically adds `by` (default 1) to the number at key (missing counts as 0); returns the new value.
+   * The key keeps its expiry unless `{ ttl }` is given (a new key gets the dict's `ttl`).
+   */
+  increment(key: Key, by: number = 1, options?: WriteOptions): number {
     checkKey(key);
     checkIncrement(by);
-    return this.withLock(() => incrementStep(this, key, by));
+    const ttl = this.#ttlOption(options, 'increment(key, by, options)');
+    return this.withLock(() => incrementStep(this.#keeping(ttl), key, by));
   }
 
   /** Map.prototype.getOrInsert (ES2026): the value at key; writes `value` first if the key is absent. Atomic. */

@@ -22,7 +22,7 @@ test('a torn copy of a fixed dump half that still says valid is retried until th
     const gen = 4; // half 0
     writeFixedDump(seg, fullDumpSize, 7, 8, gen, enc, len, sum);
     const x = { idLo: 7, idHi: 8, gen, len, checksum: sum };
-    assert.deepEqual([...loadFixedDump(seg, fullDumpSize, x, builtinSerializers.msgpack)!], [['a', 1], ['b', 'two']]);
+    assert.deepEqual([...loadFixedDump(seg, fullDumpSize, x, builtinSerializers.msgpack)!.map], [['a', 1], ['b', 'two']]);
 
     // the writer of gen + 2 has started on this half: its first new bytes are visible, its seq = 0 store
     // (issued before them) is not yet; a worker makes it visible 30 ms after the load starts

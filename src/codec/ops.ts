@@ -11,6 +11,16 @@ export const OP_BATCH = 4;
 export const OP_IN = 5;
 /** An annotation that changes nothing: a string key (the Redis bridge marks the frames it writes). Only inside a batch. */
 export const OP_NOTE = 6;
+/** Sets (f64 > 0) or removes (0) the absolute deadline (ms since the epoch) of an existing root key: key, f64. */
+export const OP_EXPIRE = 7;
+/** Deletes a root key because its deadline passed (published by a writer; listeners get an 'expire' change): key. */
+export const OP_EXPIRED = 8;
+// 9-15 are reserved for eviction (an EVICTED delete) and its per-key metadata
+
+/** Whether an applied op is reported to listeners (EXPIRE and NOTE change no entry). */
+export function isChange(op: number): boolean {
+  return op !== OP_EXPIRE && op !== OP_NOTE;
+}
 
 /** Deepest nesting of dicts (and of IN paths) that is encoded or accepted. */
 export const MAX_DEPTH = 64;
@@ -25,15 +35,15 @@ export interface Op {
   op: number;
   /** absent (undefined) for CLEAR */
   key: Key | undefined;
-  /** SET only */
+  /** SET: the value; EXPIRE: the deadline (ms since the epoch, 0: none) */
   value: unknown;
   path: Path | null;
 }
 
 /** A change to the dict, as delivered to 'change' listeners. */
 export interface Change {
-  type: 'set' | 'delete' | 'clear' | 'reload';
-  /** the key set or deleted (absent for clear and reload) */
+  type: 'set' | 'delete' | 'clear' | 'reload' | 'expire';
+  /** the key set, deleted or expired (absent for clear and reload) */
   key?: Key;
   /** the new value (set only); nested dicts are given as frozen plain objects */
   value?: unknown;
@@ -44,7 +54,13 @@ export interface Change {
 /** The change listeners see for an applied operation. */
 export function changeOf(o: Op): Change {
   const c: Change =
-    o.op === OP_SET ? { type: 'set', key: o.key!, value: o.value } : o.op === OP_DELETE ? { type: 'delete', key: o.key! } : { type: 'clear' };
+    o.op === OP_SET
+      ? { type: 'set', key: o.key!, value: o.value }
+      : o.op === OP_DELETE
+        ? { type: 'delete', key: o.key! }
+        : o.op === OP_EXPIRED
+          ? { type: 'expire', key: o.key! }
+          : { type: 'clear' };
   if (o.path) c.path = [...o.path];
   return c;
 }

@@ -1,7 +1,7 @@
 // The local copy of a dict: a tree of Maps (nested dicts are read-only Node maps), operations applied to
 // it with undo records, and the frozen plain views of it given to users.
 
-import { OP_CLEAR, OP_DELETE, OP_NOTE, OP_SET, type Key, type Op, type Path } from './ops.js';
+import { OP_CLEAR, OP_DELETE, OP_EXPIRE, OP_EXPIRED, OP_NOTE, OP_SET, type Key, type Op, type Path } from './ops.js';
 
 const mapSet = Map.prototype.set;
 const mapDelete = Map.prototype.delete;
@@ -54,11 +54,11 @@ export function targetOf(root: Map<Key, unknown>, path: Path | null | undefined)
 
 /** Applies one decoded op to a tree of maps; false (nothing changed) if its nested dict does not exist. */
 export function applyOp(root: Map<Key, unknown>, o: Op): boolean {
-  if (o.op === OP_NOTE) return true;
+  if (o.op === OP_NOTE || o.op === OP_EXPIRE) return true; // an EXPIRE changes the engine's deadlines, not the tree
   const m = targetOf(root, o.path);
   if (m === undefined) return false;
   if (o.op === OP_SET) nSet(m, o.key!, o.value);
-  else if (o.op === OP_DELETE) nDelete(m, o.key!);
+  else if (o.op === OP_DELETE || o.op === OP_EXPIRED) nDelete(m, o.key!);
   else nClear(m);
   return true;
 }
@@ -70,6 +70,8 @@ export interface Undo {
   had: boolean;
   old: unknown;
   entries?: [Key, unknown][];
+  /** undoes what the op changed outside the tree (a key's deadline); then the fields above are unused */
+  restore?: () => void;
 }
 
 /**
@@ -77,7 +79,7 @@ export interface Undo {
  * dict does not exist. NOTE ops change nothing.
  */
 export function applyWithUndo(root: Map<Key, unknown>, o: Op, undo: Undo[]): boolean {
-  if (o.op === OP_NOTE) return true;
+  if (o.op === OP_NOTE || o.op === OP_EXPIRE) return true;
   const m = targetOf(root, o.path);
   if (m === undefined) return false;
   if (o.op === OP_CLEAR) {
@@ -96,7 +98,9 @@ export function applyWithUndo(root: Map<Key, unknown>, o: Op, undo: Undo[]): boo
 export function undoAll(undo: Undo[], downTo = 0): void {
   for (let i = undo.length - 1; i >= downTo; i--) {
     const u = undo[i]!;
-    if (u.entries !== undefined) {
+    if (u.restore !== undefined) {
+      u.restore();
+    } else if (u.entries !== undefined) {
       nClear(u.m);
       for (const [k, v] of u.entries) nSet(u.m, k, v);
     } else if (u.had) {

@@ -7,7 +7,7 @@
 
 import { isPlainObject } from '../args.js';
 import { CorruptSegmentError, SerializationError } from '../errors.js';
-import { MAX_DEPTH, OP_BATCH, OP_CLEAR, OP_DELETE, OP_IN, OP_NOTE, OP_SET, type Key, type Op, type Path } from './ops.js';
+import { MAX_DEPTH, OP_BATCH, OP_CLEAR, OP_DELETE, OP_EXPIRE, OP_EXPIRED, OP_IN, OP_NOTE, OP_SET, type Key, type Op, type Path } from './ops.js';
 import { freezeValue, Node, nSet } from './tree.js';
 import type { Serializer } from './serializer.js';
 
@@ -145,6 +145,12 @@ export class Encoder {
     }
   }
 
+  f64(v: number): void {
+    this.ensure(8);
+    this.dv.setFloat64(this.pos, v, true);
+    this.pos += 8;
+  }
+
   /** Writes an IN prefix for a nested path (nothing for the root). */
   path(path: Path | null): void {
     if (path === null || path.length === 0) return;
@@ -264,6 +270,7 @@ export function encodeOps(enc: Encoder, raw: readonly Op[], ser: Serializer, rec
     let value: unknown;
     if (r.op !== OP_CLEAR) enc.key(r.key!); // NOTE: its text is encoded as a key
     if (r.op === OP_SET) value = enc.value(r.value, ser, true, recurse);
+    else if (r.op === OP_EXPIRE) enc.f64((value = r.value as number));
     out.push({ op: r.op, key: r.key, value, path: r.path });
   }
   return out;
@@ -382,7 +389,7 @@ export class Decoder {
     }
   }
 
-  /** Decodes one simple op (SET, DELETE or CLEAR, possibly IN a path) into out. */
+  /** Decodes one simple op (SET, DELETE or CLEAR, possibly IN a path; EXPIRE or EXPIRED of a root key) into out. */
   private simple(op: number, serializer: Serializer, out: Op[]): void {
     let path: Key[] | null = null;
     if (op === OP_IN) {
@@ -399,6 +406,15 @@ export class Decoder {
       out.push({ op, key: this.key(), value: undefined, path });
     } else if (op === OP_CLEAR) {
       out.push({ op, key: undefined, value: undefined, path });
+    } else if (op === OP_EXPIRE && path === null) {
+      const key = this.key();
+      this.need(8);
+      const deadline = this.dv.getFloat64(this.pos, true);
+      this.pos += 8;
+      if (!(deadline >= 0)) this.fail(`bad deadline ${deadline}`);
+      out.push({ op, key, value: deadline, path });
+    } else if (op === OP_EXPIRED && path === null) {
+      out.push({ op, key: this.key(), value: undefined, path });
     } else {
       this.fail(`unknown operation ${op}`);
     }

@@ -2,7 +2,7 @@
 // sync, the write path, transactions, generation switches and change events. See docs/ARCHITECTURE.md.
 
 import { isThenable } from '../args.js';
-import { changeOf, OP_BATCH, OP_NOTE, OP_SET, type Key, type Op, type Path } from '../codec/ops.js';
+import { changeOf, isChange, OP_BATCH, OP_CLEAR, OP_EXPIRE, OP_EXPIRED, OP_NOTE, OP_SET, type Key, type Op, type Path } from '../codec/ops.js';
 import type { Serializer } from '../codec/serializer.js';
 import { applyOp, applyWithUndo, Node, targetOf, undoAll, type Undo } from '../codec/tree.js';
 import { Encoder, encodeOps, encodeWrite } from '../codec/wire.js';
@@ -15,6 +15,7 @@ import { native } from '../shm/native.js';
 import type { Stream } from '../shm/stream.js';
 import { ChangeFeed, type ChangeSink } from './changes.js';
 import { decodeFrames, tellOwnFrame, type FrameCallback, type FrameHook, type FrameSource } from './frames.js';
+import { EXPIRED_PER_WRITE, Expiry } from './expiry.js';
 import { Generations, type InitialDump } from './generation.js';
 import { forgetEngine, registerEngine } from './threads.js';
 import { dropThreadEntry, SharedLock, whenIdle, type LockOwner, type ThreadEntry } from './lock.js';
@@ -37,6 +38,8 @@ export interface CoreConfig {
   serializer: Serializer;
   lockTimeout: number;
   recurse: boolean;
+  /** the dict's default time to live in ms (0: none) */
+  ttl: number;
 }
 
 /** What the engine reports in stats() (the facade adds the name). */
@@ -51,6 +54,11 @@ export interface EngineStats {
   fullDumpSize: number;
   serializer: string;
   recurse: boolean;
+  ttl: number;
+  /** keys with a deadline in this process's copy */
+  expiring: number;
+  /** expired keys whose delete a writer published (all processes) */
+  expired: number;
   lockHolder: LockOwner | null;
   lockRecoveries: number;
   lockHandoffs: number;
@@ -68,6 +76,8 @@ export class Core implements FrameSource {
   readonly key: string;
   readonly ser: Serializer;
   readonly recurse: boolean;
+  /** the dict's default time to live in ms of a write (0: none) */
+  readonly ttl: number;
   private readonly ctrl: Control;
   private readonly ci32: Int32Array;
   private readonly entry: ThreadEntry;
@@ -77,6 +87,10 @@ export class Core implements FrameSource {
   /** the change counter as of the last sync (plain fields on the read path: no private-name checks) */
   private seenCount = 0;
   private local: Map<Key, unknown> = new Map();
+  /** deadlines of root keys; null while the dict has none (reads then pay nothing for expiry) */
+  private exp: Expiry | null = null;
+  private readonly due: Key[] = [];
+  private expEnc: Encoder | null = null;
   #stream!: Stream;
   #gen = -1;
   #pos = 0;
@@ -105,6 +119,8 @@ export class Core implements FrameSource {
     this.entry = cfg.entry;
     this.key = cfg.entry.key;
     this.recurse = cfg.recurse;
+    this.ttl = cfg.ttl;
+    if (cfg.ttl > 0) this.exp = new Expiry();
     this.generations = new Generations(cfg.name, cfg.ctrl, cfg.serializer);
     this.feed = new ChangeFeed(cfg.ctrl, cfg.entry.slot, () => this.ctrlSegName(), () => this.sync(false));
     this.lock = this.lockFor(cfg.lockTimeout, () => this.check());
@@ -251,12 +267,114 @@ export class Core implements FrameSource {
   read(): void {
     if (this.#closed) this.check();
     if (Atomics.load(this.ci32, I_COUNTER) !== this.seenCount) this.sync(false);
+    if (this.exp !== null) this.dropExpired();
   }
 
   /** The local copy, brought up to date first if anything was published since the last look: the read path. */
   current(): ReadonlyMap<Key, unknown> {
     if (Atomics.load(this.ci32, I_COUNTER) !== this.seenCount) this.sync(false);
+    if (this.exp !== null) this.dropExpired();
     return this.local;
+  }
+
+  // ---- expiry ---------------------------------------------------------------------------------
+
+  /** The deadline of a root key (ms since the epoch), or undefined if it has none. */
+  deadline(key: Key): number | undefined {
+    return this.exp?.get(key);
+  }
+
+  /**
+   * Removes the root keys whose deadline passed from the local copy, without the lock: a read never
+   * shows an expired key. They stay unpublished until some writer publishes their EXPIRED (or writes
+   * them). Not inside a transaction of this thread (its undo log covers the local copy).
+   */
+  dropExpired(): void {
+    const e = this.exp;
+    if (e === null || this.#tx !== null) return;
+    const now = Date.now();
+    if (e.next > now) return;
+    const due = this.due;
+    due.length = 0;
+    e.takeDue(now, due);
+    for (const k of due) {
+      e.unpublished.set(k, this.local.get(k));
+      this.local.delete(k);
+      if (this.feed.listening) this.feed.queue({ type: 'expire', key: k });
+    }
+  }
+
+  /**
+   * Under the lock, before a write: publishes the deletes of expired keys that nobody published yet, at
+   * most EXPIRED_PER_WRITE per write (the rest go with the next writes), as a frame of their own.
+   */
+  private publishExpired(): void {
+    const e = this.exp;
+    if (e === null) return;
+    this.dropExpired();
+    if (e.unpublished.size === 0) return;
+    const keys = e.toPublish(EXPIRED_PER_WRITE);
+    const enc = (this.expEnc ??= new Encoder());
+    enc.beginFrame();
+    const ops = encodeWrite(
+      enc,
+      keys.map((key) => ({ op: OP_EXPIRED, key, value: undefined, path: null })),
+      this.ser,
+      false,
+    );
+    this.publishFrame(enc, enc.finishFrame());
+    for (const k of keys) e.unpublished.delete(k);
+    this.ctrl.recordExpired(keys.length);
+    if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, ops);
+  }
+
+  /**
+   * The deadline side of an op applied to the tree (root keys only): SET, DELETE, EXPIRED and CLEAR drop
+   * deadlines, EXPIRE sets or removes one. With `undo`, records how to restore them.
+   */
+  private track(o: Op, undo: Undo[] | null): void {
+    if (o.path !== null) return;
+    let e = this.exp;
+    if (e === null) {
+      if (o.op !== OP_EXPIRE) return;
+      e = this.exp = new Expiry();
+    }
+    const ex = e;
+    if (o.op === OP_CLEAR) {
+      if (undo !== null) {
+        const saved = [...ex.deadlines];
+        const unpublished = [...ex.unpublished];
+        undo.push({ m: this.local, k: undefined, had: false, old: undefined, restore: () => {
+          ex.load(new Map(saved));
+          for (const [k, v] of unpublished) ex.unpublished.set(k, v);
+        } });
+      }
+      ex.clear();
+      return;
+    }
+    const k = o.key!;
+    if (undo !== null) {
+      const old = ex.get(k);
+      const had = ex.unpublished.has(k);
+      const v = ex.unpublished.get(k);
+      undo.push({ m: this.local, k, had: false, old: undefined, restore: () => {
+        if (old === undefined) ex.deadlines.delete(k);
+        else ex.set(k, old);
+        if (had) ex.unpublished.set(k, v);
+      } });
+    }
+    if (o.op !== OP_EXPIRE) {
+      ex.forget(k);
+      return;
+    }
+    const deadline = o.value as number;
+    if (!this.local.has(k)) {
+      // a writer whose clock read came before the deadline kept a key that expired here: it comes back
+      if (!ex.unpublished.has(k)) return;
+      this.local.set(k, ex.unpublished.get(k));
+    }
+    if (deadline > 0) ex.set(k, deadline);
+    else ex.forget(k);
   }
 
   /** Applies everything published since the last sync. Returns the number of operations applied. */
@@ -314,6 +432,7 @@ export class Core implements FrameSource {
     if (loaded === null) return false;
     const first = this.#gen < 0;
     this.local = loaded.map;
+    if (this.exp !== null || loaded.deadlines.size > 0) (this.exp ??= new Expiry()).load(loaded.deadlines);
     if (!first) this.#stream.unmap();
     this.#stream = loaded.stream;
     this.#reserved = 0;
@@ -347,6 +466,7 @@ export class Core implements FrameSource {
         const value = d.value(this.ser);
         if (d.pos !== d.limit) d.fail(`${d.limit - d.pos} trailing bytes after an operation`);
         this.local.set(key, value);
+        if (this.exp !== null) this.exp.forget(key);
         pos = next;
         this.#pos = pos;
         n++;
@@ -364,10 +484,12 @@ export class Core implements FrameSource {
         if (o.path && !creates && this.target(o.path) === undefined) this.missing(o.path, true);
         if (o.op === OP_SET && o.value instanceof Node) creates = true;
       }
+      // an EXPIRED of a key already dropped here (dropExpired) was reported then
+      const changes = this.feed.listening ? ops.filter((o) => isChange(o.op) && (o.op !== OP_EXPIRED || this.local.has(o.key!))).map(changeOf) : null;
       for (const o of ops) this.apply(o);
       this.#pos = pos;
       n += ops.length;
-      if (this.feed.listening) for (const o of ops) this.feed.queue(changeOf(o));
+      if (changes !== null) for (const c of changes) this.feed.queue(c);
       if (hook !== null) hook(Buffer.from(d.u8.subarray(bodyAt, d.limit)), ops.slice(), d.note);
     }
     return n;
@@ -391,10 +513,12 @@ export class Core implements FrameSource {
 
   private apply(o: Op): void {
     if (!applyOp(this.local, o)) this.missing(o.path!, true);
+    this.track(o, null);
   }
 
   private applyWithUndo(o: Op, undo: Undo[]): void {
     if (!applyWithUndo(this.local, o, undo)) this.missing(o.path!, false);
+    this.track(o, undo);
   }
 
   // ---- writing --------------------------------------------------------------------------------
@@ -415,6 +539,7 @@ export class Core implements FrameSource {
       if (this.#pos + len <= this.#stream.capacity) {
         this.publishFrame(enc, len); // appends: the local copy changes only once that worked
         this.local.set(key, local);
+        if (this.exp !== null) this.exp.forget(key);
       } else {
         // a new generation dumps the dict with this write in it: apply it first, undo if that fails
         const undo: Undo[] = [];
@@ -469,7 +594,7 @@ export class Core implements FrameSource {
         undoAll(undo);
         throw e;
       }
-      if (this.feed.listening) for (const o of ops) this.feed.queue(changeOf(o));
+      if (this.feed.listening) for (const o of ops) if (isChange(o.op)) this.feed.queue(changeOf(o));
       if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, ops);
     } finally {
       lock.exit();
@@ -522,7 +647,7 @@ export class Core implements FrameSource {
           undoAll(tx.undo);
           throw e;
         }
-        if (this.feed.listening) for (const o of tx.ops) if (o.op !== OP_NOTE) this.feed.queue(changeOf(o));
+        if (this.feed.listening) for (const o of tx.ops) if (isChange(o.op)) this.feed.queue(changeOf(o));
         if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, tx.ops);
       }
       if (enc.buf.length > 1 << 24) this.txEnc = null;
@@ -540,6 +665,7 @@ export class Core implements FrameSource {
     this.sync(false);
     const end = this.#stream.end();
     if (end !== this.#pos) this.replay(end);
+    if (this.exp !== null) this.publishExpired();
   }
 
   /**
@@ -623,7 +749,7 @@ export class Core implements FrameSource {
    */
   private switchGeneration(frame: Encoder | null, len: number): void {
     const g = this.#gen;
-    const { stream, dumpLen } = this.generations.write(g, this.local, frame, len);
+    const { stream, dumpLen } = this.generations.write(g, this.local, this.exp?.deadlines, frame, len);
     this.ctrl.publishGen(g + 1);
     this.ctrl.recordDump(dumpLen);
     diag.dumped(this.name, g + 1, dumpLen, this.local.size);
@@ -658,6 +784,9 @@ export class Core implements FrameSource {
       fullDumpSize: this.generations.fullDumpSize,
       serializer: this.ser.name,
       recurse: this.recurse,
+      ttl: this.ttl,
+      expiring: this.exp?.deadlines.size ?? 0,
+      expired: ctrl.expired,
       lockHolder: this.lock.owner(),
       lockRecoveries: ctrl.recoveries,
       lockHandoffs: ctrl.handoffs,

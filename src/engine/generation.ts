@@ -7,7 +7,7 @@ import type { Serializer } from '../codec/serializer.js';
 import { checksum, Encoder } from '../codec/wire.js';
 import { FullDumpMemoryFullError, UltraDictError } from '../errors.js';
 import { CONTROL_SIZE, type Control } from '../shm/control.js';
-import { encodeDump, fixedHalfSize, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from '../shm/dump.js';
+import { encodeDump, fixedHalfSize, type DumpContents, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from '../shm/dump.js';
 import { dumpSegment, fixedDumpSegment, streamSegment } from '../shm/names.js';
 import { Segment } from '../shm/segment.js';
 import { DUMP_FIXED, DUMP_NONE, DUMP_SEGMENT, MAX_CAPACITY, Stream } from '../shm/stream.js';
@@ -108,16 +108,16 @@ export class Generations {
    * Generation g loaded from its dump: its contents and its stream (replay continues at the stream's
    * dump.streamStart). Null if its segments are gone (a newer generation exists).
    */
-  load(g: number): { map: Map<Key, unknown>; stream: Stream } | null {
+  load(g: number): (DumpContents & { stream: Stream }) | null {
     const ctrl = this.ctrl;
     const s = this.openStream(g);
     if (s === null) return null;
     try {
       const d = s.dump;
       const expect = { idLo: ctrl.idLo, idHi: ctrl.idHi, gen: g, len: d.len, checksum: d.checksum };
-      let map: Map<Key, unknown> | null;
+      let map: DumpContents | null;
       if (d.kind === DUMP_NONE) {
-        map = new Map();
+        map = { map: new Map(), deadlines: new Map() };
       } else if (d.kind === DUMP_SEGMENT) {
         const seg = Segment.tryOpen(dumpSegment(this.name, ctrl, g), true, ctrl.guard(g));
         if (seg === null) {
@@ -136,7 +136,7 @@ export class Generations {
         s.unmap();
         return null;
       }
-      return { map, stream: s };
+      return { ...map, stream: s };
     } catch (e) {
       s.unmap();
       throw e;
@@ -149,11 +149,17 @@ export class Generations {
    * publishes g+1; a failure removes what was made and leaves the dict as it was. Returns the new
    * stream and the dump's size (0: none).
    */
-  write(g: number, map: ReadonlyMap<Key, unknown>, frame: Encoder | null, len: number): { stream: Stream; dumpLen: number } {
+  write(
+    g: number,
+    map: ReadonlyMap<Key, unknown>,
+    deadlines: ReadonlyMap<Key, number> | undefined,
+    frame: Encoder | null,
+    len: number,
+  ): { stream: Stream; dumpLen: number } {
     const ctrl = this.ctrl;
     const g1 = g + 1;
     const enc = (this.#dumpEnc ??= new Encoder(64 * 1024));
-    const [dumpLen, count] = encodeDump(enc, map, this.ser);
+    const [dumpLen, count] = encodeDump(enc, map, this.ser, deadlines);
     const fixed = this.fullDumpSize > 0;
     if (fixed && count > 0 && dumpLen > this.fullDumpSize) {
       throw new FullDumpMemoryFullError(

@@ -5,7 +5,7 @@ import { isMainThread } from 'node:worker_threads';
 import { checkKey, type Key } from '../codec/ops.js';
 import { Encoder } from '../codec/wire.js';
 import { builtinSerializers, resolveSerializer, type SerializerOption } from '../codec/serializer.js';
-import { isPlainObject } from '../args.js';
+import { checkTtl, isPlainObject } from '../args.js';
 import {
   AlreadyExistsError,
   CorruptSegmentError,
@@ -23,6 +23,7 @@ import { controlSegment } from '../shm/names.js';
 import type { SegmentGuard } from '../shm/segment.js';
 import { euid, Trust, validateOwner, type OwnerOption } from '../shm/trust.js';
 import { Core } from './core.js';
+import { deadlineAfter } from './expiry.js';
 import { openEngines, retainEngine } from './threads.js';
 import { dropThreadEntry, forgetSlot, lockOwnerSlot, threadEntry, type ThreadEntry } from './lock.js';
 import * as diag from '../diagnostics.js';
@@ -51,9 +52,14 @@ export interface UltraDictOptions {
    * uid). Attaching to a dict owned by anyone else is a ForeignSegmentError.
    */
   owner?: OwnerOption;
+  /**
+   * Default time to live in ms of every write of a root key (default 0: none; fixed at creation). A
+   * write given its own `{ ttl }` uses that instead.
+   */
+  ttl?: number;
 }
 
-const KNOWN_OPTIONS = new Set(['name', 'create', 'bufferSize', 'serializer', 'fullDumpSize', 'autoUnlink', 'lockTimeout', 'mode', 'recurse', 'owner']);
+const KNOWN_OPTIONS = new Set(['name', 'create', 'bufferSize', 'serializer', 'fullDumpSize', 'autoUnlink', 'lockTimeout', 'mode', 'recurse', 'owner', 'ttl']);
 export const DEFAULT_BUFFER_SIZE = 1 << 20;
 export const DEFAULT_LOCK_TIMEOUT = 10_000;
 const MIN_BUFFER_SIZE = 1024;
@@ -85,6 +91,7 @@ export function validateOptions(o: unknown): UltraDictOptions {
   if (opts.lockTimeout !== undefined && (typeof opts.lockTimeout !== 'number' || !(opts.lockTimeout >= 0))) {
     throw new TypeError('option lockTimeout must be a number of ms >= 0');
   }
+  checkTtl(opts.ttl, 'option ttl');
   for (const k of ['create', 'autoUnlink', 'recurse'] as const) {
     if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw new TypeError(`option ${k} must be a boolean`);
   }
@@ -140,6 +147,7 @@ export function openEngine(
   const explicitSer = opts.serializer !== undefined;
   let ser = resolveSerializer(opts.serializer ?? 'msgpack');
   const recurseOpt = opts.recurse ?? false;
+  const ttlOpt = opts.ttl ?? 0;
 
   // encode the initial items first: a bad item fails before anything exists in shared memory
   let initialDump: { enc: Encoder; len: number; count: number } | null = null;
@@ -152,7 +160,9 @@ export function openEngine(
       local.set(k, scratch.value(v, ser, true, recurseOpt));
     }
     const enc = new Encoder();
-    const [len, count] = encodeDump(enc, local, ser);
+    const deadlines = new Map<Key, number>();
+    if (ttlOpt > 0) for (const k of local.keys()) deadlines.set(k, deadlineAfter(ttlOpt));
+    const [len, count] = encodeDump(enc, local, ser, deadlines);
     initialDump = { enc, len, count };
   }
 
@@ -172,6 +182,7 @@ export function openEngine(
           serializer: ser.name,
           mode: opts.mode ?? 0o600,
           flags: recurseOpt ? FLAG_RECURSE : 0,
+          ttl: ttlOpt,
         });
         creator = true;
         break;
@@ -233,6 +244,7 @@ export function openEngine(
       mismatch('mode', opts.mode, ctrl.mode);
       recurse = (ctrl.flags & FLAG_RECURSE) !== 0;
       mismatch('recurse', opts.recurse, recurse);
+      mismatch('ttl', opts.ttl, ctrl.ttl);
     }
     trust.learn(ctrl.mode, ctrl.ownerUid);
     ctrl.checkWith(trust);
@@ -264,7 +276,7 @@ export function openEngine(
       sleepMs(1);
       return openEngine(name, opts, initial, deadline);
     }
-    core = new Core({ name, ctrl, entry, serializer: ser, lockTimeout, recurse });
+    core = new Core({ name, ctrl, entry, serializer: ser, lockTimeout, recurse, ttl: ctrl.ttl });
     if (creator) core.initialize(initialDump);
     core.sync(true);
   } catch (e) {

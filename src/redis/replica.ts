@@ -559,7 +559,7 @@ export class Replica {
     const landed = res[2]![1] === null ? -1n : BigInt(res[2]![1] as string);
     if (dump === null || dump.length === 0) return { snapId, map: new Map(), landed };
     try {
-      return { snapId, map: decodeDump(Decoder.of(dump, `snapshot ${k.snap}`), 0, dump.length, this.cfg.serializer), landed };
+      return { snapId, map: decodeDump(Decoder.of(dump, `snapshot ${k.snap}`), 0, dump.length, this.cfg.serializer).map, landed };
     } catch (x) {
       throw new ReplicationError(`the snapshot ${k.snap} is unreadable: ${(x as Error).message}`, { cause: x });
     }

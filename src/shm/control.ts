@@ -9,7 +9,7 @@ import { Segment, type SegmentGuard } from './segment.js';
 import type { Trust } from './trust.js';
 
 export const CONTROL_MAGIC = 0x54434455; // "UDCT" little-endian
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 
 // header (byte offsets)
 const H_MAGIC = 0;
@@ -30,6 +30,7 @@ const H_SER_LEN = 72;
 const H_SER_NAME = 73;
 const SER_NAME_MAX = 63;
 const H_CREATOR_NS = 144; // f64: pid namespace of the creator
+const H_TTL = 152; // f64: default time to live in ms of every write (the `ttl` option; 0: none)
 
 // shared, changing words (byte offsets; i32 index = offset / 4)
 export const OFF_LOCK = 256;
@@ -53,6 +54,8 @@ const OFF_NONCES = 360; // NONCE_RING x 8 bytes: random name part of generation 
 const NONCE_RING = 3; // generations g-1, g (published) and g+1 (being written) never share a slot
 const OFF_FIXED_NONCE = 384; // 8 bytes: random name part of the fixed dump area
 const OFF_REMOVER = 392; // i32: pid of the gc() removing the dict (state REMOVING), else 0
+const OFF_EXPIRED = 400; // f64: number of expired keys whose delete a writer published
+// 408-447: reserved for eviction (bounds and counts of evicted keys)
 
 export const I_LOCK = OFF_LOCK >> 2;
 export const I_COUNTER = OFF_COUNTER >> 2;
@@ -110,6 +113,8 @@ export interface ControlOptions {
   mode: number;
   /** FLAG_* bits other than FLAG_FIXED_DUMP (which follows fullDumpSize) */
   flags?: number;
+  /** default time to live in ms (0: none) */
+  ttl?: number;
 }
 
 let selfInfo: SelfInfo | undefined;
@@ -170,6 +175,7 @@ export class Control {
     dv.setFloat64(H_FULL_DUMP_SIZE, opts.fullDumpSize, true);
     dv.setUint32(H_FLAGS, (opts.fullDumpSize > 0 ? FLAG_FIXED_DUMP : 0) | (opts.flags ?? 0), true);
     dv.setUint32(H_MODE, opts.mode, true);
+    dv.setFloat64(H_TTL, opts.ttl ?? 0, true);
     const ser = Buffer.from(opts.serializer, 'latin1');
     seg.u8[H_SER_LEN] = ser.length;
     seg.u8.set(ser, H_SER_NAME);
@@ -223,6 +229,8 @@ export class Control {
     if (!Number.isSafeInteger(bs) || bs < 64 || bs > MAX_SEGMENT || !Number.isSafeInteger(fd) || fd < 0 || fd > MAX_SEGMENT) {
       throw new CorruptSegmentError(`${name}: invalid sizes in the header`);
     }
+    const ttl = this.ttl;
+    if (!(ttl >= 0 && Number.isFinite(ttl))) throw new CorruptSegmentError(`${name}: invalid ttl in the header`);
     const serLen = this.seg.u8[H_SER_LEN]!;
     if (serLen === 0 || serLen > SER_NAME_MAX) throw new CorruptSegmentError(`${name}: invalid serializer name`);
   }
@@ -287,6 +295,10 @@ export class Control {
   get mode(): number {
     return this.dv.getUint32(H_MODE, true);
   }
+  /** The default time to live in ms of every write (0: none). */
+  get ttl(): number {
+    return this.dv.getFloat64(H_TTL, true);
+  }
   get serializerName(): string {
     const n = Math.min(this.seg.u8[H_SER_LEN]!, SER_NAME_MAX);
     return this.seg.buf.toString('latin1', H_SER_NAME, H_SER_NAME + n);
@@ -323,6 +335,14 @@ export class Control {
   recordDump(bytes: number): void {
     storeF64(this.b64, OFF_LAST_DUMP_BYTES, bytes);
     Atomics.add(this.i32, OFF_DUMPS >> 2, 1);
+  }
+  /** Keys whose expiry a writer published (all processes). */
+  get expired(): number {
+    return loadF64(this.b64, OFF_EXPIRED);
+  }
+  /** Under the lock: n more expired keys published. */
+  recordExpired(n: number): void {
+    storeF64(this.b64, OFF_EXPIRED, loadF64(this.b64, OFF_EXPIRED) + n);
   }
   get recoveries(): number {
     return Atomics.load(this.i32, OFF_RECOVERIES >> 2) >>> 0;

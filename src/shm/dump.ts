@@ -2,7 +2,7 @@
 // ("/ud.<name>.<tag>.d<gen>") or to one half of the fixed dump area ("/ud.<name>.<tag>.dump"), and loaded back.
 
 import { checksum, Decoder, Encoder } from '../codec/wire.js';
-import { OP_BATCH, OP_SET, type Key } from '../codec/ops.js';
+import { OP_BATCH, OP_EXPIRE, OP_SET, type Key } from '../codec/ops.js';
 import { CorruptSegmentError } from '../errors.js';
 import { checkPrefix, H_GEN, writePrefix, type SegmentOwner } from './header.js';
 import { Segment } from './segment.js';
@@ -15,21 +15,49 @@ const H_CHECKSUM = 32;
 const H_SEQ = 36; // i32: 1 = complete, 0 = being written (fixed area)
 export const DUMP_HEADER = 64;
 
-/** Encodes the whole dict (nested dicts included) as one batch body into enc. Returns [length, entries]. */
-export function encodeDump(enc: Encoder, map: ReadonlyMap<Key, unknown>, serializer: Serializer): [number, number] {
+/** A loaded dump: the entries and the deadlines of those that expire. */
+export interface DumpContents {
+  map: Map<Key, unknown>;
+  deadlines: Map<Key, number>;
+}
+
+/**
+ * Encodes the whole dict (nested dicts included) as one batch body into enc: a SET per entry, then an
+ * EXPIRE per entry with a deadline. Entries whose deadline is at or before `now` are left out. Returns
+ * [length, entries].
+ */
+export function encodeDump(
+  enc: Encoder,
+  map: ReadonlyMap<Key, unknown>,
+  serializer: Serializer,
+  deadlines?: ReadonlyMap<Key, number>,
+  now = Date.now(),
+): [number, number] {
   enc.beginBody();
   enc.u8(OP_BATCH);
   const countAt = enc.pos;
   enc.u32(0);
   let n = 0;
+  const timed = deadlines !== undefined && deadlines.size > 0;
   for (const [k, v] of map) {
+    if (timed && deadlines.get(k)! <= now) continue; // expired: not carried into the next generation
     enc.u8(OP_SET);
     enc.key(k);
     enc.value(v, serializer, false);
     n++;
   }
+  const entries = n;
+  if (timed) {
+    for (const [k, d] of deadlines) {
+      if (d <= now || !map.has(k)) continue;
+      enc.u8(OP_EXPIRE);
+      enc.key(k);
+      enc.f64(d);
+      n++;
+    }
+  }
   enc.patchU32(countAt, n);
-  return [enc.pos, n];
+  return [enc.pos, entries];
 }
 
 function writeHeader(seg: Segment, at: number, idLo: number, idHi: number, gen: number, len: number, sum: number): void {
@@ -88,24 +116,36 @@ function checkHeader(seg: Segment, at: number, x: DumpExpectation): void {
   if (dv.getUint32(at + H_CHECKSUM, true) !== x.checksum) bad('checksum mismatch with its stream');
 }
 
-/** Decodes a dump body (a batch of SETs) at [from, from+len) of the decoder's memory into a new Map. */
-export function decodeDump(d: Decoder, from: number, len: number, serializer: Serializer): Map<Key, unknown> {
+/** Decodes a dump body (a batch of SETs, then EXPIREs) at [from, from+len) of the decoder's memory. */
+export function decodeDump(d: Decoder, from: number, len: number, serializer: Serializer): DumpContents {
   d.reset(from, from + len);
   if (d.u8v() !== OP_BATCH) d.fail('a dump must be a batch');
   const count = d.u32();
   if (count > len) d.fail(`dump count ${count} larger than its bytes`);
   const map = new Map<Key, unknown>();
+  const deadlines = new Map<Key, number>();
   for (let i = 0; i < count; i++) {
-    if (d.u8v() !== OP_SET) d.fail('a dump holds only SET operations');
-    const k = d.key();
-    map.set(k, d.value(serializer));
+    const op = d.u8v();
+    if (op === OP_SET && deadlines.size === 0) {
+      const k = d.key();
+      map.set(k, d.value(serializer));
+    } else if (op === OP_EXPIRE) {
+      const k = d.key();
+      d.need(8);
+      const deadline = d.dv.getFloat64(d.pos, true);
+      d.pos += 8;
+      if (!(deadline > 0) || !map.has(k)) d.fail('a dump EXPIRE must give a deadline to an entry of the dump');
+      deadlines.set(k, deadline);
+    } else {
+      d.fail('a dump holds SET operations, then EXPIRE operations');
+    }
   }
   if (d.pos !== d.limit) d.fail('trailing bytes after the dump');
-  return map;
+  return { map, deadlines };
 }
 
 /** Loads a dump segment of one generation (immutable once published). */
-export function loadDumpSegment(seg: Segment, x: DumpExpectation, serializer: Serializer): Map<Key, unknown> {
+export function loadDumpSegment(seg: Segment, x: DumpExpectation, serializer: Serializer): DumpContents {
   checkHeader(seg, 0, x);
   if (Atomics.load(seg.i32, H_SEQ >> 2) !== 1) throw new CorruptSegmentError(`${seg.name}: dump incomplete`);
   if (checksum(seg.i32, seg.u8, DUMP_HEADER, x.len) !== x.checksum) throw new CorruptSegmentError(`${seg.name}: dump checksum mismatch`);
@@ -136,7 +176,7 @@ export function loadFixedDump(
   x: DumpExpectation,
   serializer: Serializer,
   graceMs = TORN_COPY_GRACE_MS,
-): Map<Key, unknown> | null {
+): DumpContents | null {
   const at = (x.gen % 2) * fixedHalfSize(fullDumpSize);
   if (at + DUMP_HEADER > seg.size) throw new CorruptSegmentError(`${seg.name}: fixed dump area too small`);
   const seqIdx = (at + H_SEQ) >> 2;

@@ -67,6 +67,7 @@ expectTypeOf<UltraDictOptions>().toEqualTypeOf<{
   mode?: number;
   recurse?: boolean;
   owner?: 'any' | number;
+  ttl?: number;
 }>();
 expectTypeOf<BuiltinSerializerName>().toEqualTypeOf<'msgpack' | 'json' | 'v8'>();
 expectTypeOf<SerializerOption>().toEqualTypeOf<BuiltinSerializerName | Serializer>();
@@ -113,7 +114,15 @@ expectTypeOf(d.lock.owner()).toEqualTypeOf<LockOwner | null>();
 expectTypeOf<LockOwner>().toEqualTypeOf<{ pid: number; tid: number; since: number; offered?: boolean }>();
 
 // ---- changes -----------------------------------------------------------------------------------
-expectTypeOf<Change['type']>().toEqualTypeOf<'set' | 'delete' | 'clear' | 'reload'>();
+expectTypeOf<Change['type']>().toEqualTypeOf<'set' | 'delete' | 'clear' | 'reload' | 'expire'>();
+
+// ---- expiry ------------------------------------------------------------------------------------
+expectTypeOf(d.ttl('k')).toEqualTypeOf<number | undefined>();
+expectTypeOf(d.expire('k', 1)).toBeBoolean();
+expectTypeOf(d.persist('k')).toBeBoolean();
+expectTypeOf(d.set).toBeCallableWith('k', 1, { ttl: 1000 });
+// @ts-expect-error: ttl is a number of ms
+d.set('k', 1, { ttl: '1s' });
 expectTypeOf<Change>().toExtend<{ key?: Key; value?: unknown; path?: Key[] }>();
 expectTypeOf(d.watch()).toEqualTypeOf<AsyncGenerator<Change, void, undefined>>();
 expectTypeOf(d.watch).toBeCallableWith({ signal: AbortSignal.timeout(1) });
