@@ -1,4 +1,4 @@
-// An adapter's dict: the UltraDict it was given, or one it opens from options and then owns (and closes).
+// An adapter's dict: the UltraDict it was given, or one it opens from options and then owns (and closes); prefix deletes.
 
 import { UltraDict, type UltraDictOptions } from '../index.js';
 
@@ -11,4 +11,11 @@ export interface OwnedDict {
 export function openDict(dict: UltraDict<unknown> | UltraDictOptions | undefined): OwnedDict {
   if (dict instanceof UltraDict) return { dict, owned: false };
   return { dict: new UltraDict<unknown>(dict ?? {}), owned: true };
+}
+
+/** Deletes the string keys that start with prefix, as one atomic batch. */
+export function deleteByPrefix(dict: UltraDict<unknown>, prefix: string): void {
+  dict.transaction(() => {
+    for (const k of dict.keys()) if (typeof k === 'string' && k.startsWith(prefix)) dict.delete(k);
+  });
 }

@@ -3,7 +3,7 @@
 import type { ClientRateLimitInfo, Options, Store } from 'express-rate-limit';
 import type { UltraDict, UltraDictOptions } from '../index.js';
 import { requirePeer } from '../adapters/peer.js';
-import { openDict } from '../adapters/dict-option.js';
+import { deleteByPrefix, openDict } from '../adapters/dict-option.js';
 import { setWithTtl } from '../adapters/expiry.js';
 
 requirePeer('ultradict/express-rate-limit', 'express-rate-limit');
@@ -89,9 +89,7 @@ export class UltraDictStore implements Store {
 
   /** Removes every client's window (the keys with this store's prefix), as one atomic batch. */
   resetAll(): void {
-    this.dict.transaction(() => {
-      for (const k of this.dict.keys()) if (typeof k === 'string' && k.startsWith(this.prefix)) this.dict.delete(k);
-    });
+    deleteByPrefix(this.dict, this.prefix);
   }
 
   /** Closes the dict if this store opened it. */

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import type { KeyvStoreAdapter, StoredData } from 'keyv';
 import type { UltraDict, UltraDictOptions } from '../index.js';
 import { requirePeer } from '../adapters/peer.js';
-import { openDict } from '../adapters/dict-option.js';
+import { deleteByPrefix, openDict } from '../adapters/dict-option.js';
 import { setWithTtl } from '../adapters/expiry.js';
 
 requirePeer('ultradict/keyv', 'keyv');
@@ -74,10 +74,7 @@ export class KeyvUltraDict extends EventEmitter implements KeyvStoreAdapter {
       this.dict.clear();
       return;
     }
-    const prefix = `${this.namespace}:`;
-    this.dict.transaction(() => {
-      for (const k of this.dict.keys()) if (typeof k === 'string' && k.startsWith(prefix)) this.dict.delete(k);
-    });
+    deleteByPrefix(this.dict, `${this.namespace}:`);
   }
 
   /** [key, raw value] of the keys of `namespace` (of all keys without one), from a snapshot. */
