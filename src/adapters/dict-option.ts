@@ -1,6 +1,6 @@
 // An adapter's dict: the UltraDict it was given, or one it opens from options and then owns (and closes); prefix deletes.
 
-import { UltraDict, type UltraDictOptions } from '../index.js';
+import { UltraDict, type UltraDictOptions } from '../dict.js';
 
 export interface OwnedDict {
   dict: UltraDict<unknown>;

@@ -1,6 +1,6 @@
 // The expiry API of issue 15 (set/ttl/expire with { ttl }) as the adapters call it, and whether the running dict has it.
 
-import type { Key, UltraDict } from '../index.js';
+import type { Key, UltraDict } from '../dict.js';
 
 /** The per-key expiry methods of an UltraDict with TTL support. */
 export interface Expiring {

@@ -1,7 +1,7 @@
 // Entry point of ultradict/express-rate-limit: an express-rate-limit Store whose hit counts every process of the machine shares (needs express-rate-limit).
 
 import type { ClientRateLimitInfo, Options, Store } from 'express-rate-limit';
-import type { UltraDict, UltraDictOptions } from '../index.js';
+import type { UltraDict, UltraDictOptions } from '../dict.js';
 import { requirePeer } from '../adapters/peer.js';
 import { deleteByPrefix, openDict } from '../adapters/dict-option.js';
 import { setWithTtl } from '../adapters/expiry.js';

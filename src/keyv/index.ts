@@ -2,7 +2,7 @@
 
 import { EventEmitter } from 'node:events';
 import type { KeyvStoreAdapter, StoredData } from 'keyv';
-import type { UltraDict, UltraDictOptions } from '../index.js';
+import type { UltraDict, UltraDictOptions } from '../dict.js';
 import { requirePeer } from '../adapters/peer.js';
 import { deleteByPrefix, openDict } from '../adapters/dict-option.js';
 import { setWithTtl } from '../adapters/expiry.js';
