@@ -48,6 +48,12 @@ test('a TTL given to Keyv is the key\'s expiry in the dict', async (t) => {
   const left = e.ttl('c:short')!;
   assert.ok(left > 0 && left <= 300, `ttl ${left}`);
   assert.equal(e.ttl('c:forever'), Infinity);
+  // a new value without a TTL has no expiry (as in Keyv's other stores), one with a TTL gets that one
+  await keyv.set('again', 1, 300);
+  await keyv.set('again', 2);
+  assert.equal(e.ttl('c:again'), Infinity);
+  await keyv.set('again', 3, 60_000);
+  assert.ok(e.ttl('c:again')! > 300);
   // gone from the dict itself (not only hidden by Keyv's own check of the deadline)
   await waitFor(() => !d.has('c:short'), 'the key to expire');
   assert.equal(await keyv.get('short'), undefined);
