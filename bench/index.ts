@@ -191,11 +191,15 @@ async function main(): Promise<void> {
   }, args.quick ? 5 * 60_000 : 45 * 60_000);
   watchdog.unref();
 
-  // the replication section (bench/replication.ts) runs after the others, or alone with --only=replication
+  // the replication and rate-limit sections (bench/replication.ts, bench/rate-limit.ts) run after the
+  // others, or alone with --only=replication and/or --only=ratelimit
   const withReplication = args.only.length === 0 || args.only.includes('replication');
-  args.only = args.only.filter((o) => o !== 'replication');
-  if (withReplication && args.only.length === 0 && process.argv.some((a) => a.startsWith('--only='))) {
-    await runReplication(args.quick, args.out ? resolve(args.out) : args.writeDocs ? join(root, 'docs') : join(root, '.bench-tmp'));
+  const withRateLimit = args.only.length === 0 || args.only.includes('ratelimit');
+  args.only = args.only.filter((o) => o !== 'replication' && o !== 'ratelimit');
+  if ((withReplication || withRateLimit) && args.only.length === 0 && process.argv.some((a) => a.startsWith('--only='))) {
+    const dir = args.out ? resolve(args.out) : args.writeDocs ? join(root, 'docs') : join(root, '.bench-tmp');
+    if (withReplication) await runSection('replication', args.quick, dir);
+    if (withRateLimit) await runSection('rate-limit', args.quick, dir);
     return;
   }
   const sel = selection(args.only);
@@ -350,7 +354,8 @@ async function main(): Promise<void> {
     const raw = join('.bench-tmp', `results-${args.quick ? 'quick' : 'full'}${results.partial ? '-partial' : ''}.json`);
     writeFileSync(join(root, raw), JSON.stringify(results, null, 2));
     const files = writeReport(results, outDir);
-    if (withReplication) await runReplication(args.quick, outDir);
+    if (withReplication) await runSection('replication', args.quick, outDir);
+    if (withRateLimit) await runSection('rate-limit', args.quick, outDir);
     console.log(`\nwrote ${files.join(', ')} (raw results: ${raw}) in ${results.seconds.toFixed(0)} s`);
     if (results.leaks.length) console.log(`warning: ${results.leaks.length} shared-memory segment(s) outlived their dict (removed): ${results.leaks.slice(0, 5).join(', ')}`);
   } finally {
@@ -360,13 +365,13 @@ async function main(): Promise<void> {
   }
 }
 
-/** Runs bench/replication.ts (its own process: its own redis-server, bridges and writers). */
-async function runReplication(quick: boolean, outDir: string): Promise<void> {
+/** Runs bench/replication.ts or bench/rate-limit.ts (its own process: its own redis-server, bridges, workers). */
+async function runSection(section: 'replication' | 'rate-limit', quick: boolean, outDir: string): Promise<void> {
   const { spawn } = await import('node:child_process');
-  const script = join(dirname(fileURLToPath(import.meta.url)), 'replication.js');
+  const script = join(dirname(fileURLToPath(import.meta.url)), `${section}.js`);
   const p = spawn(process.execPath, [script, ...(quick ? ['--quick'] : []), `--out=${outDir}`], { stdio: 'inherit' });
   const code = await new Promise<number | null>((r) => p.on('exit', r));
-  if (code !== 0) console.log(`warning: the replication benchmark failed (exit ${code}); its section of benchmarks.md was not updated`);
+  if (code !== 0) console.log(`warning: the ${section} benchmark failed (exit ${code}); its section of benchmarks.md was not updated`);
 }
 
 main().then(

@@ -22,9 +22,14 @@ const files = readdirSync('out/test')
 // ULTRADICT_TEST_TIME_SCALE (emulated runs): more time per test file, same assertions
 const scale = Math.max(1, Number(process.env.ULTRADICT_TEST_TIME_SCALE) || 1);
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', `--test-timeout=${240000 * scale}`, ...files], { stdio: 'inherit' });
+// Keyv's compliance suite runs on Vitest (vitest.config.mjs), after node:test, unless the filters leave it out
+const vitestFiles = process.argv.length <= 2 || process.argv.slice(2).some((a) => 'keyv-suite.vitest.js'.includes(a));
+const v = vitestFiles
+  ? spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', '--config', 'vitest.config.mjs'], { stdio: 'inherit' })
+  : { status: 0 };
 const leaked = ours().filter((f) => !before.has(f));
 if (leaked.length > 0) {
   console.error(`\ntests left ${leaked.length} segments in /dev/shm:\n  ${leaked.join('\n  ')}`);
   process.exit(1);
 }
-process.exit(r.status ?? 1);
+process.exit(r.status === 0 ? (v.status ?? 1) : (r.status ?? 1));

@@ -148,6 +148,16 @@ test('npm pack ships only the runtime files, and installs and runs without a com
       );
       assert.match(await run(process.execPath, ['redis.mjs'], app), /needs the ioredis package: npm install ioredis/);
 
+      // ultradict/keyv and ultradict/express-rate-limit without their libraries: a clear error on import
+      for (const [subpath, peer] of [['keyv', 'keyv'], ['express-rate-limit', 'express-rate-limit']] as const) {
+        assert.equal(existsSync(join(app, 'node_modules', peer)), false, `${peer} is an optional peer, not installed`);
+        writeFileSync(join(app, `${subpath}.mjs`), `import('ultradict/${subpath}').then(() => console.log('imported'), (e) => console.log(e.code + ': ' + e.message));`);
+        assert.equal(
+          await run(process.execPath, [`${subpath}.mjs`], app),
+          `ULTRADICT_MISSING_PEER: ultradict/${subpath} needs the ${peer} package, an optional peer dependency of ultradict: npm install ${peer}\n`,
+        );
+      }
+
       const ultradict = join(app, 'node_modules', '.bin', 'ultradict');
       assert.match(await run(ultradict, ['--version'], app), /^\d+\.\d+\.\d+\n$/);
       assert.ok(Array.isArray(JSON.parse(await run(ultradict, ['ls', '--json'], app))));
