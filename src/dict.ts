@@ -560,7 +560,8 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     if (this.#path !== null) throw new TypeError('fetch() works on the root dict: fetch the key path from there');
     if (signal?.aborted) return Promise.reject(abortError(signal));
     if (this.has(key)) return Promise.resolve(this.get(key) as V);
-    return fetchOnce<V>(this, this.#core.loads(), key, loader, (v) => this.set(key, v, ttl === undefined ? undefined : { ttl }), signal);
+    const write = (v: V): void => void this.set(key, v, ttl === undefined ? undefined : { ttl });
+    return fetchOnce<V>({ d: this, loads: this.#core.loads(), key, loader, write }, signal);
   }
 
   // ---- change events --------------------------------------------------------------------------

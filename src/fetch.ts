@@ -19,22 +19,26 @@ export interface FetchTarget<V> {
   readonly closed: boolean;
 }
 
+/** One fetch: the dict, its table of loads, the key, the loader and the write of the loaded value. */
+export interface FetchCall<V> {
+  d: FetchTarget<V>;
+  loads: Loads;
+  key: Key;
+  loader: (key: Key) => V | Promise<V>;
+  write: (value: V) => void;
+}
+
 /** The fetches of a key running in this thread, per engine: a second one waits for the first. */
 const running = new WeakMap<Loads, Map<Key, Promise<unknown>>>();
 
-export function fetchOnce<V>(
-  d: FetchTarget<V>,
-  loads: Loads,
-  key: Key,
-  loader: (key: Key) => V | Promise<V>,
-  write: (value: V) => void,
-  signal: AbortSignal | undefined,
-): Promise<V> {
+export function fetchOnce<V>(call: FetchCall<V>, signal: AbortSignal | undefined): Promise<V> {
+  const { loads, key } = call;
   let mine = running.get(loads);
   if (mine === undefined) running.set(loads, (mine = new Map()));
   const inFlight = mine.get(key) as Promise<V> | undefined;
   if (inFlight !== undefined) return withSignal(inFlight, signal);
-  const p = fetchAcrossProcesses(d, loads, key, loader, write, signal);
+  // shared by every call of this thread: each call's own signal only ends its own wait (withSignal)
+  const p = fetchAcrossProcesses(call);
   const done = (): void => {
     if (mine.get(key) === p) mine.delete(key);
   };
@@ -63,27 +67,20 @@ function withSignal<V>(p: Promise<V>, signal: AbortSignal | undefined): Promise<
   });
 }
 
-async function fetchAcrossProcesses<V>(
-  d: FetchTarget<V>,
-  loads: Loads,
-  key: Key,
-  loader: (key: Key) => V | Promise<V>,
-  write: (value: V) => void,
-  signal: AbortSignal | undefined,
-): Promise<V> {
+async function fetchAcrossProcesses<V>(call: FetchCall<V>): Promise<V> {
+  const { d, loads, key } = call;
   for (;;) {
-    if (signal?.aborted) throw abortError(signal);
     const claim = d.withLock(() => (d.has(key) ? 'present' : loads.claim(key)));
     if (claim === 'present') return d.get(key) as V;
-    if (claim !== null && claim.mine) return load(d, loads, key, loader, write, claim.slot, claim.seq);
+    if (claim !== null && claim.mine) return load(call, claim.slot, claim.seq);
     // another thread loads it (or every slot is busy): wait for its value, its failure or its loader's death
     if (claim === null) {
-      await pause(signal);
+      await sleep(POLL_MS);
       continue;
     }
     try {
       for (;;) {
-        await pause(signal);
+        await sleep(POLL_MS);
         if (d.has(key)) return d.get(key) as V;
         const status = d.withLock(() => loads.status(claim.slot, claim.seq));
         if (status.running) continue;
@@ -96,25 +93,8 @@ async function fetchAcrossProcesses<V>(
   }
 }
 
-/** Waits POLL_MS, or rejects with an AbortError when `signal` aborts. */
-async function pause(signal: AbortSignal | undefined): Promise<void> {
-  try {
-    await sleep(POLL_MS, undefined, signal === undefined ? undefined : { signal });
-  } catch {
-    throw abortError(signal!);
-  }
-}
-
 /** Runs the loader of a claimed key and writes its value (or records its failure for the waiters). */
-async function load<V>(
-  d: FetchTarget<V>,
-  loads: Loads,
-  key: Key,
-  loader: (key: Key) => V | Promise<V>,
-  write: (value: V) => void,
-  slot: number,
-  seq: number,
-): Promise<V> {
+async function load<V>({ d, loads, key, loader, write }: FetchCall<V>, slot: number, seq: number): Promise<V> {
   let value: V;
   try {
     value = await loader(key);
