@@ -290,14 +290,17 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     const core = this.#core;
     this.#h.check();
     checkKey(key);
-    if (options === undefined && core.ttl === 0) {
-      // Map's two-argument form on a dict without a default ttl: the fast path
-      if (this.#path === null && !(value instanceof UltraDict)) core.setRoot(key, value, this.#h.lockTimeout);
-      else core.write([this.#raw(OP_SET, key, value)], this.#h.lockTimeout);
-      return this;
-    }
+    if (options !== undefined || core.ttl !== 0) return this.#setExpiring(key, value, options);
+    // Map's two-argument form on a dict without a default ttl: the fast path
+    if (this.#path === null && !(value instanceof UltraDict)) core.setRoot(key, value, this.#h.lockTimeout);
+    else core.write([this.#raw(OP_SET, key, value)], this.#h.lockTimeout);
+    return this;
+  }
+
+  /** set() with a ttl (its own, or the dict's). */
+  #setExpiring(key: Key, value: V, options: WriteOptions | undefined): this {
     const ttl = this.#ttlOption(options, 'set(key, value, options)') ?? this.#defaultTtl();
-    core.write(this.#timedSet(key, value, ttl > 0 ? deadlineAfter(ttl) : 0), this.#h.lockTimeout);
+    this.#core.write(this.#timedSet(key, value, ttl > 0 ? deadlineAfter(ttl) : 0), this.#h.lockTimeout);
     return this;
   }
 

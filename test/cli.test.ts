@@ -115,6 +115,17 @@ test('get, set, del, dump, ls and inspect on a dict another process is writing',
     assert.equal(notJson.code, 2);
     assert.match(notJson.stderr, /not valid JSON.*--string/);
 
+    await ok('set', name, 'session', '1', '--ttl', '60000');
+    assert.ok(d.ttl('session')! > 50_000, 'set --ttl gave the key its expiry');
+    const left = Number(await ok('ttl', name, 'session'));
+    assert.ok(left > 50_000 && left <= 60_000, `ttl printed ${left}`);
+    assert.equal(await ok('ttl', name, 'a'), 'none\n');
+    assert.deepEqual(JSON.parse(await ok('ttl', name, 'a', '--json')), { name, key: 'a', ttl: null });
+    assert.equal((await cli('ttl', name, 'missing')).code, 3);
+    assert.equal((await cli('set', name, 'x', '1', '--ttl', '-1')).code, 2);
+    assert.equal(d.has('x'), false);
+    await ok('del', name, 'session');
+
     await ok('del', name, 'k');
     assert.equal(d.has('k'), false);
     assert.equal((await cli('del', name, 'k')).code, 3);
@@ -134,6 +145,8 @@ test('get, set, del, dump, ls and inspect on a dict another process is writing',
     assert.equal(row.creatorAlive, true);
     assert.equal(row.keys, d.size);
     assert.equal(row.serializer, 'msgpack');
+    assert.equal(row.ttl, 0);
+    assert.equal(row.expired, 0);
     assert.deepEqual(new Set(row.attachedPids as number[]), new Set([process.pid, writer.pid]));
     assert.ok((row.sharedMemoryBytes as number) > 0);
     const human = await ok('ls');

@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { ParameterMismatchError, UltraDict, type Change } from '../src/index.js';
 import { CONTROL_SIZE } from '../src/shm/control.js';
 import { Child, fixture, scaled, uniqueName, waitFor, type ChildMessage } from './lib/helpers.js';
+import { view } from './lib/expiry-view.js';
 
 /** A process or worker thread attached to the dict (fixture ttl-child), asked what it sees. */
 class Peer {
@@ -47,26 +48,9 @@ class Peer {
   }
 }
 
-/** ttl() as JSON can carry it over IPC: Infinity as the string 'Infinity', undefined as null. */
-function ttlOf(t: number | undefined): number | string | null {
-  return t === Infinity ? 'Infinity' : (t ?? null);
-}
-
-/** What `d` shows of `key` through every read API (the same shape the peers report). */
-function view(d: UltraDict<unknown>, key: string): Record<string, unknown> {
-  return {
-    get: d.get(key) ?? null,
-    has: d.has(key),
-    ttl: ttlOf(d.ttl(key)),
-    size: d.size,
-    keys: [...d.keys()].sort(),
-    json: d.toJSON(),
-    data: [...d.data.keys()].sort(),
-  };
-}
-
-function gone(v: Record<string, unknown>): object {
-  return { get: v.get, has: v.has, ttl: v.ttl, size: v.size, keys: v.keys, json: v.json, data: v.data };
+/** A peer's reply without its IPC `type`. */
+function seen({ type: _, ...v }: Record<string, unknown>): Record<string, unknown> {
+  return v;
 }
 
 const GONE = { get: null, has: false, ttl: null, size: 1, keys: ['stays'], json: { stays: 1 }, data: ['stays'] };
@@ -85,7 +69,7 @@ test('after its deadline a key is gone in every process: get, has, ttl, size, it
     await waitFor(() => Date.now() > deadline + 5, 'the deadline');
     // nobody wrote since: each process drops the key on its own, without the lock (held elsewhere now)
     using held = d.lock.acquire();
-    assert.deepEqual(gone(await peer.call('view', { key: 'k' })), GONE);
+    assert.deepEqual(seen(await peer.call('view', { key: 'k' })), GONE);
     held[Symbol.dispose]();
     assert.deepEqual(view(d, 'k'), GONE);
   } finally {
@@ -144,7 +128,7 @@ test('expiry works across worker_threads', async () => {
     assert.equal(d.get('k'), 'from worker');
     assert.ok(d.ttl('k')! <= scaled(300));
     await waitFor(() => !d.has('k'), 'k to expire in the main thread');
-    assert.deepEqual(gone(await w.call('view', { key: 'k' })), GONE);
+    assert.deepEqual(seen(await w.call('view', { key: 'k' })), GONE);
   } finally {
     await w.exit();
   }
