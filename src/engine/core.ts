@@ -244,8 +244,7 @@ export class Core implements FrameSource {
   /** Brings the local copy up to date if anything was published since the last look. */
   read(): void {
     if (this.#closed) this.check();
-    if (Atomics.load(this.ci32, I_COUNTER) !== this.seenCount) this.sync(false);
-    if (this.exp !== null) this.dropExpired();
+    this.current();
   }
 
   /** The local copy, brought up to date first if anything was published since the last look: the read path. */

@@ -3,7 +3,7 @@
 // every waiter has seen them, and take-overs from dead loaders. Every method runs under the dict's lock.
 
 import type { Key } from '../codec/ops.js';
-import { LOAD_FAILED, LOAD_FREE, LOAD_RUNNING, LOAD_SLOTS, type Control, type LoadSlot } from '../shm/control.js';
+import { LOAD_FAILED, LOAD_FREE, LOAD_RUNNING, LOAD_SLOTS, type Control } from '../shm/control.js';
 import { threadGone } from './lock.js';
 
 /**
@@ -52,14 +52,14 @@ export class Loads {
       const same = l.hash1 === h1 && l.hash2 === h2;
       if (l.state === LOAD_RUNNING && !threadGone(this.ctrl, l.owner)) {
         if (!same) continue;
-        this.write(i, { ...l, waiters: l.waiters + 1 });
+        this.ctrl.setLoadSlot(i, { ...l, waiters: l.waiters + 1 });
         return { mine: false, slot: i, seq: l.seq };
       }
       if (l.state === LOAD_FAILED && now - l.at < FAILED_KEEP_MS) {
         if (!same) continue;
         if (l.waiters > 0) {
           // its waiters are still to see it: this fetch shares the failure
-          this.write(i, { ...l, waiters: l.waiters + 1 });
+          this.ctrl.setLoadSlot(i, { ...l, waiters: l.waiters + 1 });
           return { mine: false, slot: i, seq: l.seq };
         }
       }
@@ -69,7 +69,7 @@ export class Loads {
     }
     if (free < 0) return null;
     const seq = (this.ctrl.loadSlot(free).seq + 1) >>> 0;
-    this.write(free, { state: LOAD_RUNNING, owner: this.me, seq, hash1: h1, hash2: h2, at: now, waiters: 0, message: '' });
+    this.ctrl.setLoadSlot(free, { state: LOAD_RUNNING, owner: this.me, seq, hash1: h1, hash2: h2, at: now, waiters: 0, message: '' });
     return { mine: true, slot: free, seq };
   }
 
@@ -84,22 +84,18 @@ export class Loads {
   /** A waiter of the load (slot, seq) is done with it (it saw its end, or gave up). */
   leave(slot: number, seq: number): void {
     const l = this.ctrl.loadSlot(slot);
-    if (l.seq === seq && l.waiters > 0) this.write(slot, { ...l, waiters: l.waiters - 1 });
+    if (l.seq === seq && l.waiters > 0) this.ctrl.setLoadSlot(slot, { ...l, waiters: l.waiters - 1 });
   }
 
   /** This thread's load (slot, seq) wrote its value: the slot is free. */
   finish(slot: number, seq: number): void {
     const l = this.ctrl.loadSlot(slot);
-    if (l.seq === seq && l.owner === this.me) this.write(slot, { ...l, state: LOAD_FREE, waiters: 0, message: '' });
+    if (l.seq === seq && l.owner === this.me) this.ctrl.setLoadSlot(slot, { ...l, state: LOAD_FREE, waiters: 0, message: '' });
   }
 
   /** This thread's load (slot, seq) failed: its waiters see `message`. */
   fail(slot: number, seq: number, message: string): void {
     const l = this.ctrl.loadSlot(slot);
-    if (l.seq === seq && l.owner === this.me) this.write(slot, { ...l, state: LOAD_FAILED, at: Date.now(), message });
-  }
-
-  private write(slot: number, l: LoadSlot): void {
-    this.ctrl.setLoadSlot(slot, l);
+    if (l.seq === seq && l.owner === this.me) this.ctrl.setLoadSlot(slot, { ...l, state: LOAD_FAILED, at: Date.now(), message });
   }
 }
