@@ -28,6 +28,9 @@ export function recencySlotsFor(maxKeys: number, maxBytes: number): number {
   return n;
 }
 
+/** One read in READ_SAMPLE (a power of two) marks its key's recency ('lru'). */
+const READ_SAMPLE = 4;
+
 /** Keys the writer samples per eviction ('lru'), into a pool of the oldest seen so far (as Redis does). */
 const SAMPLES = 5;
 const POOL = 16;
@@ -73,10 +76,29 @@ export class Bounds {
     this.mask = recency === null ? 0 : recency.length - 1;
   }
 
-  /** Marks a read of a root key ('lru'): the recency slot gets the change counter the reader has seen. */
+  /**
+   * A read of a root key ('lru'): one read in READ_SAMPLE, chosen at random, marks the key as used now.
+   * Hashing the key costs more than the rest of a read; sampled, a read stays at about 0.5x Map.get and a
+   * key read often is still marked soon after each use (benchmarks.md: the hit ratio this costs).
+   */
+  read(key: Key, tick: number): void {
+    let x = this.rnd;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.rnd = x;
+    if ((x & (READ_SAMPLE - 1)) === 0) this.touch(key, tick);
+  }
+
+  /**
+   * Marks a use of a root key ('lru'): its recency slot gets `tick`. The slot is hashed from the key here
+   * (cheaper than a lookup in the key map); a key that is absent only marks a slot nobody may need.
+   */
   touch(key: Key, tick: number): void {
-    const e = this.meta.get(key);
-    if (e !== undefined) this.recency![e.slot] = tick;
+    const rec = this.recency!;
+    const slot = this.slotOf(key);
+    // stored only when it changes: hot keys read by many processes between two writes leave their cache line clean
+    if (rec[slot] !== tick >>> 0) rec[slot] = tick;
   }
 
   /** Whether the dict is over its bounds with `keys` live root keys. */

@@ -267,12 +267,12 @@ export class Core implements FrameSource {
   }
 
   /**
-   * Records a read of root key `key` in the recency table (only when recordsReads; after current()): twice
+   * Records a read of root key `key` in the recency table, sampled (only when recordsReads; after current()): twice
    * the change counter this handle synced to. (A write made at counter c marks its keys 2c + 1: a read
    * before it is older, a read after it newer.)
    */
   touch(key: Key): void {
-    this.bounds!.touch(key, this.seenCount << 1);
+    this.bounds!.read(key, this.seenCount << 1);
   }
 
   // ---- expiry ---------------------------------------------------------------------------------
