@@ -24,6 +24,7 @@ import { controlSegment, randomName, validateName } from './shm/names.js';
 export type { Change, Key } from './codec/ops.js';
 export type { LockHandle, LockOwner };
 export { DEFAULT_BUFFER_SIZE, DEFAULT_LOCK_TIMEOUT, type UltraDictOptions } from './engine/open.js';
+export type { EvictPolicy } from './engine/bounds.js';
 
 /**
  * The events of an UltraDict and their arguments: `on('change', (c) => …)` gets a typed `Change`, and
@@ -211,8 +212,10 @@ export class UltraDict<V = unknown> extends EventEmitter<UltraDictEvents> implem
     const m = core.current();
     if (this.#path === null) {
       const v = m.get(key);
+      if (core.recordsReads) core.touch(key);
       return (core.recurse && v instanceof Node ? this.#child(key) : v) as V | undefined;
     }
+    if (core.recordsReads) core.touch(this.#path[0]!); // a read inside a nested dict uses its root key
     const v = core.target(this.#path)?.get(key);
     return v instanceof Node ? (this.#child(key) as V) : (v as V | undefined);
   }

@@ -125,6 +125,11 @@ export class TransactionConflictError extends UltraDictError {
   override readonly code = 'ULTRADICT_TRANSACTION_CONFLICT';
 }
 
+/** A write of an entry (encoded key and value) larger than the dict's `maxBytes`: it could never fit; nothing was written. */
+export class EntryTooLargeError extends UltraDictError {
+  override readonly code = 'ULTRADICT_ENTRY_TOO_LARGE';
+}
+
 /** fetch(): the loader of the key failed in another thread or process (its message is included). */
 export class LoadFailedError extends UltraDictError {
   override readonly code = 'ULTRADICT_LOAD_FAILED';

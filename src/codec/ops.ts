@@ -15,7 +15,9 @@ export const OP_NOTE = 6;
 export const OP_EXPIRE = 7;
 /** Deletes a root key because its deadline passed (published by a writer; listeners get an 'expire' change): key. */
 export const OP_EXPIRED = 8;
-// 9-15 are reserved for eviction (an EVICTED delete) and its per-key metadata
+/** Deletes a root key to keep the dict within its bounds (the writer chose it; listeners get an 'evict' change): key. */
+export const OP_EVICTED = 9;
+// 10-15 are reserved for per-key metadata of eviction
 
 /** Whether an applied op is reported to listeners (EXPIRE and NOTE change no entry). */
 export function isChange(op: number): boolean {
@@ -42,8 +44,8 @@ export interface Op {
 
 /** A change to the dict, as delivered to 'change' listeners. */
 export interface Change {
-  type: 'set' | 'delete' | 'clear' | 'reload' | 'expire';
-  /** the key set, deleted or expired (absent for clear and reload) */
+  type: 'set' | 'delete' | 'clear' | 'reload' | 'expire' | 'evict';
+  /** the key set, deleted, expired or evicted (absent for clear and reload) */
   key?: Key;
   /** the new value (set only); nested dicts are given as frozen plain objects */
   value?: unknown;
@@ -60,7 +62,9 @@ export function changeOf(o: Op): Change {
         ? { type: 'delete', key: o.key! }
         : o.op === OP_EXPIRED
           ? { type: 'expire', key: o.key! }
-          : { type: 'clear' };
+          : o.op === OP_EVICTED
+            ? { type: 'evict', key: o.key! }
+            : { type: 'clear' };
   if (o.path) c.path = [...o.path];
   return c;
 }

@@ -1,7 +1,7 @@
 // The local copy of a dict: a tree of Maps (nested dicts are read-only Node maps), operations applied to
 // it with undo records, and the frozen plain views of it given to users.
 
-import { OP_CLEAR, OP_DELETE, OP_EXPIRE, OP_EXPIRED, OP_NOTE, OP_SET, type Key, type Op, type Path } from './ops.js';
+import { OP_CLEAR, OP_DELETE, OP_EVICTED, OP_EXPIRE, OP_EXPIRED, OP_NOTE, OP_SET, type Key, type Op, type Path } from './ops.js';
 
 const mapSet = Map.prototype.set;
 const mapDelete = Map.prototype.delete;
@@ -58,7 +58,7 @@ export function applyOp(root: Map<Key, unknown>, o: Op): boolean {
   const m = targetOf(root, o.path);
   if (m === undefined) return false;
   if (o.op === OP_SET) nSet(m, o.key!, o.value);
-  else if (o.op === OP_DELETE || o.op === OP_EXPIRED) nDelete(m, o.key!);
+  else if (o.op === OP_DELETE || o.op === OP_EXPIRED || o.op === OP_EVICTED) nDelete(m, o.key!);
   else nClear(m);
   return true;
 }

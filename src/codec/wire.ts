@@ -7,7 +7,7 @@
 
 import { isPlainObject } from '../args.js';
 import { CorruptSegmentError, SerializationError } from '../errors.js';
-import { MAX_DEPTH, OP_BATCH, OP_CLEAR, OP_DELETE, OP_EXPIRE, OP_EXPIRED, OP_IN, OP_NOTE, OP_SET, type Key, type Op, type Path } from './ops.js';
+import { MAX_DEPTH, OP_BATCH, OP_CLEAR, OP_DELETE, OP_EVICTED, OP_EXPIRE, OP_EXPIRED, OP_IN, OP_NOTE, OP_SET, type Key, type Op, type Path } from './ops.js';
 import { freezeValue, Node, nSet } from './tree.js';
 import type { Serializer } from './serializer.js';
 
@@ -255,30 +255,62 @@ export class Encoder {
   }
 }
 
-/** Encodes one write (a single op, or a batch of several) into enc; returns the local copies. */
-export function encodeWrite(enc: Encoder, raw: readonly Op[], ser: Serializer, recurse: boolean): Op[] {
-  if (raw.length === 1) return encodeOps(enc, raw, ser, recurse);
+/** Encodes one write (a single op, or a batch of several) into enc; returns the local copies (`sizes`: see encodeOps). */
+export function encodeWrite(enc: Encoder, raw: readonly Op[], ser: Serializer, recurse: boolean, sizes?: number[]): Op[] {
+  if (raw.length === 1) return encodeOps(enc, raw, ser, recurse, sizes);
   enc.u8(OP_BATCH);
   const countAt = enc.pos;
   enc.u32(0);
-  const ops = encodeOps(enc, raw, ser, recurse);
+  const ops = encodeOps(enc, raw, ser, recurse, sizes);
   enc.patchU32(countAt, ops.length);
   return ops;
 }
 
-/** Encodes ops (values through the serializer) into enc; returns the local copies as Ops. */
-export function encodeOps(enc: Encoder, raw: readonly Op[], ser: Serializer, recurse: boolean): Op[] {
+/**
+ * Encodes ops (values through the serializer) into enc; returns the local copies as Ops. With `sizes`,
+ * pushes each op's entry size there: the bytes of its encoded key and value for a SET, else 0 (what
+ * `maxBytes` counts).
+ */
+export function encodeOps(enc: Encoder, raw: readonly Op[], ser: Serializer, recurse: boolean, sizes?: number[]): Op[] {
   const out: Op[] = [];
   for (const r of raw) {
     enc.path(r.path); // throws for paths deeper than MAX_DEPTH
     enc.u8(r.op);
+    const at = enc.pos;
     let value: unknown;
     if (r.op !== OP_CLEAR) enc.key(r.key!); // NOTE: its text is encoded as a key
     if (r.op === OP_SET) value = enc.value(r.value, ser, true, recurse);
     else if (r.op === OP_EXPIRE) enc.f64((value = r.value as number));
+    sizes?.push(r.op === OP_SET ? enc.pos - at : 0);
     out.push({ op: r.op, key: r.key, value, path: r.path });
   }
   return out;
+}
+
+/**
+ * Adds ops without values (EVICTED, DELETE of root keys) to the body of a frame encoded in enc (begun
+ * with beginFrame, not finished): a single op becomes a batch. The caller finishes the frame again.
+ */
+export function appendKeyOps(enc: Encoder, op: number, keys: readonly Key[]): void {
+  const start = FRAME_HEADER;
+  if (enc.buf[start] === OP_BATCH) {
+    enc.patchU32(start + 1, enc.dv.getUint32(start + 1, true) + keys.length);
+  } else {
+    enc.ensure(5);
+    enc.buf.copyWithin(start + 5, start, enc.pos);
+    enc.buf[start] = OP_BATCH;
+    enc.patchU32(start + 1, 1 + keys.length);
+    enc.pos += 5;
+  }
+  for (const k of keys) {
+    enc.u8(op);
+    enc.key(k);
+  }
+}
+
+/** Reopens the frame last finished in enc for appendKeyOps (drops its padding). */
+export function reopenFrame(enc: Encoder): void {
+  enc.pos = FRAME_HEADER + enc.dv.getUint32(0, true);
 }
 
 /** Bounds-checked reader over a byte range of shared (or private) memory. */
@@ -400,7 +432,7 @@ export class Decoder {
     }
   }
 
-  /** Decodes one simple op (SET, DELETE or CLEAR, possibly IN a path; EXPIRE or EXPIRED of a root key) into out. */
+  /** Decodes one simple op (SET, DELETE or CLEAR, possibly IN a path; EXPIRE, EXPIRED or EVICTED of a root key) into out. */
   private simple(op: number, serializer: Serializer, out: Op[]): void {
     let path: Key[] | null = null;
     if (op === OP_IN) {
@@ -411,9 +443,14 @@ export class Decoder {
       op = this.u8v();
     }
     if (op === OP_SET) {
+      const at = this.pos;
       const key = this.key();
       out.push({ op, key, value: this.value(serializer), path });
-    } else if (op === OP_DELETE) {
+      this.sizes?.push(this.pos - at);
+      return;
+    }
+    this.sizes?.push(0);
+    if (op === OP_DELETE) {
       out.push({ op, key: this.key(), value: undefined, path });
     } else if (op === OP_CLEAR) {
       out.push({ op, key: undefined, value: undefined, path });
@@ -424,7 +461,7 @@ export class Decoder {
       this.pos += 8;
       if (!(deadline >= 0)) this.fail(`bad deadline ${deadline}`);
       out.push({ op, key, value: deadline, path });
-    } else if (op === OP_EXPIRED && path === null) {
+    } else if ((op === OP_EXPIRED || op === OP_EVICTED) && path === null) {
       out.push({ op, key: this.key(), value: undefined, path });
     } else {
       this.fail(`unknown operation ${op}`);
@@ -433,6 +470,8 @@ export class Decoder {
 
   /** The NOTE of the last body decoded (null: none); NOTE ops are not put in `out`. */
   note: string | null = null;
+  /** When set, body() pushes the entry size of every op it puts in `out` here (as encodeOps does). */
+  sizes: number[] | null = null;
 
   /** Decodes a whole body [pos, limit) into flat ops (a batch is expanded). Nothing is applied yet. */
   body(serializer: Serializer, out: Op[]): void {

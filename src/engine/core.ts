@@ -2,17 +2,18 @@
 // sync, the write path, transactions, generation switches and change events. See docs/ARCHITECTURE.md.
 
 import { isThenable } from '../args.js';
-import { changeOf, isChange, OP_BATCH, OP_EXPIRE, OP_EXPIRED, OP_SET, type Key, type Op, type Path } from '../codec/ops.js';
+import { changeOf, isChange, OP_BATCH, OP_EVICTED, OP_EXPIRE, OP_EXPIRED, OP_SET, type Key, type Op, type Path } from '../codec/ops.js';
 import type { Serializer } from '../codec/serializer.js';
 import { applyOp, applyWithUndo, Node, targetOf, undoAll, type Undo } from '../codec/tree.js';
-import { Encoder, encodeOps, encodeWrite } from '../codec/wire.js';
+import { appendKeyOps, Encoder, encodeOps, encodeWrite, reopenFrame } from '../codec/wire.js';
 import * as diag from '../diagnostics.js';
-import { AlreadyClosedError, CorruptSegmentError, InvalidStateError, NotFoundError } from '../errors.js';
-import { I_COUNTER, OFF_COUNTER, self, type Control } from '../shm/control.js';
+import { AlreadyClosedError, CorruptSegmentError, EntryTooLargeError, InvalidStateError, NotFoundError } from '../errors.js';
+import { EVICT_LRU, I_COUNTER, OFF_COUNTER, self, type Control } from '../shm/control.js';
 import { removeIncarnation } from '../shm/discovery.js';
 import { retiredControlSegment } from '../shm/names.js';
 import { native } from '../shm/native.js';
 import type { Stream } from '../shm/stream.js';
+import { Bounds, policyName } from './bounds.js';
 import { ChangeFeed } from './changes.js';
 import { collectStats, type EngineStats } from './stats.js';
 import { decodeFrames, tellOwnFrame, type FrameCallback, type FrameHook, type FrameSource } from './frames.js';
@@ -51,6 +52,8 @@ export class Core implements FrameSource {
   readonly recurse: boolean;
   /** the dict's default time to live in ms of a write (0: none) */
   readonly ttl: number;
+  /** whether reads record recency (an 'lru' dict): then a read of a root key calls touch() */
+  readonly recordsReads: boolean;
   private readonly ctrl: Control;
   private readonly ci32: Int32Array;
   private readonly entry: ThreadEntry;
@@ -63,6 +66,9 @@ export class Core implements FrameSource {
   /** deadlines of root keys; null while the dict has none (reads then pay nothing for expiry) */
   private exp: Expiry | null = null;
   private expEnc: Encoder | null = null;
+  /** the bounds and eviction bookkeeping of a bounded dict (null: unbounded) */
+  private readonly bounds: Bounds | null = null;
+  private readonly sizes: number[] = [];
   #stream!: Stream;
   #gen = -1;
   #pos = 0;
@@ -94,6 +100,12 @@ export class Core implements FrameSource {
     this.recurse = cfg.recurse;
     this.ttl = cfg.ttl;
     if (cfg.ttl > 0) this.exp = new Expiry();
+    const policy = policyName(cfg.ctrl.evict);
+    if (policy !== null) {
+      const ctrl = cfg.ctrl;
+      this.bounds = new Bounds(ctrl.maxKeys, ctrl.maxBytes, policy, ctrl.evict === EVICT_LRU ? ctrl.recencyTable() : null);
+    }
+    this.recordsReads = this.bounds !== null && policy === 'lru';
     this.generations = new Generations(cfg.name, cfg.ctrl, cfg.serializer);
     this.feed = new ChangeFeed(cfg.ctrl, cfg.entry.slot, () => this.ctrlSegName(), () => this.sync(false));
     this.lock = this.lockFor(cfg.lockTimeout, () => this.check());
@@ -254,6 +266,11 @@ export class Core implements FrameSource {
     return this.local;
   }
 
+  /** Records a read of root key `key` in the recency table (only when recordsReads; after current()). */
+  touch(key: Key): void {
+    this.bounds!.touch(key, this.seenCount);
+  }
+
   // ---- expiry ---------------------------------------------------------------------------------
 
   /** The deadline of a root key (ms since the epoch), or undefined if it has none. */
@@ -291,14 +308,21 @@ export class Core implements FrameSource {
       false,
     );
     this.publishFrame(enc, enc.finishFrame());
-    for (const k of keys) e.unpublished.delete(k);
+    for (const k of keys) {
+      e.unpublished.delete(k);
+      this.bounds?.forget(k);
+    }
     this.ctrl.recordExpired(keys.length);
     if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, ops);
   }
 
-  /** The deadline side of an op applied to the tree (see Expiry.track); the table is made by the first EXPIRE. */
-  private track(o: Op, undo: Undo[] | null): void {
+  /**
+   * The deadline and bounds side of an op applied to the tree (see Expiry.track, Bounds.track; `size`:
+   * the op's entry size); the deadline table is made by the first EXPIRE.
+   */
+  private track(o: Op, undo: Undo[] | null, size: number): void {
     if (o.path !== null) return;
+    if (this.bounds !== null) this.bounds.track(o, size, undo, this.local);
     if (this.exp === null) {
       if (o.op !== OP_EXPIRE) return;
       this.exp = new Expiry();
@@ -357,10 +381,12 @@ export class Core implements FrameSource {
 
   /** Loads generation g from its dump; false if its segments are gone (a newer generation exists). */
   private load(g: number): boolean {
-    const loaded = this.generations.load(g);
+    const sizes = this.bounds !== null ? new Map<Key, number>() : undefined;
+    const loaded = this.generations.load(g, sizes);
     if (loaded === null) return false;
     const first = this.#gen < 0;
     this.local = loaded.map;
+    if (sizes !== undefined) this.bounds!.load(sizes);
     if (this.exp !== null || loaded.deadlines.size > 0) (this.exp ??= new Expiry()).load(loaded.deadlines);
     if (!first) this.#stream.unmap();
     this.#stream = loaded.stream;
@@ -396,6 +422,7 @@ export class Core implements FrameSource {
         if (d.pos !== d.limit) d.fail(`${d.limit - d.pos} trailing bytes after an operation`);
         this.local.set(key, value);
         if (this.exp !== null) this.exp.forget(key);
+        if (this.bounds !== null) this.bounds.track({ op: OP_SET, key, value, path: null }, d.pos - bodyAt - 1, null, this.local);
         pos = next;
         this.#pos = pos;
         n++;
@@ -404,6 +431,9 @@ export class Core implements FrameSource {
         continue;
       }
       ops.length = 0;
+      const sizes = this.bounds !== null ? this.sizes : null;
+      if (sizes !== null) sizes.length = 0;
+      d.sizes = sizes;
       d.body(this.ser, ops);
       pos = next;
       // verify every path before applying any of the frame (a path may name a nested dict that an
@@ -415,7 +445,7 @@ export class Core implements FrameSource {
       }
       // an EXPIRED of a key already dropped here (dropExpired) was reported then
       const changes = this.feed.listening ? ops.filter((o) => isChange(o.op) && (o.op !== OP_EXPIRED || this.local.has(o.key!))).map(changeOf) : null;
-      for (const o of ops) this.apply(o);
+      for (let i = 0; i < ops.length; i++) this.apply(ops[i]!, sizes === null ? 0 : sizes[i]!);
       this.#pos = pos;
       n += ops.length;
       if (changes !== null) for (const c of changes) this.feed.queue(c);
@@ -440,21 +470,21 @@ export class Core implements FrameSource {
     return targetOf(this.local, path);
   }
 
-  private apply(o: Op): void {
+  private apply(o: Op, size: number): void {
     if (!applyOp(this.local, o)) this.missing(o.path!, true);
-    this.track(o, null);
+    this.track(o, null, size);
   }
 
-  private applyWithUndo(o: Op, undo: Undo[]): void {
+  private applyWithUndo(o: Op, undo: Undo[], size: number): void {
     if (!applyWithUndo(this.local, o, undo)) this.missing(o.path!, false);
-    this.track(o, undo);
+    this.track(o, undo, size);
   }
 
   // ---- writing --------------------------------------------------------------------------------
 
   /** The fast path: one SET of a root key, outside a transaction. */
   setRoot(key: Key, value: unknown, timeout?: number): void {
-    if (this.#tx !== null) return this.write([{ op: OP_SET, path: null, key, value }]);
+    if (this.#tx !== null || this.bounds !== null) return this.write([{ op: OP_SET, path: null, key, value }], timeout);
     const enc = this.enc;
     enc.beginFrame();
     enc.u8(OP_SET);
@@ -472,7 +502,7 @@ export class Core implements FrameSource {
       } else {
         // a new generation dumps the dict with this write in it: apply it first, undo if that fails
         const undo: Undo[] = [];
-        this.applyWithUndo({ op: OP_SET, key, value: local, path: null }, undo);
+        this.applyWithUndo({ op: OP_SET, key, value: local, path: null }, undo, 0);
         try {
           this.publishFrame(enc, len);
         } catch (e) {
@@ -497,8 +527,10 @@ export class Core implements FrameSource {
       const undoMark = tx.undo.length;
       let ops: Op[];
       try {
-        ops = encodeOps(enc, raw, this.ser, this.recurse);
-        for (const o of ops) this.applyWithUndo(o, tx.undo);
+        const sizes = this.entrySizes();
+        ops = encodeOps(enc, raw, this.ser, this.recurse, sizes);
+        this.checkSizes(sizes);
+        for (let i = 0; i < ops.length; i++) this.applyWithUndo(ops[i]!, tx.undo, sizes === undefined ? 0 : sizes[i]!);
       } catch (e) {
         enc.rewind(mark);
         undoAll(tx.undo, undoMark);
@@ -509,20 +541,33 @@ export class Core implements FrameSource {
     }
     const enc = this.enc;
     enc.beginFrame();
-    const ops = encodeWrite(enc, raw, this.ser, this.recurse);
-    const len = enc.finishFrame();
+    const sizes = this.entrySizes();
+    const ops = encodeWrite(enc, raw, this.ser, this.recurse, sizes);
+    this.checkSizes(sizes);
+    let len = enc.finishFrame();
     const lock = this.lock;
     lock.enter(timeout);
     try {
       this.syncForWrite();
       const undo: Undo[] = [];
+      let evicted = 0;
       try {
-        for (const o of ops) this.applyWithUndo(o, undo);
+        for (let i = 0; i < ops.length; i++) this.applyWithUndo(ops[i]!, undo, sizes === undefined ? 0 : sizes[i]!);
+        if (this.bounds !== null) {
+          const victims = this.evict(ops, undo);
+          if (victims.length > 0) {
+            reopenFrame(enc);
+            appendKeyOps(enc, OP_EVICTED, victims);
+            len = enc.finishFrame();
+            evicted = victims.length;
+          }
+        }
         this.publishFrame(enc, len);
       } catch (e) {
         undoAll(undo);
         throw e;
       }
+      if (evicted > 0) this.ctrl.recordEvicted(evicted);
       if (this.feed.listening) for (const o of ops) if (isChange(o.op)) this.feed.queue(changeOf(o));
       if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, ops);
     } finally {
@@ -567,15 +612,25 @@ export class Core implements FrameSource {
         this.#tx = null;
       }
       if (tx.ops.length > 0) {
-        enc.patchU32(tx.countAt, tx.ops.length);
-        const len = enc.finishFrame();
+        let evicted = 0;
         try {
+          if (this.bounds !== null) {
+            const victims = this.evict(tx.ops, tx.undo);
+            for (const k of victims) {
+              enc.u8(OP_EVICTED);
+              enc.key(k);
+            }
+            evicted = victims.length;
+          }
+          enc.patchU32(tx.countAt, tx.ops.length);
+          const len = enc.finishFrame();
           this.checkUnmoved();
           this.publishFrame(enc, len);
         } catch (e) {
           undoAll(tx.undo);
           throw e;
         }
+        if (evicted > 0) this.ctrl.recordEvicted(evicted);
         if (this.feed.listening) for (const o of tx.ops) if (isChange(o.op)) this.feed.queue(changeOf(o));
         if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, tx.ops);
       }
@@ -595,6 +650,42 @@ export class Core implements FrameSource {
     const end = this.#stream.end();
     if (end !== this.#pos) this.replay(end);
     if (this.exp !== null) this.publishExpired();
+  }
+
+  /** A fresh list for the entry sizes of a write when the dict counts bytes (maxBytes), else undefined. */
+  private entrySizes(): number[] | undefined {
+    return this.bounds !== null && this.bounds.maxBytes > 0 ? [] : undefined;
+  }
+
+  /** Refuses (before anything changes) a write of an entry that alone is larger than maxBytes. */
+  private checkSizes(sizes: number[] | undefined): void {
+    if (sizes === undefined) return;
+    for (const n of sizes) {
+      if (this.bounds!.tooLarge(n)) {
+        throw new EntryTooLargeError(`an entry of ${n} bytes can never fit in ${JSON.stringify(this.name)} (maxBytes ${this.bounds!.maxBytes}); nothing was written`);
+      }
+    }
+  }
+
+  /**
+   * Under the lock, once a write's ops are applied locally: while the dict is over its bounds, the
+   * policy's next victim is evicted (applied with undo, appended to `ops`). Returns the evicted keys,
+   * which the caller adds to the write's frame: every process applies the same evictions with it.
+   */
+  private evict(ops: Op[], undo: Undo[]): Key[] {
+    const b = this.bounds!;
+    const tick = this.seenCount + 1; // the change counter once this write is published
+    b.touchWritten(ops, tick);
+    const victims: Key[] = [];
+    while (b.over(this.local.size)) {
+      const k = b.victim(tick);
+      if (k === undefined) break;
+      const o: Op = { op: OP_EVICTED, key: k, value: undefined, path: null };
+      this.applyWithUndo(o, undo, 0);
+      ops.push(o);
+      victims.push(k);
+    }
+    return victims;
   }
 
   /**
@@ -712,6 +803,7 @@ export class Core implements FrameSource {
       recurse: this.recurse,
       ttl: this.ttl,
       expiring: this.exp?.deadlines.size ?? 0,
+      bytes: this.bounds?.bytes ?? 0,
     });
   }
 

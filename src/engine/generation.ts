@@ -106,9 +106,10 @@ export class Generations {
 
   /**
    * Generation g loaded from its dump: its contents and its stream (replay continues at the stream's
-   * dump.streamStart). Null if its segments are gone (a newer generation exists).
+   * dump.streamStart); with `sizes`, each entry's size is recorded there. Null if its segments are gone
+   * (a newer generation exists).
    */
-  load(g: number): (DumpContents & { stream: Stream }) | null {
+  load(g: number, sizes?: Map<Key, number>): (DumpContents & { stream: Stream }) | null {
     const ctrl = this.ctrl;
     const s = this.openStream(g);
     if (s === null) return null;
@@ -124,13 +125,13 @@ export class Generations {
           map = null;
         } else {
           try {
-            map = loadDumpSegment(seg, expect, this.ser);
+            map = loadDumpSegment(seg, expect, this.ser, sizes);
           } finally {
             seg.unmap();
           }
         }
       } else {
-        map = loadFixedDump(this.fixedArea(), this.fullDumpSize, expect, this.ser);
+        map = loadFixedDump(this.fixedArea(), this.fullDumpSize, expect, this.ser, undefined, sizes);
       }
       if (map === null) {
         s.unmap();

@@ -16,12 +16,13 @@ import {
   TooManyAttachedError,
 } from '../errors.js';
 import { entriesOf, type Initial } from '../map-api.js';
-import { Control, FLAG_RECURSE, STATE_ABANDONED, STATE_INITIALIZING, STATE_READY, STATE_REMOVING } from '../shm/control.js';
+import { Control, EVICT_LRU, EVICT_NONE, FLAG_RECURSE, STATE_ABANDONED, STATE_INITIALIZING, STATE_READY, STATE_REMOVING } from '../shm/control.js';
 import { removeIncarnation } from '../shm/discovery.js';
 import { encodeDump } from '../shm/dump.js';
 import { controlSegment } from '../shm/names.js';
 import type { SegmentGuard } from '../shm/segment.js';
 import { euid, Trust, validateOwner, type OwnerOption } from '../shm/trust.js';
+import { POLICY_CODES, policyName, recencySlotsFor, type EvictPolicy } from './bounds.js';
 import { Core } from './core.js';
 import { deadlineAfter } from './expiry.js';
 import { openEngines, retainEngine } from './threads.js';
@@ -57,9 +58,24 @@ export interface UltraDictOptions {
    * write given its own `{ ttl }` uses that instead.
    */
   ttl?: number;
+  /**
+   * A bound on the number of root keys (default 0: none; fixed at creation). A write that would go over
+   * it evicts keys chosen by `evict`, in the same atomic frame.
+   */
+  maxKeys?: number;
+  /**
+   * A bound on the bytes of the encoded root keys and values (default 0: none; fixed at creation). Not
+   * with `recurse` (writes inside nested dicts would change sizes the bound does not see).
+   */
+  maxBytes?: number;
+  /** Which keys a bounded dict evicts: the least recently used ('lru', the default) or the oldest written ('fifo'). */
+  evict?: EvictPolicy;
 }
 
-const KNOWN_OPTIONS = new Set(['name', 'create', 'bufferSize', 'serializer', 'fullDumpSize', 'autoUnlink', 'lockTimeout', 'mode', 'recurse', 'owner', 'ttl']);
+const KNOWN_OPTIONS = new Set([
+  'name', 'create', 'bufferSize', 'serializer', 'fullDumpSize', 'autoUnlink', 'lockTimeout', 'mode', 'recurse', 'owner', 'ttl',
+  'maxKeys', 'maxBytes', 'evict',
+]);
 export const DEFAULT_BUFFER_SIZE = 1 << 20;
 export const DEFAULT_LOCK_TIMEOUT = 10_000;
 const MIN_BUFFER_SIZE = 1024;
@@ -87,6 +103,16 @@ export function validateOptions(o: unknown): UltraDictOptions {
   int('bufferSize', MIN_BUFFER_SIZE, MAX_SIZE);
   int('fullDumpSize', 64, MAX_SIZE);
   int('mode', 0, 0o777);
+  int('maxKeys', 0, 2 ** 32);
+  int('maxBytes', 0, Number.MAX_SAFE_INTEGER);
+  if (opts.evict !== undefined && !Object.hasOwn(POLICY_CODES, opts.evict as string)) {
+    throw new TypeError(`option evict must be 'lru' or 'fifo', got ${JSON.stringify(opts.evict)}`);
+  }
+  const bounded = (opts.maxKeys ?? 0) > 0 || (opts.maxBytes ?? 0) > 0;
+  if (opts.evict !== undefined && !bounded) throw new TypeError('option evict needs a bound: maxKeys or maxBytes');
+  if ((opts.maxBytes ?? 0) > 0 && opts.recurse === true) {
+    throw new TypeError('options maxBytes and recurse cannot be combined: writes inside nested dicts change entry sizes that the bound does not see');
+  }
   validateOwner(opts.owner);
   if (opts.lockTimeout !== undefined && (typeof opts.lockTimeout !== 'number' || !(opts.lockTimeout >= 0))) {
     throw new TypeError('option lockTimeout must be a number of ms >= 0');
@@ -148,6 +174,9 @@ export function openEngine(
   let ser = resolveSerializer(opts.serializer ?? 'msgpack');
   const recurseOpt = opts.recurse ?? false;
   const ttlOpt = opts.ttl ?? 0;
+  const maxKeys = opts.maxKeys ?? 0;
+  const maxBytes = opts.maxBytes ?? 0;
+  const evict = maxKeys + maxBytes > 0 ? POLICY_CODES[opts.evict ?? 'lru'] : EVICT_NONE;
 
   // encode the initial items first: a bad item fails before anything exists in shared memory
   let initialDump: { enc: Encoder; len: number; count: number } | null = null;
@@ -163,6 +192,8 @@ export function openEngine(
     const deadlines = new Map<Key, number>();
     if (ttlOpt > 0) for (const k of local.keys()) deadlines.set(k, deadlineAfter(ttlOpt));
     const [len, count] = encodeDump(enc, local, ser, deadlines);
+    if (maxKeys > 0 && count > maxKeys) throw new RangeError(`${count} initial items are more than maxKeys ${maxKeys}`);
+    if (maxBytes > 0 && len > maxBytes) throw new RangeError(`the initial items take about ${len} bytes, more than maxBytes ${maxBytes}`);
     initialDump = { enc, len, count };
   }
 
@@ -183,6 +214,10 @@ export function openEngine(
           mode: opts.mode ?? 0o600,
           flags: recurseOpt ? FLAG_RECURSE : 0,
           ttl: ttlOpt,
+          maxKeys,
+          maxBytes,
+          evict,
+          recencySlots: evict === EVICT_LRU ? recencySlotsFor(maxKeys, maxBytes) : 0,
         });
         creator = true;
         break;
@@ -245,6 +280,11 @@ export function openEngine(
       recurse = (ctrl.flags & FLAG_RECURSE) !== 0;
       mismatch('recurse', opts.recurse, recurse);
       mismatch('ttl', opts.ttl, ctrl.ttl);
+      mismatch('maxKeys', opts.maxKeys, ctrl.maxKeys);
+      mismatch('maxBytes', opts.maxBytes, ctrl.maxBytes);
+      if (opts.evict !== undefined && POLICY_CODES[opts.evict] !== ctrl.evict) {
+        throw new ParameterMismatchError(`${JSON.stringify(name)} was created with evict ${JSON.stringify(policyName(ctrl.evict))}, not ${JSON.stringify(opts.evict)}`);
+      }
     }
     trust.learn(ctrl.mode, ctrl.ownerUid);
     ctrl.checkWith(trust);

@@ -1,6 +1,7 @@
 // The figures of UltraDict#stats() that come from the engine and the shared memory of a dict.
 
 import type { Control } from '../shm/control.js';
+import { policyName } from './bounds.js';
 import type { Stream } from '../shm/stream.js';
 import type { Generations } from './generation.js';
 import type { LockOwner, SharedLock } from './lock.js';
@@ -23,6 +24,16 @@ export interface EngineStats {
   expiring: number;
   /** expired keys whose delete a writer published, since creation (all processes) */
   expired: number;
+  /** the `maxKeys` bound (0: none) */
+  maxKeys: number;
+  /** the `maxBytes` bound (0: none) */
+  maxBytes: number;
+  /** the eviction policy of a bounded dict (null: unbounded) */
+  evict: 'lru' | 'fifo' | null;
+  /** bytes of the encoded keys and values that maxBytes counts, in this process's copy (0: unbounded dict) */
+  bytes: number;
+  /** keys a writer evicted to keep the dict within its bounds, since creation (all processes) */
+  evicted: number;
   lockHolder: LockOwner | null;
   lockRecoveries: number;
   /** times the lock was offered directly to a waiter that had waited over 200 ms */
@@ -49,6 +60,7 @@ export interface StatsSources {
   recurse: boolean;
   ttl: number;
   expiring: number;
+  bytes: number;
 }
 
 export function collectStats(s: StatsSources): EngineStats {
@@ -67,6 +79,11 @@ export function collectStats(s: StatsSources): EngineStats {
     ttl: s.ttl,
     expiring: s.expiring,
     expired: ctrl.expired,
+    maxKeys: ctrl.maxKeys,
+    maxBytes: ctrl.maxBytes,
+    evict: policyName(ctrl.evict),
+    bytes: s.bytes,
+    evicted: ctrl.evicted,
     lockHolder: s.lock.owner(),
     lockRecoveries: ctrl.recoveries,
     lockHandoffs: ctrl.handoffs,

@@ -9,7 +9,7 @@ import { Segment, type SegmentGuard } from './segment.js';
 import type { Trust } from './trust.js';
 
 export const CONTROL_MAGIC = 0x54434455; // "UDCT" little-endian
-export const FORMAT_VERSION = 3;
+export const FORMAT_VERSION = 4;
 
 // header (byte offsets)
 const H_MAGIC = 0;
@@ -31,6 +31,10 @@ const H_SER_NAME = 73;
 const SER_NAME_MAX = 63;
 const H_CREATOR_NS = 144; // f64: pid namespace of the creator
 const H_TTL = 152; // f64: default time to live in ms of every write (the `ttl` option; 0: none)
+const H_MAX_KEYS = 160; // f64: the `maxKeys` bound (0: none)
+const H_MAX_BYTES = 168; // f64: the `maxBytes` bound (0: none)
+const H_EVICT = 176; // u32: EVICT_NONE, EVICT_LRU or EVICT_FIFO
+const H_RECENCY_SLOTS = 180; // u32: slots of the recency table after the attach slots (EVICT_LRU only; else 0)
 
 // shared, changing words (byte offsets; i32 index = offset / 4)
 export const OFF_LOCK = 256;
@@ -55,7 +59,8 @@ const NONCE_RING = 3; // generations g-1, g (published) and g+1 (being written) 
 const OFF_FIXED_NONCE = 384; // 8 bytes: random name part of the fixed dump area
 const OFF_REMOVER = 392; // i32: pid of the gc() removing the dict (state REMOVING), else 0
 const OFF_EXPIRED = 400; // f64: number of expired keys whose delete a writer published
-// 408-447: reserved for eviction (bounds and counts of evicted keys)
+const OFF_EVICTED = 408; // f64: number of keys a writer evicted to keep the dict within its bounds
+// 416-447: reserved for eviction
 // 1024-3071: loads in progress of fetch() (engine/loads.ts), LOAD_SLOTS x LOAD_SIZE bytes, changed under the lock
 const OFF_LOADS = 1024;
 export const LOAD_SLOTS = 16;
@@ -116,6 +121,14 @@ const S_NS = 16;
 const S_LISTENING = 24; // i32: change listeners of this thread (summed in OFF_LISTENERS)
 const S_EPOCH = 28; // i32: claim epoch, bumped by every claim (lock words name slot and epoch)
 export const CONTROL_SIZE = SLOTS_OFFSET + SLOT_COUNT * SLOT_SIZE;
+/** The recency table of an 'lru' dict (u32 per slot) starts right after the attach slots. */
+export const RECENCY_OFFSET = CONTROL_SIZE;
+/** Most slots of a recency table (16 MiB). */
+export const MAX_RECENCY_SLOTS = 1 << 22;
+
+export const EVICT_NONE = 0;
+export const EVICT_LRU = 1;
+export const EVICT_FIFO = 2;
 
 export const FLAG_FIXED_DUMP = 1;
 /** Plain objects assigned as values become nested dicts (the `recurse` option). */
@@ -144,6 +157,11 @@ export interface ControlOptions {
   flags?: number;
   /** default time to live in ms (0: none) */
   ttl?: number;
+  /** bounds (0: none), the eviction policy and the slots of its recency table (EVICT_LRU only) */
+  maxKeys?: number;
+  maxBytes?: number;
+  evict?: number;
+  recencySlots?: number;
 }
 
 let selfInfo: SelfInfo | undefined;
@@ -187,7 +205,8 @@ export class Control {
 
   /** Creates the control segment exclusively and writes its header (state stays INITIALIZING). */
   static create(segName: string, opts: ControlOptions): Control {
-    const seg = Segment.create(segName, CONTROL_SIZE, opts.mode);
+    const size = CONTROL_SIZE + 4 * (opts.recencySlots ?? 0);
+    const seg = Segment.create(segName, size, opts.mode);
     const c = new Control(seg);
     const me = self();
     const dv = c.dv;
@@ -199,12 +218,16 @@ export class Control {
     dv.setUint32(H_ID_LO, id.readUInt32LE(0), true);
     dv.setUint32(H_ID_HI, id.readUInt32LE(4), true);
     dv.setFloat64(H_CREATED_AT, Date.now(), true);
-    dv.setUint32(H_SIZE, CONTROL_SIZE, true);
+    dv.setUint32(H_SIZE, size, true);
     dv.setFloat64(H_BUFFER_SIZE, opts.bufferSize, true);
     dv.setFloat64(H_FULL_DUMP_SIZE, opts.fullDumpSize, true);
     dv.setUint32(H_FLAGS, (opts.fullDumpSize > 0 ? FLAG_FIXED_DUMP : 0) | (opts.flags ?? 0), true);
     dv.setUint32(H_MODE, opts.mode, true);
     dv.setFloat64(H_TTL, opts.ttl ?? 0, true);
+    dv.setFloat64(H_MAX_KEYS, opts.maxKeys ?? 0, true);
+    dv.setFloat64(H_MAX_BYTES, opts.maxBytes ?? 0, true);
+    dv.setUint32(H_EVICT, opts.evict ?? EVICT_NONE, true);
+    dv.setUint32(H_RECENCY_SLOTS, opts.recencySlots ?? 0, true);
     const ser = Buffer.from(opts.serializer, 'latin1');
     seg.u8[H_SER_LEN] = ser.length;
     seg.u8.set(ser, H_SER_NAME);
@@ -252,7 +275,18 @@ export class Control {
     if (version !== FORMAT_VERSION) {
       throw new CorruptSegmentError(`${name} has format version ${version}; this ultradict reads version ${FORMAT_VERSION}`);
     }
-    if (this.dv.getUint32(H_SIZE, true) !== CONTROL_SIZE) throw new CorruptSegmentError(`${name}: control size mismatch`);
+    const slots = this.recencySlots;
+    const evict = this.evict;
+    if (evict > EVICT_FIFO || (evict === EVICT_LRU) !== slots > 0 || slots > MAX_RECENCY_SLOTS || (slots & (slots - 1)) !== 0) {
+      throw new CorruptSegmentError(`${name}: invalid eviction settings in the header`);
+    }
+    const size = CONTROL_SIZE + 4 * slots;
+    if (this.dv.getUint32(H_SIZE, true) !== size || this.seg.size < size) throw new CorruptSegmentError(`${name}: control size mismatch`);
+    const mk = this.maxKeys;
+    const mb = this.maxBytes;
+    if (!Number.isSafeInteger(mk) || mk < 0 || !Number.isSafeInteger(mb) || mb < 0 || (evict !== EVICT_NONE) !== mk + mb > 0) {
+      throw new CorruptSegmentError(`${name}: invalid bounds in the header`);
+    }
     const bs = this.bufferSize;
     const fd = this.fullDumpSize;
     if (!Number.isSafeInteger(bs) || bs < 64 || bs > MAX_SEGMENT || !Number.isSafeInteger(fd) || fd < 0 || fd > MAX_SEGMENT) {
@@ -328,6 +362,29 @@ export class Control {
   get ttl(): number {
     return this.dv.getFloat64(H_TTL, true);
   }
+  /** The `maxKeys` bound (0: none). */
+  get maxKeys(): number {
+    return this.dv.getFloat64(H_MAX_KEYS, true);
+  }
+  /** The `maxBytes` bound (0: none). */
+  get maxBytes(): number {
+    return this.dv.getFloat64(H_MAX_BYTES, true);
+  }
+  /** The eviction policy: EVICT_NONE, EVICT_LRU or EVICT_FIFO. */
+  get evict(): number {
+    return this.dv.getUint32(H_EVICT, true);
+  }
+  get recencySlots(): number {
+    return this.dv.getUint32(H_RECENCY_SLOTS, true);
+  }
+  /**
+   * The recency table of an 'lru' dict: per slot, the change counter of the last read or write of the
+   * keys hashed to it. Plain u32 loads and stores: a lost or stale update only makes the choice of a
+   * victim a little less exact (see engine/bounds.ts).
+   */
+  recencyTable(): Uint32Array {
+    return new Uint32Array(this.seg.buffer, RECENCY_OFFSET, this.recencySlots);
+  }
   get serializerName(): string {
     const n = Math.min(this.seg.u8[H_SER_LEN]!, SER_NAME_MAX);
     return this.seg.buf.toString('latin1', H_SER_NAME, H_SER_NAME + n);
@@ -368,6 +425,13 @@ export class Control {
   /** Keys whose expiry a writer published (all processes). */
   get expired(): number {
     return loadF64(this.b64, OFF_EXPIRED);
+  }
+  get evicted(): number {
+    return loadF64(this.b64, OFF_EVICTED);
+  }
+  /** Under the lock: n more evicted keys published. */
+  recordEvicted(n: number): void {
+    storeF64(this.b64, OFF_EVICTED, loadF64(this.b64, OFF_EVICTED) + n);
   }
   /** Under the lock: n more expired keys published. */
   recordExpired(n: number): void {

@@ -116,8 +116,8 @@ function checkHeader(seg: Segment, at: number, x: DumpExpectation): void {
   if (dv.getUint32(at + H_CHECKSUM, true) !== x.checksum) bad('checksum mismatch with its stream');
 }
 
-/** Decodes a dump body (a batch of SETs, then EXPIREs) at [from, from+len) of the decoder's memory. */
-export function decodeDump(d: Decoder, from: number, len: number, serializer: Serializer): DumpContents {
+/** Decodes a dump body (a batch of SETs, then EXPIREs) at [from, from+len) of the decoder's memory; with `sizes`, records each entry's size there. */
+export function decodeDump(d: Decoder, from: number, len: number, serializer: Serializer, sizes?: Map<Key, number>): DumpContents {
   d.reset(from, from + len);
   if (d.u8v() !== OP_BATCH) d.fail('a dump must be a batch');
   const count = d.u32();
@@ -127,8 +127,10 @@ export function decodeDump(d: Decoder, from: number, len: number, serializer: Se
   for (let i = 0; i < count; i++) {
     const op = d.u8v();
     if (op === OP_SET && deadlines.size === 0) {
+      const at = d.pos;
       const k = d.key();
       map.set(k, d.value(serializer));
+      sizes?.set(k, d.pos - at);
     } else if (op === OP_EXPIRE) {
       const k = d.key();
       d.need(8);
@@ -145,11 +147,11 @@ export function decodeDump(d: Decoder, from: number, len: number, serializer: Se
 }
 
 /** Loads a dump segment of one generation (immutable once published). */
-export function loadDumpSegment(seg: Segment, x: DumpExpectation, serializer: Serializer): DumpContents {
+export function loadDumpSegment(seg: Segment, x: DumpExpectation, serializer: Serializer, sizes?: Map<Key, number>): DumpContents {
   checkHeader(seg, 0, x);
   if (Atomics.load(seg.i32, H_SEQ >> 2) !== 1) throw new CorruptSegmentError(`${seg.name}: dump incomplete`);
   if (checksum(seg.i32, seg.u8, DUMP_HEADER, x.len) !== x.checksum) throw new CorruptSegmentError(`${seg.name}: dump checksum mismatch`);
-  return decodeDump(new Decoder(seg.u8, seg.dv, seg.buf, seg.name), DUMP_HEADER, x.len, serializer);
+  return decodeDump(new Decoder(seg.u8, seg.dv, seg.buf, seg.name), DUMP_HEADER, x.len, serializer, sizes);
 }
 
 /**
@@ -176,6 +178,7 @@ export function loadFixedDump(
   x: DumpExpectation,
   serializer: Serializer,
   graceMs = TORN_COPY_GRACE_MS,
+  sizes?: Map<Key, number>,
 ): DumpContents | null {
   const at = (x.gen % 2) * fixedHalfSize(fullDumpSize);
   if (at + DUMP_HEADER > seg.size) throw new CorruptSegmentError(`${seg.name}: fixed dump area too small`);
@@ -195,5 +198,5 @@ export function loadFixedDump(
     else if (now > deadline) throw new CorruptSegmentError(`${seg.name}: dump checksum mismatch`);
   }
   const dv = new DataView(copy.buffer, copy.byteOffset, copy.length);
-  return decodeDump(new Decoder(copy, dv, copy, seg.name), 0, x.len, serializer);
+  return decodeDump(new Decoder(copy, dv, copy, seg.name), 0, x.len, serializer, sizes);
 }
