@@ -20,6 +20,7 @@ import { boundOptions, boundsSupported, evictions } from './lib/bounds.js';
 import { startRedis, type Server } from './lib/servers.js';
 import { median, nowNs, sleep } from './lib/timing.js';
 import { zipfSequence } from './lib/zipf.js';
+import { ExactLru } from './lib/exact-lru.js';
 import { CACHE_END, CACHE_START, spliceSection } from './report.js';
 
 const CONTENDERS = {
@@ -288,6 +289,31 @@ async function sizeRedis(client: Redis, port: number, bound: number, prefix: str
   }
 }
 
+/**
+ * The reference: one exact LRU of the bound, shared, fed the workers' sequences interleaved one request
+ * each in turn (the real interleaving depends on timing), simulated in one process: its hit ratios, and
+ * its misses as loader calls.
+ */
+function exactReference(p: Params): { hit: number; late: number; loads: number } {
+  const seqs = Array.from({ length: WORKERS }, (_, w) => zipfSequence(p.keys, S, p.ops, 1000 + w));
+  const lru = new ExactLru<number>(p.bound);
+  const half = p.ops >> 1;
+  let hits = 0;
+  let late = 0;
+  for (let i = 0; i < p.ops; i++) {
+    for (const seq of seqs) {
+      const k = `k${seq[i]!}`;
+      if (lru.get(k) !== undefined) {
+        hits++;
+        if (i >= half) late++;
+      } else lru.set(k, 1);
+    }
+  }
+  return { hit: hits / (WORKERS * p.ops), late: late / (WORKERS * (p.ops - half)), loads: WORKERS * p.ops - hits };
+}
+
+const count = (x: number): string => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '-');
+
 function fmt(x: number): string {
   if (!Number.isFinite(x)) return '-';
   if (x >= 1e6) return `${(x / 1e6).toFixed(2)} M`;
@@ -310,7 +336,7 @@ async function primary(): Promise<void> {
     if (existsSync(join(root, 'docs')) && outDir === resolve(root, 'docs')) outDir = join(root, '.bench-tmp');
   }
   const keys = quick ? 20_000 : 100_000;
-  const p: Params = { keys, bound: keys / 10, ops: quick ? 10_000 : 25_000, inFlight: inFlightArg ? Number(inFlightArg.slice(12)) : 4 };
+  const p: Params = { keys, bound: keys / 10, ops: quick ? 10_000 : 15_000, inFlight: inFlightArg ? Number(inFlightArg.slice(12)) : 4 };
   const ROUNDS = quick ? 1 : 3;
   const tmp = mkdtempSync(join(os.tmpdir(), 'cache-bench-'));
   let redis: Server | null = null;
@@ -346,7 +372,7 @@ async function primary(): Promise<void> {
         }
         runs.get(c)!.push(run);
         console.log(
-          `cache round ${round + 1}/${ROUNDS} ${c}: ${fmt(run.rate)} ops/s, hit ratio ${pct(run.hitRatio)} (2nd half ${pct(run.lateHitRatio)}), ${fmt(run.loads)} loader calls (${run.loadMs.toFixed(2)} ms each), ${fmt(run.keysAtEnd ?? NaN)} keys at the end, ${run.evicted ?? '?'} evicted`,
+          `cache round ${round + 1}/${ROUNDS} ${c}: ${fmt(run.rate)} ops/s, hit ratio ${pct(run.hitRatio)} (2nd half ${pct(run.lateHitRatio)}), ${count(run.loads)} loader calls (${run.loadMs.toFixed(2)} ms each), ${fmt(run.keysAtEnd ?? NaN)} keys at the end, ${run.evicted ?? '?'} evicted`,
         );
       }
     }
@@ -356,19 +382,22 @@ async function primary(): Promise<void> {
       return { c, rate: m((r) => r.rate), hit: m((r) => r.hitRatio), late: m((r) => r.lateHitRatio), loads: m((r) => r.loads), keysAtEnd: m((r) => r.keysAtEnd), evicted: m((r) => r.evicted), loadMs: m((r) => r.loadMs) };
     });
     const base = rows.find((r) => r.c === 'ud-get') ?? rows[0]!;
+    const ref = exactReference(p);
+    console.log(`cache reference, exact LRU shared: hit ratio ${pct(ref.hit)} (2nd half ${pct(ref.late)}), ${count(ref.loads)} loads`);
     const label = (c: Contender): string => (c.startsWith('ud-') && !bounded ? `${CONTENDERS[c]} (**stand-in: unbounded**)` : CONTENDERS[c]);
     const total = WORKERS * p.ops;
     const L = [
       CACHE_START,
       '## A cache shared by a cluster',
       '',
-      `${WORKERS} \`node:cluster\` workers use one cache cache-aside: each runs ${fmt(p.ops)} requests, ${p.inFlight} at a time (a server's concurrent requests), for keys drawn from a Zipf(${S}) distribution over ${fmt(keys)} keys (the same seeded sequence of each worker for every contender). A request reads its key; on a miss it calls the loader, which stands for the upstream (a database query): it awaits a ${LOAD_MS} ms timer (\`setTimeout\`; ${rows[0] ? rows[0].loadMs.toFixed(2) : '?'} ms measured), returns a record of about 100 bytes of JSON, and is counted; the value is then written with a time to live of ${TTL_MS / 1000} s. Every cache is bounded to ${fmt(p.bound)} keys (10 %) and starts empty, so the figures include filling it; a run lasts a few seconds, so nothing expires: the misses are the first loads and the bound's evictions. ${ROUNDS} rounds, every contender in every round in a rotated order, medians of the rounds. Written by \`bench/cache.ts\` (Node ${process.versions.node}, ${os.cpus().length} cores: ${os.cpus()[0]?.model.trim() ?? '?'}); a loaded, shared machine, so read the ratios rather than the absolute figures.`,
+      `${WORKERS} \`node:cluster\` workers use a cache cache-aside: each runs ${count(p.ops)} requests, ${p.inFlight} at a time (a server's concurrent requests), for keys drawn from a Zipf(${S}) distribution over ${count(keys)} keys (each worker's sequence is seeded by its index: the same requests for every contender). A request reads its key; on a miss it calls the loader, which stands for the upstream (a database query): it awaits a ${LOAD_MS} ms timer (\`setTimeout\`, so it costs time, not CPU), is counted, and returns a record of about 100 bytes of JSON, which is then written with a time to live of ${TTL_MS / 1000} s. Every cache is bounded to ${count(p.bound)} keys (10 %) and starts empty, so the figures include filling it; a run lasts seconds, so nothing expires: the misses are first loads and the bound's evictions. Hit ratio: requests served without a load or a wait, over all requests and over the second half of each worker's requests. One loader call: its mean duration as the worker saw it, the 1 ms timer plus the time the worker's event loop was busy or blocked elsewhere. ${ROUNDS} round${ROUNDS > 1 ? 's' : ''}, every contender in every round in a rotated order, medians of the rounds. Written by \`bench/cache.ts\` (Node ${process.versions.node}, ${os.cpus().length} cores: ${os.cpus()[0]?.model.trim() ?? '?'}); a loaded, shared machine, so read the ratios rather than the absolute figures.`,
       '',
-      `| | requests/s (${WORKERS} workers) | × ultradict get/set | hit ratio | hit ratio, 2nd half | loader calls (of ${fmt(total)} requests) | keys at the end | evicted |`,
-      '|---|---:|---:|---:|---:|---:|---:|---:|',
-      ...rows.map((r) => `| ${label(r.c)} | ${fmt(r.rate)} | ${(r.rate / base.rate).toFixed(2)}× | ${pct(r.hit)} | ${pct(r.late)} | ${fmt(r.loads)} | ${fmt(r.keysAtEnd)} | ${fmt(r.evicted)} |`),
+      `| | requests/s (${WORKERS} workers) | × ultradict get/set | hit ratio | hit ratio, 2nd half | loader calls (of ${count(total)} requests) | one loader call | keys at the end | evicted |`,
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+      ...rows.map((r) => `| ${label(r.c)} | ${fmt(r.rate)} | ${(r.rate / base.rate).toFixed(2)}× | ${pct(r.hit)} | ${pct(r.late)} | ${count(r.loads)} | ${r.loadMs.toFixed(2)} ms | ${fmt(r.keysAtEnd)} | ${r.c.startsWith('lru-') ? `${fmt(r.keysAtEnd / WORKERS)} × ${WORKERS}` : fmt(r.evicted)} |`),
+      `| exact LRU of ${fmt(p.bound)} keys, shared (reference: simulated in one process, the ${WORKERS} sequences interleaved) | - | - | ${pct(ref.hit)} | ${pct(ref.late)} | ${count(ref.loads)} | - | ${fmt(p.bound)} | - |`,
       '',
-      `Settings: ultradict \`new UltraDict({ name, ttl: ${TTL_MS}${bounded ? `, maxKeys: ${p.bound}, evict: 'lru'` : ''} })\`, created by the primary, attached by the workers; \`fetch\` runs the loader in one caller for the machine, the callers of other workers wait for its value (they look every 10 ms; at most 16 keys load at once per dict), and a hit is counted when \`has(key)\` was true before the \`fetch\`. lru-cache ${'`'}new LRUCache({ max: ${p.bound}, ttl: ${TTL_MS} })${'`'} in each worker: ${WORKERS} caches of ${fmt(p.bound)} keys each, so ${WORKERS}× the memory of one shared bound, each filled by its own loads; its \`fetch\` counts a hit when its \`status.fetch\` is \`'hit'\` and dedups loads within one worker only. Redis: redis-server on 127.0.0.1 (no persistence), \`maxmemory-policy allkeys-lru\` (default \`maxmemory-samples\` 5), \`maxmemory\` ${(maxmemory / 2 ** 20).toFixed(2)} MiB: sized before the rounds, with ${WORKERS} client connections open, by writing these values with their expiry past the bound and correcting \`maxmemory\` until it held ${fmt(fits)} keys (the bound: ${fmt(p.bound)}); one ioredis connection per worker, values as JSON text, \`SET key value PX ${TTL_MS}\`.`,
+      `Settings: ultradict \`new UltraDict({ name, ttl: ${TTL_MS}${bounded ? `, maxKeys: ${p.bound}, evict: 'lru'` : ''} })\`, created by the primary, attached by the workers (\`'lru'\` evicts the least recent of 5 sampled keys and a pool of 16 older candidates, as Redis does); \`fetch\` runs the loader in one caller for the machine, the callers of other workers wait for its value (they look every 10 ms; at most 16 keys load at once per dict), and a hit is counted when \`has(key)\` was true before the \`fetch\`. lru-cache ${'`'}new LRUCache({ max: ${p.bound}, ttl: ${TTL_MS} })${'`'} in each worker: ${WORKERS} caches of ${fmt(p.bound)} keys each, so ${WORKERS}× the memory of one shared bound, each filled by its own loads; its \`fetch\` counts a hit when its \`status.fetch\` is \`'hit'\` and dedups loads within one worker only. Redis: redis-server on 127.0.0.1 (no persistence), \`maxmemory-policy allkeys-lru\` (default \`maxmemory-samples\` 5), \`maxmemory\` ${(maxmemory / 2 ** 20).toFixed(2)} MiB: sized before the rounds, with ${WORKERS} client connections open, by writing these values with their expiry past the bound and correcting \`maxmemory\` until it held ${fmt(fits)} keys (the bound: ${fmt(p.bound)}); one ioredis connection per worker, values as JSON text, \`SET key value PX ${TTL_MS}\`.`,
       CACHE_END,
     ];
     mkdirSync(outDir, { recursive: true });

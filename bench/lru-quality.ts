@@ -24,6 +24,7 @@ import { boundOptions, boundsSupported, evictions, type Evict } from './lib/boun
 import { shuffle } from './lib/data.js';
 import { measure, median, nowNs, msSince } from './lib/timing.js';
 import { zipfSequence } from './lib/zipf.js';
+import { ExactLru } from './lib/exact-lru.js';
 import { LRU_END, LRU_START, spliceSection } from './report.js';
 
 const S = 0.99;
@@ -37,80 +38,6 @@ interface Cache {
   /** keys evicted so far, if the cache reports it */
   evicted(): number | null;
   close(): void;
-}
-
-/**
- * The reference: an exact LRU. A Map from key to a slot, and a doubly linked list of the slots in order of
- * use (a hit moves its slot to the head; the tail is evicted and its slot reused), so a hit costs no Map
- * write. (The same on a Map alone, delete + set on every hit, is exact too but slows down badly at 100 k
- * keys as the Map's table fills with deleted entries.)
- */
-class ExactLru implements Cache {
-  private readonly slotOf = new Map<string, number>();
-  private readonly keyOf: string[] = [];
-  private readonly valueOf: number[] = [];
-  private readonly prev: Int32Array;
-  private readonly next: Int32Array;
-  private head = -1;
-  private tail = -1;
-  private evictedCount = 0;
-  constructor(private readonly max: number) {
-    this.prev = new Int32Array(max);
-    this.next = new Int32Array(max);
-  }
-  private unlink(s: number): void {
-    const p = this.prev[s]!;
-    const n = this.next[s]!;
-    if (p >= 0) this.next[p] = n;
-    else this.head = n;
-    if (n >= 0) this.prev[n] = p;
-    else this.tail = p;
-  }
-  private pushHead(s: number): void {
-    this.prev[s] = -1;
-    this.next[s] = this.head;
-    if (this.head >= 0) this.prev[this.head] = s;
-    this.head = s;
-    if (this.tail < 0) this.tail = s;
-  }
-  get(key: string): number | undefined {
-    const s = this.slotOf.get(key);
-    if (s === undefined) return undefined;
-    if (s !== this.head) {
-      this.unlink(s);
-      this.pushHead(s);
-    }
-    return this.valueOf[s];
-  }
-  set(key: string, value: number): void {
-    let s = this.slotOf.get(key);
-    if (s !== undefined) this.unlink(s);
-    else if (this.slotOf.size < this.max) {
-      s = this.slotOf.size;
-      this.slotOf.set(key, s);
-    } else {
-      s = this.tail; // the least recently used: evicted, its slot reused
-      this.unlink(s);
-      this.slotOf.delete(this.keyOf[s]!);
-      this.slotOf.set(key, s);
-      this.evictedCount++;
-    }
-    this.keyOf[s] = key;
-    this.valueOf[s] = value;
-    this.pushHead(s);
-  }
-  has(key: string): boolean {
-    return this.slotOf.has(key);
-  }
-  size(): number {
-    return this.slotOf.size;
-  }
-  evicted(): number {
-    return this.evictedCount;
-  }
-  close(): void {
-    this.slotOf.clear();
-  }
 }
 
 type Id = 'exact' | 'lru-cache' | 'ultradict-lru' | 'ultradict-fifo' | 'ultradict-unbounded';
