@@ -150,7 +150,7 @@ test('get, set, del, dump, ls and inspect on a dict another process is writing',
     assert.deepEqual(new Set(row.attachedPids as number[]), new Set([process.pid, writer.pid]));
     assert.ok((row.sharedMemoryBytes as number) > 0);
     const human = await ok('ls');
-    assert.match(human, /^NAME +KEYS +MEMORY +TTL +EXPIRED +ATTACHED +CREATOR +AGE +SERIALIZER$/m);
+    assert.match(human, /^NAME +KEYS +MEMORY +TTL +EXPIRED +BOUND +EVICTED +ATTACHED +CREATOR +AGE +SERIALIZER$/m);
     assert.match(human, new RegExp(`^${name} +\\d+ +[\\d.]+ (B|KiB|MiB) +`, 'm'));
 
     const info = JSON.parse(await ok('inspect', name, '--json')) as Record<string, unknown>;
@@ -168,6 +168,21 @@ test('get, set, del, dump, ls and inspect on a dict another process is writing',
     d.close();
     UltraDict.unlink(name); // the SIGKILLed writer never detached
   }
+});
+
+test('ls and inspect show a dict\'s bounds, its policy and how many keys it evicted', async () => {
+  const name = uniqueName('clibound');
+  using d = new UltraDict<unknown>({ name, maxKeys: 5, maxBytes: 1 << 20, evict: 'fifo' });
+  for (let i = 0; i < 8; i++) d.set(`k${i}`, i);
+  const row = (JSON.parse(await ok('ls', '--json')) as Array<Record<string, unknown>>).find((r) => r.name === name)!;
+  assert.deepEqual([row.keys, row.maxKeys, row.maxBytes, row.evict, row.evicted], [5, 5, 1 << 20, 'fifo', 3]);
+  assert.match(await ok('ls'), new RegExp(`^${name} .* 5 keys, 1\\.0 MiB, fifo +3 `, 'm'));
+  const human = await ok('inspect', name);
+  assert.match(human, /^bounds +5 keys, 1\.0 MiB, fifo; [\d.]+ B of keys and values here$/m);
+  assert.match(human, /^evicted +3$/m);
+  const info = JSON.parse(await ok('inspect', name, '--json')) as Record<string, unknown>;
+  assert.deepEqual([info.maxKeys, info.evict, info.evicted], [5, 'fifo', 3]);
+  assert.ok((info.bytes as number) > 0);
 });
 
 test('not found, lock timeout (naming the holder), rm of a dict in use', async () => {

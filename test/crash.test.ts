@@ -35,11 +35,17 @@ test('a write published under the lock survives the death of its writer', async 
   assert.equal(d.get('after'), true);
 });
 
-async function killTrial(seed: number, opts: { size: number; bufferSize: number }): Promise<void> {
+async function killTrial(seed: number, opts: { size: number; bufferSize: number; maxKeys?: number }): Promise<void> {
   const name = uniqueName('kill');
-  const d = new UltraDict<unknown>({ name, bufferSize: opts.bufferSize });
-  const w1 = new Child('child', { op: 'writer', name, id: 1, size: opts.size });
-  const w2 = new Child('child', { op: 'writer', name, id: 2, size: opts.size });
+  const bounded = opts.maxKeys !== undefined;
+  const d = new UltraDict<unknown>({ name, bufferSize: opts.bufferSize, ...(bounded ? { maxKeys: opts.maxKeys } : {}) });
+  // a bounded dict evicts: the keys of the writer that dies age and go; what was evicted is told here
+  const evicted = new Set<unknown>();
+  d.on('change', (c) => c.type === 'evict' && evicted.add(c.key));
+  let most = 0;
+  const watch = setInterval(() => (most = Math.max(most, d.size)), 1);
+  const w1 = new Child('child', { op: 'writer', name, id: 1, size: opts.size, fresh: bounded });
+  const w2 = new Child('child', { op: 'writer', name, id: 2, size: opts.size, fresh: bounded });
   try {
     await w1.message('ack');
     await w2.message('ack');
@@ -52,10 +58,16 @@ async function killTrial(seed: number, opts: { size: number; bufferSize: number 
     const before = w2.messages.length;
     await waitFor(() => w2.messages.length >= before + 3, `writer 2 to make progress after the kill (seed ${seed})`);
     await w2.kill9();
-    const wrote = d.get('w1') as number;
-    assert.ok(wrote >= acked, `seed ${seed}: acknowledged write ${acked} lost (have ${wrote})`);
+    const wrote = d.get('w1') as number | undefined;
+    if (bounded && wrote === undefined) await waitFor(() => evicted.has('w1'), `seed ${seed}: w1 gone but no eviction of it told`);
+    else assert.ok(wrote! >= acked, `seed ${seed}: acknowledged write ${acked} lost (have ${wrote})`);
     for (const id of [1, 2]) {
+      if (bounded && !(d.has(`a${id}`) && d.has(`b${id}`))) continue; // one of the pair evicted
       assert.equal(d.get(`a${id}`), d.get(`b${id}`), `seed ${seed}: batch of writer ${id} torn`);
+    }
+    if (bounded) {
+      assert.ok(most <= opts.maxKeys!, `seed ${seed}: ${most} keys seen, bound ${opts.maxKeys}`);
+      assert.equal(d.size, opts.maxKeys);
     }
     // a fresh process sees exactly the same contents
     const msgs = await runChild('child', { op: 'get', name, key: 'w1' });
@@ -66,6 +78,7 @@ async function killTrial(seed: number, opts: { size: number; bufferSize: number 
     d.withLock(() => d.set('final', 1));
     assert.equal(d.get('final'), 1);
   } finally {
+    clearInterval(watch);
     w1.proc.kill('SIGKILL');
     w2.proc.kill('SIGKILL');
     await Promise.all([w1.exited, w2.exited]);
@@ -76,6 +89,10 @@ async function killTrial(seed: number, opts: { size: number; bufferSize: number 
 
 test(`writers SIGKILLed in the middle of writes (${TRIALS} trials): acknowledged writes survive, nothing torn`, async () => {
   for (let seed = 1; seed <= TRIALS; seed++) await killTrial(seed, { size: 0, bufferSize: 1 << 16 });
+});
+
+test(`writers SIGKILLed in the middle of writes to a bounded dict (${TRIALS} trials): the bound holds, acknowledged writes survive unless evicted`, async () => {
+  for (let seed = 1; seed <= TRIALS; seed++) await killTrial(seed, { size: 0, bufferSize: 1 << 14, maxKeys: 20 });
 });
 
 test(`writers SIGKILLed in the middle of dumps (${TRIALS} trials, a dump every few writes)`, async () => {

@@ -1,5 +1,6 @@
-// Expiry and Redis replication: RedisDict refuses a ttl, the bridge refuses a dict created with a ttl
-// option, and a per-key expiry on a bridged dict reaches other hosts as the delete of the expired key.
+// Expiry, bounds and Redis replication: RedisDict refuses a ttl and bounds, the bridge refuses a dict
+// created with a ttl option or bounds, and a per-key expiry on a bridged dict reaches other hosts as the
+// delete of the expired key.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -26,6 +27,17 @@ describe('expiry through Redis', { skip }, () => {
     const name = uniqueName('bttl');
     using d = new UltraDict<unknown>({ name, ttl: 1000 });
     await assert.rejects(Bridge.start({ name, redis: server.url, id: 'ttl-host' }), NotSupportedError);
+    d.set('still', 'usable');
+    assert.equal(d.get('still'), 'usable');
+  });
+
+  test('RedisDict.open refuses bounds and a default ttl with NotSupportedError; the bridge refuses a bounded dict', async () => {
+    for (const opt of [{ maxKeys: 10 }, { maxBytes: 1000 }, { evict: 'lru' }, { ttl: 1000 }]) {
+      await assert.rejects(RedisDict.open<unknown>({ name: uniqueName('rb'), redis: server.url, ...(opt as object) }), NotSupportedError);
+    }
+    const name = uniqueName('bbound');
+    using d = new UltraDict<unknown>({ name, maxKeys: 10 });
+    await assert.rejects(Bridge.start({ name, redis: server.url, id: 'bound-host' }), { name: 'NotSupportedError', message: /bounds/ });
     d.set('still', 'usable');
     assert.equal(d.get('still'), 'usable');
   });

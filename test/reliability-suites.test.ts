@@ -11,8 +11,8 @@ import { privateShmUnavailable, runInPrivateShm } from './reliability/lib.js';
 import { fixture } from './lib/helpers.js';
 import { redisSkip } from './lib/redis-server.js';
 
-test('model-based concurrency: 5 seeds (every profile), 3 processes x 250 ops, replay = every process', async () => {
-  const runs = await runModel({ seeds: 5, seedBase: Number(process.env.ULTRADICT_SEED ?? 1), processes: 3, ops: 250 });
+test('model-based concurrency: 6 seeds (every profile), 3 processes x 250 ops, replay = every process', async () => {
+  const runs = await runModel({ seeds: 6, seedBase: Number(process.env.ULTRADICT_SEED ?? 1), processes: 3, ops: 250 });
   const problems = runs.flatMap((r) => r.problems);
   assert.deepEqual(problems, []);
   // not vacuous: most operations commit (the fixed-dump profile rolls back more or fewer of them with the
@@ -20,6 +20,7 @@ test('model-based concurrency: 5 seeds (every profile), 3 processes x 250 ops, r
   for (const r of runs) assert.ok(r.committed > 450, `seed ${r.seed}: only ${r.committed} of 750 ops committed`);
   assert.ok(runs.some((r) => (r.errors.FullDumpMemoryFullError ?? 0) > 0), 'the fixed-dump profile hit FullDumpMemoryFullError');
   assert.ok(runs.every((r) => r.dumps > 5), 'tiny buffers forced dumps');
+  assert.ok(runs.some((r) => r.profile === 'bounded-lru' && r.evicted > 50), 'the bounded profile evicted');
 });
 
 test('fuzz (short): segments, frames, dumps, control blocks, attaches, addon arguments, processes', async () => {

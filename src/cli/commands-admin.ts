@@ -25,6 +25,12 @@ interface LsRow {
   ttl: number | null;
   /** expired keys whose delete was published (null: unknown) */
   expired: number | null;
+  /** the bounds (0: none) and eviction policy (null: unbounded or unknown) */
+  maxKeys: number | null;
+  maxBytes: number | null;
+  evict: 'lru' | 'fifo' | null;
+  /** keys evicted to keep the dict within its bounds (null: unknown) */
+  evicted: number | null;
   sharedMemoryBytes: number;
   attachedPids: number[];
   creatorPid: number;
@@ -34,18 +40,27 @@ interface LsRow {
   serializer: string;
 }
 
-const UNKNOWN = { keys: null, ttl: null, expired: null };
+const UNKNOWN = { keys: null, ttl: null, expired: null, maxKeys: null, maxBytes: null, evict: null, evicted: null };
+type Counted = Pick<LsRow, keyof typeof UNKNOWN>;
 
-function countKeys(ctx: Ctx, info: DictInfo): Pick<LsRow, 'keys' | 'ttl' | 'expired'> {
+function countKeys(ctx: Ctx, info: DictInfo): Counted {
   if (!info.ready || !info.attachable) return UNKNOWN;
   try {
     return withDict(ctx, info.name, (d) => {
       const s = d.stats();
-      return s.createdAt === info.createdAt ? { keys: d.size, ttl: s.ttl, expired: s.expired } : UNKNOWN;
+      if (s.createdAt !== info.createdAt) return UNKNOWN;
+      return { keys: d.size, ttl: s.ttl, expired: s.expired, maxKeys: s.maxKeys, maxBytes: s.maxBytes, evict: s.evict, evicted: s.evicted };
     });
   } catch {
     return UNKNOWN; // vanished, custom serializer, corrupt: shown as "?"
   }
+}
+
+/** A dict's bounds as ls and inspect show them: "100 keys, 1.0 MiB, lru", or "-" when unbounded. */
+function formatBound(maxKeys: number, maxBytes: number, evict: 'lru' | 'fifo' | null): string {
+  if (evict === null) return '-';
+  const parts = [maxKeys > 0 ? `${maxKeys} keys` : null, maxBytes > 0 ? formatBytes(maxBytes) : null].filter((x) => x !== null);
+  return `${parts.join(', ')}, ${evict}`;
 }
 
 export function cmdLs(ctx: Ctx): number {
@@ -73,7 +88,7 @@ export function cmdLs(ctx: Ctx): number {
     ctx.out('no dicts');
     return EXIT.ok;
   }
-  const lines = [['NAME', 'KEYS', 'MEMORY', 'TTL', 'EXPIRED', 'ATTACHED', 'CREATOR', 'AGE', 'SERIALIZER']];
+  const lines = [['NAME', 'KEYS', 'MEMORY', 'TTL', 'EXPIRED', 'BOUND', 'EVICTED', 'ATTACHED', 'CREATOR', 'AGE', 'SERIALIZER']];
   for (const r of rows) {
     lines.push([
       r.name + (!r.ready ? ' (initialising)' : !r.attachable ? ' (unlinked)' : ''),
@@ -81,13 +96,15 @@ export function cmdLs(ctx: Ctx): number {
       formatBytes(r.sharedMemoryBytes),
       r.ttl === null ? '?' : r.ttl === 0 ? '-' : formatDuration(r.ttl),
       r.expired === null ? '?' : String(r.expired),
+      r.keys === null ? '?' : formatBound(r.maxKeys!, r.maxBytes!, r.evict),
+      r.evicted === null ? '?' : r.evict === null ? '-' : String(r.evicted),
       r.attachedPids.length === 0 ? '-' : r.attachedPids.join(','),
       `${r.creatorPid}${r.creatorAlive ? '' : ' (dead)'}`,
       r.ageMs === null ? '-' : formatDuration(r.ageMs),
       r.serializer || '-',
     ]);
   }
-  ctx.out(table(lines, new Set([1, 2, 4])));
+  ctx.out(table(lines, new Set([1, 2, 4, 6])));
   return EXIT.ok;
 }
 
@@ -121,6 +138,8 @@ export async function cmdInspect(ctx: Ctx): Promise<number> {
       ['keys', String(s.keys)],
       ['ttl', s.ttl === 0 ? 'none' : `${formatDuration(s.ttl)} (default time to live of a write)`],
       ['expiry', `${s.expiring} key(s) with a deadline here, ${s.expired} expired`],
+      ['bounds', s.evict === null ? 'none' : `${formatBound(s.maxKeys, s.maxBytes, s.evict)}; ${formatBytes(s.bytes)} of keys and values here`],
+      ['evicted', String(s.evicted)],
       ['serializer', s.serializer + (s.recurse ? ', recurse (nested dicts)' : '')],
       ['created', `${new Date(s.createdAt).toISOString()} (${formatDuration(report.ageMs)} ago) by pid ${s.creatorPid}${report.creatorAlive ? '' : ' (dead)'}`],
       ['attached', `${report.attached} thread(s)${pids.length ? `, pids ${pids.join(', ')}` : ''}`],

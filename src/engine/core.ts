@@ -266,9 +266,13 @@ export class Core implements FrameSource {
     return this.local;
   }
 
-  /** Records a read of root key `key` in the recency table (only when recordsReads; after current()). */
+  /**
+   * Records a read of root key `key` in the recency table (only when recordsReads; after current()): twice
+   * the change counter this handle synced to. (A write made at counter c marks its keys 2c + 1: a read
+   * before it is older, a read after it newer.)
+   */
   touch(key: Key): void {
-    this.bounds!.touch(key, this.seenCount);
+    this.bounds!.touch(key, this.seenCount << 1);
   }
 
   // ---- expiry ---------------------------------------------------------------------------------
@@ -674,7 +678,7 @@ export class Core implements FrameSource {
    */
   private evict(ops: Op[], undo: Undo[]): Key[] {
     const b = this.bounds!;
-    const tick = this.seenCount + 1; // the change counter once this write is published
+    const tick = (this.seenCount << 1) + 1; // between the reads before this write and those after (see touch)
     b.touchWritten(ops, tick);
     const victims: Key[] = [];
     while (b.over(this.local.size)) {

@@ -109,7 +109,10 @@ export function validateOptions(o: unknown): UltraDictOptions {
     throw new TypeError(`option evict must be 'lru' or 'fifo', got ${JSON.stringify(opts.evict)}`);
   }
   const bounded = (opts.maxKeys ?? 0) > 0 || (opts.maxBytes ?? 0) > 0;
-  if (opts.evict !== undefined && !bounded) throw new TypeError('option evict needs a bound: maxKeys or maxBytes');
+  if (opts.evict !== undefined && !bounded && opts.create !== false) {
+    // (attaching, it only checks the dict's policy)
+    throw new TypeError('option evict needs a bound, maxKeys or maxBytes (or create: false to check an existing dict\'s policy)');
+  }
   if ((opts.maxBytes ?? 0) > 0 && opts.recurse === true) {
     throw new TypeError('options maxBytes and recurse cannot be combined: writes inside nested dicts change entry sizes that the bound does not see');
   }

@@ -135,11 +135,11 @@ export class Bridge extends EventEmitter {
     if (options.redis === undefined) throw new TypeError('Bridge.start: options.redis (a redis:// URL or ioredis options) is required');
     const id = (options.id ?? hostname()).replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 100) || 'host';
     const dict = new UltraDict<unknown>({ ...options.dict, name, serializer: options.serializer });
-    if (dict.stats().ttl > 0) {
+    const { ttl, evict } = dict.stats();
+    if (ttl > 0 || evict !== null) {
       dict.close();
-      throw new NotSupportedError(
-        `Bridge.start: ${JSON.stringify(name)} was created with a ttl option; expiry is not replicated through Redis (docs/replication.md)`,
-      );
+      const what = ttl > 0 ? 'a ttl option; expiry' : 'bounds (maxKeys/maxBytes); eviction';
+      throw new NotSupportedError(`Bridge.start: ${JSON.stringify(name)} was created with ${what} is not replicated through Redis (docs/replication.md)`);
     }
     const core = frameSourceOf(dict);
     const ser = core.ser; // the local dict's own (it may have been created with another than the default)

@@ -92,6 +92,11 @@ export class RedisDict<V = unknown> extends EventEmitter implements Map<Key, V> 
   /** Connects, loads the snapshot and the stream after it, and starts tailing. */
   static async open<V = unknown>(options: RedisDictOptions): Promise<RedisDict<V>> {
     if (options === null || typeof options !== 'object') throw new TypeError('RedisDict.open(options): options must be an object');
+    for (const k of ['maxKeys', 'maxBytes', 'evict', 'ttl']) {
+      if (Object.hasOwn(options, k)) {
+        throw new NotSupportedError(`RedisDict.open: option ${k}: bounds and expiry are not replicated through Redis; see docs/replication.md`);
+      }
+    }
     checkOptions(options, ['name', 'redis', 'prefix', 'serializer', 'snapshotEvery', 'connectTimeout', 'conflictTimeout', 'closeTimeout'], 'RedisDict.open');
     const name = validateName(options.name);
     if (options.redis === undefined) throw new TypeError('RedisDict.open: options.redis (a redis:// URL or ioredis options) is required');

@@ -17,6 +17,8 @@ export interface ModelProfile {
   recurse: boolean;
   keys: number;
   maxString: number;
+  /** a bounded dict ('lru'): each op logs the keys it left, the replay checks its evictions */
+  maxKeys?: number;
 }
 
 export const MODEL_PROFILES: ModelProfile[] = [
@@ -25,6 +27,7 @@ export const MODEL_PROFILES: ModelProfile[] = [
   { name: 'v8', bufferSize: 1024, serializer: 'v8', recurse: false, keys: 32, maxString: 200 },
   { name: 'fixed-dump', bufferSize: 1024, fullDumpSize: 1200, serializer: 'msgpack', recurse: false, keys: 24, maxString: 1000 },
   { name: 'recurse', bufferSize: 1024, serializer: 'msgpack', recurse: true, keys: 12, maxString: 200 },
+  { name: 'bounded-lru', bufferSize: 2048, serializer: 'msgpack', recurse: false, keys: 40, maxString: 100, maxKeys: 12 },
 ];
 
 export type MKey = string | number;
@@ -151,6 +154,8 @@ export interface LogRecord {
   seq: number | null;
   obs: string;
   err?: string;
+  /** bounded profiles: the dict's keys once the op (and its evictions) committed, canonical and sorted */
+  keys?: string[];
 }
 
 /** A plain-object form of a value as the model holds it (nested dicts are Maps). */
@@ -181,7 +186,7 @@ export function replay(
   seed: number,
   p: ModelProfile,
   logs: Map<number, LogRecord[]>,
-): { model: Map<MKey, unknown>; problems: string[]; committed: number; failed: number; aborted: number; errors: Record<string, number> } {
+): { model: Map<MKey, unknown>; problems: string[]; committed: number; failed: number; aborted: number; evicted: number; errors: Record<string, number> } {
   const problems: string[] = [];
   const all: { id: number; r: LogRecord }[] = [];
   for (const [id, log] of logs) for (const r of log) all.push({ id, r });
@@ -194,6 +199,7 @@ export function replay(
   }
   const m = new Map<MKey, unknown>();
   let failed = 0;
+  let evicted = 0;
   const errors: Record<string, number> = {};
   for (const x of all) if (x.r.err !== undefined) errors[x.r.err] = (errors[x.r.err] ?? 0) + 1;
   for (const { id, r } of committed) {
@@ -210,13 +216,60 @@ export function replay(
         (r.err === 'TypeError' && op.kind === 'increment' && m.has(op.key) && typeof m.get(op.key) !== 'number') ||
         (r.err === 'NotFoundError' && op.kind.startsWith('n'));
       if (!expected && problems.length < 20) problems.push(`seq ${r.seq} (process ${id} op ${r.i} ${op.kind}): unexpected ${r.err}`);
+      if (p.maxKeys !== undefined) evicted += checkEvictions(m, op, r, p.maxKeys, problems);
       continue;
     }
     applyModel(m, op, r.i, p);
     if (op.kind === 'clear') m.set(SEQ, r.seq! + 1);
+    if (p.maxKeys !== undefined) evicted += checkEvictions(m, op, r, p.maxKeys, problems);
   }
   const aborted = all.filter((x) => x.r.seq === null).length;
-  return { model: m, problems, committed: committed.length, failed, aborted, errors };
+  return { model: m, problems, committed: committed.length, failed, aborted, evicted, errors };
+}
+
+/**
+ * A bounded dict: the keys the op left (logged under the lock) against the model with the op applied.
+ * The difference must be evictions only: keys the model had, exactly as many as the bound requires,
+ * never the sequence key nor a key the op itself wrote (the least recently used go first, and the
+ * dict is small enough for the writer to compare all its keys). Applies them to the model.
+ */
+function checkEvictions(m: Map<MKey, unknown>, op: MOp, r: LogRecord, maxKeys: number, problems: string[]): number {
+  const where = `seq ${r.seq} (op ${r.i} ${op.kind})`;
+  if (r.keys === undefined) {
+    problems.push(`${where}: no keys logged`);
+    return 0;
+  }
+  const left = new Set(r.keys);
+  const gone = [...m.keys()].filter((k) => !left.has(canon(k)));
+  const known = new Set([...m.keys()].map((k) => canon(k)));
+  const appeared = r.keys.filter((k) => !known.has(k));
+  const want = Math.max(0, m.size - maxKeys);
+  const written = new Set<MKey>([SEQ, ...writtenKeys(op)]);
+  if (problems.length < 20) {
+    if (appeared.length > 0) problems.push(`${where}: keys the model does not have: ${appeared.slice(0, 4).join(', ')}`);
+    if (gone.length !== want) problems.push(`${where}: ${gone.length} key(s) evicted, the bound of ${maxKeys} needs ${want}`);
+    const own = gone.filter((k) => written.has(k));
+    if (own.length > 0) problems.push(`${where}: evicted ${own.map((k) => canon(k)).join(', ')}, which the op had just written`);
+  }
+  for (const k of gone) m.delete(k);
+  return gone.length;
+}
+
+/** The root keys an op writes (sets) when it commits. */
+function writtenKeys(op: MOp): MKey[] {
+  switch (op.kind) {
+    case 'set':
+    case 'incr':
+    case 'increment':
+    case 'compute':
+      return [op.key];
+    case 'batch':
+      return op.items.map(([k]) => k);
+    case 'tx':
+      return op.writes.filter((w) => w.t === 'set').map((w) => w.key);
+    default:
+      return [];
+  }
 }
 
 function applyModel(m: Map<MKey, unknown>, op: MOp, i: number, p: ModelProfile): void {
@@ -289,6 +342,8 @@ export interface ModelRun {
   failed: number;
   aborted: number;
   dumps: number;
+  /** keys the bounded profile evicted (0 for the others) */
+  evicted: number;
   errors: Record<string, number>;
   problems: string[];
 }
@@ -302,6 +357,7 @@ export async function runModelSeed(seed: number, p: ModelProfile, processes: num
     serializer: p.serializer,
     recurse: p.recurse,
     ...(p.fullDumpSize ? { fullDumpSize: p.fullDumpSize } : {}),
+    ...(p.maxKeys ? { maxKeys: p.maxKeys, evict: 'lru' as const } : {}),
   });
   const kids: Child[] = [];
   const problems: string[] = [];
@@ -361,6 +417,7 @@ export async function runModelSeed(seed: number, p: ModelProfile, processes: num
     failed: result?.failed ?? 0,
     aborted: result?.aborted ?? 0,
     dumps,
+    evicted: result?.evicted ?? 0,
     errors: result?.errors ?? {},
     problems: problems.map((x) => `[seed ${seed} profile ${p.name}; reproduce: ULTRADICT_SEED=${seed} ULTRADICT_MODEL_SEEDS=1 npm run reliability:model] ${x}`),
   };

@@ -68,6 +68,9 @@ expectTypeOf<UltraDictOptions>().toEqualTypeOf<{
   recurse?: boolean;
   owner?: 'any' | number;
   ttl?: number;
+  maxKeys?: number;
+  maxBytes?: number;
+  evict?: 'lru' | 'fifo';
 }>();
 expectTypeOf<BuiltinSerializerName>().toEqualTypeOf<'msgpack' | 'json' | 'v8'>();
 expectTypeOf<SerializerOption>().toEqualTypeOf<BuiltinSerializerName | Serializer>();
@@ -114,7 +117,7 @@ expectTypeOf(d.lock.owner()).toEqualTypeOf<LockOwner | null>();
 expectTypeOf<LockOwner>().toEqualTypeOf<{ pid: number; tid: number; since: number; offered?: boolean }>();
 
 // ---- changes -----------------------------------------------------------------------------------
-expectTypeOf<Change['type']>().toEqualTypeOf<'set' | 'delete' | 'clear' | 'reload' | 'expire'>();
+expectTypeOf<Change['type']>().toEqualTypeOf<'set' | 'delete' | 'clear' | 'reload' | 'expire' | 'evict'>();
 
 // ---- expiry ------------------------------------------------------------------------------------
 expectTypeOf(d.ttl('k')).toEqualTypeOf<number | undefined>();
