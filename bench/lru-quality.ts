@@ -22,7 +22,7 @@ import { LRUCache } from 'lru-cache';
 import { UltraDict } from '../src/index.js';
 import { boundOptions, boundsSupported, evictions, type Evict } from './lib/bounds.js';
 import { shuffle } from './lib/data.js';
-import { measure, median, nowNs, msSince } from './lib/timing.js';
+import { median, msSince, nowNs, percentile } from './lib/timing.js';
 import { zipfSequence } from './lib/zipf.js';
 import { ExactLru } from './lib/exact-lru.js';
 import { LRU_END, LRU_START, spliceSection } from './report.js';
@@ -166,17 +166,20 @@ const READ_LABEL: Record<ReadId, string> = {
   fifo: "ultradict `get`, `maxKeys` + `evict: 'fifo'`",
 };
 
-/** get of present keys: the harness's batch timing, the keys in a seeded shuffled order. */
-async function readSpeed(ids: ReadId[], nKeys: number, rounds: number, quick: boolean): Promise<Map<ReadId, { rates: number[]; ratios: number[] }>> {
+/**
+ * get of present keys, the keys in a seeded shuffled order. The stores are measured in short batches
+ * (about batchMs each, n calibrated per store), one batch of each store in turn (rotated), `iterations`
+ * times: a load that comes and goes on a shared machine hits every store alike, and the ratio to Map.get
+ * is taken within each turn.
+ */
+async function readSpeed(ids: ReadId[], nKeys: number, iterations: number, batchMs: number): Promise<Map<ReadId, { rates: number[]; ratios: number[] }>> {
   const keys = Array.from({ length: nKeys }, (_, i) => `k${i}`);
   const order = shuffle(Array.from({ length: nKeys }, (_, i) => i), 42);
   const out = new Map<ReadId, { rates: number[]; ratios: number[] }>(ids.map((id) => [id, { rates: [], ratios: [] }]));
-  for (let round = 0; round < rounds; round++) {
-    const rates = new Map<ReadId, number>();
-    for (let j = 0; j < ids.length; j++) {
-      const id = ids[(j + round) % ids.length]!;
+  const closers: Array<() => void> = [];
+  try {
+    const runs = ids.map((id) => {
       let get: (k: string) => number | undefined;
-      let close = (): void => undefined;
       if (id === 'map') {
         const m = new Map<string, number>();
         for (let i = 0; i < nKeys; i++) m.set(keys[i]!, i);
@@ -185,27 +188,43 @@ async function readSpeed(ids: ReadId[], nKeys: number, rounds: number, quick: bo
         // the bound is twice the keys: present keys are read, nothing is evicted
         const d = new UltraDict<number>({ name: `udlruq_${process.pid}_${++seq}`, create: true, ...(id === 'unbounded' ? {} : boundOptions(2 * nKeys, id)) });
         d.update(keys.map((k, i) => [k, i] as const));
+        closers.push(() => d.close());
         get = (k) => d.get(k);
-        close = () => d.close();
       }
-      try {
-        const m = await measure(
-          (n) => {
-            let found = 0;
-            for (let i = 0; i < n; i++) if (get(keys[order[i % nKeys]!]!) !== undefined) found++;
-            return found;
-          },
-          { targetMs: quick ? 40 : 100, reps: 3, startOps: 10_000, warmupMs: quick ? 50 : 150 },
-        );
-        rates.set(id, m.median);
-      } finally {
-        close();
+      return (n: number): number => {
+        let found = 0;
+        for (let i = 0; i < n; i++) if (get(keys[order[i % nKeys]!]!) !== undefined) found++;
+        if (found !== n) throw new Error(`${id}: ${n - found} present keys not found`);
+        return found;
+      };
+    });
+    // calibration (and warm-up): n per store for a batch of about batchMs
+    const ns = ids.map(() => 10_000);
+    for (let j = 0; j < ids.length; j++) {
+      const t0 = nowNs();
+      for (;;) {
+        const t = nowNs();
+        runs[j]!(ns[j]!);
+        const ms = msSince(t);
+        if (ms >= batchMs * 0.8 && msSince(t0) > 200) break;
+        ns[j] = Math.max(1000, Math.round((ns[j]! * batchMs) / Math.max(ms, 0.01)));
       }
     }
-    for (const id of ids) {
-      out.get(id)!.rates.push(rates.get(id)!);
-      out.get(id)!.ratios.push(rates.get(id)! / rates.get('map')!);
+    for (let it = 0; it < iterations; it++) {
+      const rates: number[] = [];
+      for (let j = 0; j < ids.length; j++) {
+        const k = (j + it) % ids.length;
+        const t = nowNs();
+        runs[k]!(ns[k]!);
+        rates[k] = ns[k]! / (msSince(t) / 1000);
+      }
+      ids.forEach((id, k) => {
+        out.get(id)!.rates.push(rates[k]!);
+        out.get(id)!.ratios.push(rates[k]! / rates[0]!);
+      });
     }
+  } finally {
+    for (const c of closers) c();
   }
   return out;
 }
@@ -252,12 +271,13 @@ async function main(): Promise<void> {
     console.log(`lru-quality eviction order ${id}: ${r.map((x, i) => `${i ? 'a write between reads' : 'reads back to back'}: ${x.evicted} of ${BOUND - 1} read keys evicted, ${pct(x.olderHalf / Math.max(1, x.evicted))} of them from the older half of the reads`).join('; ')}`);
   }
   const READ_KEYS = 10_000;
-  const ROUNDS = quick ? 2 : 5;
+  const ITERATIONS = quick ? 20 : 60;
+  const BATCH_MS = 10;
   const readIds: ReadId[] = bounded ? ['map', 'unbounded', 'lru', 'fifo'] : ['map', 'unbounded'];
-  const reads = await readSpeed(readIds, READ_KEYS, ROUNDS, quick);
+  const reads = await readSpeed(readIds, READ_KEYS, ITERATIONS, BATCH_MS);
   for (const id of readIds) {
     const r = reads.get(id)!;
-    console.log(`lru-quality reads ${id}: ${fmt(median(r.rates))}/s, ${median(r.ratios).toFixed(2)}× Map.get (rounds: ${r.ratios.map((x) => x.toFixed(2)).join(', ')})`);
+    console.log(`lru-quality reads ${id}: ${fmt(median(r.rates))}/s, ${median(r.ratios).toFixed(2)}× Map.get (quartiles of the turns: ${percentile(r.ratios, 25).toFixed(2)} - ${percentile(r.ratios, 75).toFixed(2)})`);
   }
 
   const exact = hit.get('exact')!;
@@ -292,13 +312,13 @@ async function main(): Promise<void> {
       return `| ${LABEL[id]} | ${fmt(a.evicted)}${b.evicted !== a.evicted ? ` / ${fmt(b.evicted)}` : ''} | ${a.evicted ? pct(a.olderHalf / a.evicted) : '-'} | ${b.evicted ? pct(b.olderHalf / b.evicted) : '-'} |`;
     }),
     '',
-    `Read speed: \`get\` of ${fmt(READ_KEYS)} present keys (small integers, a seeded shuffled order) in one process, the harness's batch timing; bounded dicts have \`maxKeys: ${fmt(2 * READ_KEYS)}\` (nothing is evicted). ${ROUNDS} rounds in a rotated order; the ratio to \`Map.get\` is taken within each round, and the median of the rounds is given.`,
+    `Read speed: \`get\` of ${fmt(READ_KEYS)} present keys (small integers, a seeded shuffled order) in one process; bounded dicts have \`maxKeys: ${fmt(2 * READ_KEYS)}\` (nothing is evicted). Each store is timed in batches of about ${BATCH_MS} ms (batch size calibrated per store, after a warm-up), one batch of each store in turn, in a rotated order, ${ITERATIONS} turns; the ratio to \`Map.get\` is taken within each turn, and the table gives the medians (and the quartiles of the ratios).`,
     '',
-    '| | gets/s | × `Map.get` |',
-    '|---|---:|---:|',
+    '| | gets/s | × `Map.get` | quartiles of × `Map.get` |',
+    '|---|---:|---:|---:|',
     ...readIds.map((id) => {
       const r = reads.get(id)!;
-      return `| ${READ_LABEL[id]} | ${fmt(median(r.rates))} | ${median(r.ratios).toFixed(2)}× |`;
+      return `| ${READ_LABEL[id]} | ${fmt(median(r.rates))} | ${median(r.ratios).toFixed(2)}× | ${percentile(r.ratios, 25).toFixed(2)} – ${percentile(r.ratios, 75).toFixed(2)} |`;
     }),
     '',
   );
