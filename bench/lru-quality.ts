@@ -17,7 +17,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { execFileSync } from 'node:child_process';
 import { LRUCache } from 'lru-cache';
 import { UltraDict } from '../src/index.js';
 import { boundOptions, boundsSupported, evictions, type Evict } from './lib/bounds.js';
@@ -158,13 +159,20 @@ function evictionOrder(id: Id, bound: number, keys: string[], writes: boolean): 
   }
 }
 
-type ReadId = 'map' | 'unbounded' | 'lru' | 'fifo';
+type ReadId = 'map' | 'unbounded' | 'lru' | 'fifo' | 'baseline';
 const READ_LABEL: Record<ReadId, string> = {
   map: '`Map.get` (one process, not shared)',
   unbounded: 'ultradict `get`, no bound',
   lru: "ultradict `get`, `maxKeys` + `evict: 'lru'`",
   fifo: "ultradict `get`, `maxKeys` + `evict: 'fifo'`",
+  baseline: 'ultradict `get`, no bound, the build given by `--baseline`',
 };
+
+/** A dict class of another build of ultradict (`--baseline=DIR`: a checkout with out/src/index.js built). */
+interface DictClass {
+  new (options: { name: string; create: boolean }): { update(items: Array<readonly [string, number]>): unknown; get(k: string): number | undefined; close(): void };
+}
+let Baseline: DictClass | null = null;
 
 /**
  * get of present keys, the keys in a seeded shuffled order. The stores are measured in short batches
@@ -184,6 +192,11 @@ async function readSpeed(ids: ReadId[], nKeys: number, iterations: number, batch
         const m = new Map<string, number>();
         for (let i = 0; i < nKeys; i++) m.set(keys[i]!, i);
         get = (k) => m.get(k);
+      } else if (id === 'baseline') {
+        const d = new Baseline!({ name: `udlruq_${process.pid}_${++seq}`, create: true });
+        d.update(keys.map((k, i) => [k, i] as const));
+        closers.push(() => d.close());
+        get = (k) => d.get(k);
       } else {
         // the bound is twice the keys: present keys are read, nothing is evicted
         const d = new UltraDict<number>({ name: `udlruq_${process.pid}_${++seq}`, create: true, ...(id === 'unbounded' ? {} : boundOptions(2 * nKeys, id)) });
@@ -230,6 +243,7 @@ async function readSpeed(ids: ReadId[], nKeys: number, iterations: number, batch
 }
 
 const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
+const count = (x: number): string => x.toLocaleString('en-US');
 function fmt(x: number): string {
   if (x >= 1e6) return `${(x / 1e6).toFixed(2)} M`;
   if (x >= 1e3) return `${(x / 1e3).toFixed(1)} k`;
@@ -273,7 +287,21 @@ async function main(): Promise<void> {
   const READ_KEYS = 10_000;
   const ITERATIONS = quick ? 20 : 60;
   const BATCH_MS = 10;
-  const readIds: ReadId[] = bounded ? ['map', 'unbounded', 'lru', 'fifo'] : ['map', 'unbounded'];
+  const baselineDir = args.find((a) => a.startsWith('--baseline='))?.slice(11);
+  let baselineText = '';
+  if (baselineDir) {
+    const dir = resolve(baselineDir);
+    Baseline = ((await import(pathToFileURL(join(dir, 'out', 'src', 'index.js')).href)) as { UltraDict: DictClass }).UltraDict;
+    let commit = '?';
+    try {
+      commit = execFileSync('git', ['-C', dir, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).trim().slice(0, 100);
+    } catch {
+      /* not a git checkout */
+    }
+    baselineText = commit;
+    READ_LABEL.baseline = `ultradict \`get\`, no bound, an earlier build (\`--baseline\`: ${commit.split(' ')[0]})`;
+  }
+  const readIds: ReadId[] = [...(bounded ? (['map', 'unbounded', 'lru', 'fifo'] as const) : (['map', 'unbounded'] as const)), ...(Baseline ? (['baseline'] as const) : [])];
   const reads = await readSpeed(readIds, READ_KEYS, ITERATIONS, BATCH_MS);
   for (const id of readIds) {
     const r = reads.get(id)!;
@@ -286,14 +314,14 @@ async function main(): Promise<void> {
     LRU_START,
     '## LRU quality of the bound',
     '',
-    `Hit ratio of a cache bounded to ${fmt(BOUND)} keys (10 %) under a Zipf(${S}) sequence over ${fmt(N)} keys (rank r drawn with probability ∝ 1/r^${S}, seeded: the same sequence for every cache), used cache-aside in one process: \`get\`, and \`set\` on a miss. ${fmt(WARM)} gets of warm-up, then ${fmt(MEASURED)} measured gets (${fmt(distinct)} distinct keys among them). This is the comparison Redis's documentation makes for its approximated LRU (["Approximated LRU algorithm"](https://redis.io/docs/latest/develop/reference/eviction/)): the approximation's hit ratio next to the theoretical LRU's under a power-law access pattern. The exact LRU is a \`Map\` of keys to the slots of a doubly linked list kept in order of use (a hit moves its slot to the head, the tail is evicted); lru-cache, an exact LRU too, must give the same figures. Written by \`bench/lru-quality.ts\` (Node ${process.versions.node}).`,
+    `Hit ratio of a cache bounded to ${count(BOUND)} keys (10 %) under a Zipf(${S}) sequence over ${count(N)} keys (rank r drawn with probability ∝ 1/r^${S}, seeded: the same sequence for every cache), used cache-aside in one process: \`get\`, and \`set\` on a miss. ${count(WARM)} gets of warm-up, then ${count(MEASURED)} measured gets (${count(distinct)} distinct keys among them). This is the comparison Redis's documentation makes for its approximated LRU (["Approximated LRU algorithm"](https://redis.io/docs/latest/develop/reference/eviction/)): the approximation's hit ratio next to the theoretical LRU's under a power-law access pattern. The exact LRU is a \`Map\` of keys to the slots of a doubly linked list kept in order of use (a hit moves its slot to the head, the tail is evicted); lru-cache, an exact LRU too, must give the same figures. Written by \`bench/lru-quality.ts\` (Node ${process.versions.node}).`,
     '',
     '| cache | hit ratio | × exact LRU | keys at the end | evicted |',
     '|---|---:|---:|---:|---:|',
     ...ids.map((id) => {
       const r = hit.get(id)!;
       const ratio = r.hits / r.ops;
-      return `| ${LABEL[id]} | ${pct(ratio)} | ${(ratio / exactRatio).toFixed(3)}× | ${fmt(r.size)} | ${r.evicted === null ? '-' : fmt(r.evicted)} |`;
+      return `| ${LABEL[id]} | ${pct(ratio)} | ${(ratio / exactRatio).toFixed(3)}× | ${count(r.size)} | ${r.evicted === null ? '-' : count(r.evicted)} |`;
     }),
     '',
   ];
@@ -303,16 +331,16 @@ async function main(): Promise<void> {
     L.push(`Target of issue 15, the hit ratio of \`'lru'\` within 5 % of an exact LRU's: ${q >= 0.95 ? '✅ met' : '❌ missed'} (${q.toFixed(3)}×).`, '');
   }
   L.push(
-    `Which keys are evicted, after the graph of that documentation page: the cache is filled to its bound (${fmt(BOUND - 1)} keys and one more, \`clock\`), each of the ${fmt(BOUND - 1)} keys is read once (in a shuffled order rather than in insertion order, so that FIFO and LRU differ), then ${fmt(BOUND / 2)} new keys are written. An exact LRU evicts the older half of the reads; random eviction would take half of its victims from each half. ultradict's \`'lru'\` dates a read by the dict's change counter (as seen by the reader), which only writes advance: reads with no write between them are equally recent to it, so the test is run twice, with the reads back to back, and with a write of \`clock\` after every read.`,
+    `Which keys are evicted, after the graph of that documentation page: the cache is filled to its bound (${count(BOUND - 1)} keys and one more, \`clock\`), each of the ${count(BOUND - 1)} keys is read once (in a shuffled order rather than in insertion order, so that FIFO and LRU differ), then ${count(BOUND / 2)} new keys are written. An exact LRU evicts the older half of the reads; random eviction would take half of its victims from each half. ultradict's \`'lru'\` dates a read by the dict's change counter (as seen by the reader), which only writes advance: reads with no write between them are equally recent to it, so the test is run twice, with the reads back to back, and with a write of \`clock\` after every read.`,
     '',
     '| cache | read keys evicted | from the older half of the reads: back to back | with a write between reads |',
     '|---|---:|---:|---:|',
     ...ids.map((id) => {
       const [a, b] = order.get(id)!;
-      return `| ${LABEL[id]} | ${fmt(a.evicted)}${b.evicted !== a.evicted ? ` / ${fmt(b.evicted)}` : ''} | ${a.evicted ? pct(a.olderHalf / a.evicted) : '-'} | ${b.evicted ? pct(b.olderHalf / b.evicted) : '-'} |`;
+      return `| ${LABEL[id]} | ${count(a.evicted)}${b.evicted !== a.evicted ? ` / ${count(b.evicted)}` : ''} | ${a.evicted ? pct(a.olderHalf / a.evicted) : '-'} | ${b.evicted ? pct(b.olderHalf / b.evicted) : '-'} |`;
     }),
     '',
-    `Read speed: \`get\` of ${fmt(READ_KEYS)} present keys (small integers, a seeded shuffled order) in one process; bounded dicts have \`maxKeys: ${fmt(2 * READ_KEYS)}\` (nothing is evicted). Each store is timed in batches of about ${BATCH_MS} ms (batch size calibrated per store, after a warm-up), one batch of each store in turn, in a rotated order, ${ITERATIONS} turns; the ratio to \`Map.get\` is taken within each turn, and the table gives the medians (and the quartiles of the ratios).`,
+    `Read speed: \`get\` of ${count(READ_KEYS)} present keys (small integers, a seeded shuffled order) in one process; bounded dicts have \`maxKeys: ${2 * READ_KEYS}\` (nothing is evicted). Each store is timed in batches of about ${BATCH_MS} ms (batch size calibrated per store, after a warm-up), one batch of each store in turn, in a rotated order, ${ITERATIONS} turns; the ratio to \`Map.get\` is taken within each turn, and the table gives the medians (and the quartiles of the ratios).${baselineText ? ` The last row is the build of ultradict before the bound existed (${baselineText.split(' ')[0]}: "${baselineText.slice(baselineText.indexOf(' ') + 1, 60)}…"), loaded in the same process from another checkout, for reads without a bound before and after.` : ''}`,
     '',
     '| | gets/s | × `Map.get` | quartiles of × `Map.get` |',
     '|---|---:|---:|---:|',
@@ -325,7 +353,7 @@ async function main(): Promise<void> {
   if (bounded) {
     const l = median(reads.get('lru')!.ratios);
     const f = median(reads.get('fifo')!.ratios);
-    L.push(`Target of issue 15, reads ≥ 0.4× \`Map.get\` with a bound set: ${Math.min(l, f) >= 0.4 ? '✅ met' : '❌ missed'} (\`'lru'\` ${l.toFixed(2)}×, \`'fifo'\` ${f.toFixed(2)}×; without a bound ${median(reads.get('unbounded')!.ratios).toFixed(2)}×).`, '');
+    L.push(`Target of issue 15, reads ≥ 0.4× \`Map.get\` with a bound set: ${Math.min(l, f) >= 0.4 ? '✅ met' : '❌ missed'} (\`'lru'\` ${l.toFixed(2)}×, \`'fifo'\` ${f.toFixed(2)}×; without a bound ${median(reads.get('unbounded')!.ratios).toFixed(2)}×${Baseline ? `, and ${median(reads.get('baseline')!.ratios).toFixed(2)}× for the build before the bound` : ''}).`, '');
   }
   L.push(`Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model.trim() ?? '?'}), shared with other work, so the speeds are noisy; the hit ratios do not depend on it.`);
   L.push(LRU_END);
