@@ -62,6 +62,8 @@ interface WorkerResult {
   seconds: number;
   /** keys in the worker's own cache at the end (lru-cache) */
   size?: number;
+  /** keys the worker's own cache evicted (lru-cache) */
+  evicted?: number;
   /** total ms the loader calls took (awaited timer), to report the real cost of one */
   loadMs: number;
 }
@@ -101,6 +103,10 @@ async function worker(): Promise<void> {
   let op: (key: string, r: number) => Promise<void> | void;
   let close: () => Promise<void> | void = () => undefined;
   let size: () => number | undefined = () => undefined;
+  let evicted = 0; // lru-cache: counted by its dispose callback
+  const dispose = (_v: unknown, _k: string, reason: string): void => {
+    if (reason === 'evict') evicted++;
+  };
   switch (cmd.contender) {
     case 'ud-get':
     case 'ud-fetch': {
@@ -124,7 +130,7 @@ async function worker(): Promise<void> {
       break;
     }
     case 'lru-get': {
-      const c = new LRUCache<string, ReturnType<typeof valueOf>>({ max: cmd.bound, ttl: TTL_MS });
+      const c = new LRUCache<string, ReturnType<typeof valueOf>>({ max: cmd.bound, ttl: TTL_MS, dispose });
       size = () => c.size;
       op = async (k, r) => {
         let v = c.get(k);
@@ -138,7 +144,7 @@ async function worker(): Promise<void> {
       break;
     }
     case 'lru-fetch': {
-      const c = new LRUCache<string, ReturnType<typeof valueOf>>({ max: cmd.bound, ttl: TTL_MS, fetchMethod: (k) => loader(k) });
+      const c = new LRUCache<string, ReturnType<typeof valueOf>>({ max: cmd.bound, ttl: TTL_MS, dispose, fetchMethod: (k) => loader(k) });
       size = () => c.size;
       op = async (k, r) => {
         const status: LRUCache.Status<string, ReturnType<typeof valueOf>> = {};
@@ -181,7 +187,7 @@ async function worker(): Promise<void> {
   const start = nowNs();
   await Promise.all(Array.from({ length: cmd.inFlight }, lane));
   const seconds = Number(nowNs() - start) / 1e9;
-  const result: WorkerResult = { ops: cmd.ops, hits, lateHits, loads, seconds, loadMs, size: size() };
+  const result: WorkerResult = { ops: cmd.ops, hits, lateHits, loads, seconds, loadMs, size: size(), evicted };
   process.send!({ type: 'result', result });
   await new Promise<void>((r) => process.once('message', () => r())); // the primary has the result
   await close();
@@ -368,7 +374,7 @@ async function primary(): Promise<void> {
           run = { ...summarize(results), keysAtEnd: await admin.dbsize(), evicted: redisInfo(stats, 'evicted_keys') };
         } else {
           const results = await runWorkers(c, p, '', redis.port, prefix);
-          run = { ...summarize(results), keysAtEnd: results.reduce((n, r) => n + (r.size ?? 0), 0), evicted: null };
+          run = { ...summarize(results), keysAtEnd: results.reduce((n, r) => n + (r.size ?? 0), 0), evicted: results.reduce((n, r) => n + (r.evicted ?? 0), 0) };
         }
         runs.get(c)!.push(run);
         console.log(
@@ -394,10 +400,10 @@ async function primary(): Promise<void> {
       '',
       `| | requests/s (${WORKERS} workers) | × ultradict get/set | hit ratio | hit ratio, 2nd half | loader calls (of ${count(total)} requests) | one loader call | keys at the end | evicted |`,
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
-      ...rows.map((r) => `| ${label(r.c)} | ${fmt(r.rate)} | ${(r.rate / base.rate).toFixed(2)}× | ${pct(r.hit)} | ${pct(r.late)} | ${count(r.loads)} | ${r.loadMs.toFixed(2)} ms | ${fmt(r.keysAtEnd)} | ${r.c.startsWith('lru-') ? `${fmt(r.keysAtEnd / WORKERS)} × ${WORKERS}` : fmt(r.evicted)} |`),
+      ...rows.map((r) => `| ${label(r.c)} | ${fmt(r.rate)} | ${(r.rate / base.rate).toFixed(2)}× | ${pct(r.hit)} | ${pct(r.late)} | ${count(r.loads)} | ${r.loadMs.toFixed(2)} ms | ${r.c.startsWith('lru-') ? `${WORKERS} × ${fmt(r.keysAtEnd / WORKERS)}` : fmt(r.keysAtEnd)} | ${fmt(r.evicted)} |`),
       `| exact LRU of ${fmt(p.bound)} keys, shared (reference: simulated in one process, the ${WORKERS} sequences interleaved) | - | - | ${pct(ref.hit)} | ${pct(ref.late)} | ${count(ref.loads)} | - | ${fmt(p.bound)} | - |`,
       '',
-      `Settings: ultradict \`new UltraDict({ name, ttl: ${TTL_MS}${bounded ? `, maxKeys: ${p.bound}, evict: 'lru'` : ''} })\`, created by the primary, attached by the workers (\`'lru'\` evicts the least recent of 5 sampled keys and a pool of 16 older candidates, as Redis does); \`fetch\` runs the loader in one caller for the machine, the callers of other workers wait for its value (they look every 10 ms; at most 16 keys load at once per dict), and a hit is counted when \`has(key)\` was true before the \`fetch\`. lru-cache ${'`'}new LRUCache({ max: ${p.bound}, ttl: ${TTL_MS} })${'`'} in each worker: ${WORKERS} caches of ${fmt(p.bound)} keys each, so ${WORKERS}× the memory of one shared bound, each filled by its own loads; its \`fetch\` counts a hit when its \`status.fetch\` is \`'hit'\` and dedups loads within one worker only. Redis: redis-server on 127.0.0.1 (no persistence), \`maxmemory-policy allkeys-lru\` (default \`maxmemory-samples\` 5), \`maxmemory\` ${(maxmemory / 2 ** 20).toFixed(2)} MiB: sized before the rounds, with ${WORKERS} client connections open, by writing these values with their expiry past the bound and correcting \`maxmemory\` until it held ${fmt(fits)} keys (the bound: ${fmt(p.bound)}); one ioredis connection per worker, values as JSON text, \`SET key value PX ${TTL_MS}\`.`,
+      `Settings: ultradict \`new UltraDict({ name, ttl: ${TTL_MS}${bounded ? `, maxKeys: ${p.bound}, evict: 'lru'` : ''} })\`, created by the primary, attached by the workers (\`'lru'\` evicts the least recent of 5 sampled keys and a pool of 16 older candidates, as Redis does); \`fetch\` runs the loader in one caller for the machine, the callers of other workers wait for its value (they look every 10 ms; at most 16 keys load at once per dict), and a hit is counted when \`has(key)\` was true before the \`fetch\`. lru-cache ${'`'}new LRUCache({ max: ${p.bound}, ttl: ${TTL_MS} })${'`'} in each worker: ${WORKERS} caches of up to ${count(p.bound)} keys each, so up to ${WORKERS}× the memory of one shared bound, each filled by its own loads (keys at the end: ${WORKERS} × the mean of a worker's cache); its \`fetch\` counts a hit when its \`status.fetch\` is \`'hit'\` and dedups loads within one worker only. Redis: redis-server on 127.0.0.1 (no persistence), \`maxmemory-policy allkeys-lru\` (default \`maxmemory-samples\` 5), \`maxmemory\` ${(maxmemory / 2 ** 20).toFixed(2)} MiB: sized before the rounds, with ${WORKERS} client connections open, by writing these values with their expiry past the bound and correcting \`maxmemory\` until it held ${fmt(fits)} keys (the bound: ${fmt(p.bound)}); one ioredis connection per worker, values as JSON text, \`SET key value PX ${TTL_MS}\`.`,
       CACHE_END,
     ];
     mkdirSync(outDir, { recursive: true });
