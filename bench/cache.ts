@@ -1,5 +1,6 @@
 // Cache benchmark (`npm run bench`, or alone: `npm run bench -- --only=cache`, or
-// `npm run build:bench && node out/bench/cache.js [--quick] [--out=DIR]`): 4 node:cluster workers use a
+// `npm run build:bench && node out/bench/cache.js [--quick] [--out=DIR] [--contenders=ud-get,redis,…]
+// [--in-flight=N]`): 4 node:cluster workers use a
 // cache cache-aside over a Zipf(0.99) key set, with a loader that simulates the upstream (an awaited
 // 1 ms timer, counted): ultradict bounded with a TTL (get/set, and fetch), lru-cache one cache per
 // worker (get/set, and its fetch), Redis with `maxmemory-policy allkeys-lru` and an expiry on every SET.
@@ -18,6 +19,7 @@ import { LRUCache } from 'lru-cache';
 import { UltraDict } from '../src/index.js';
 import { boundOptions, boundsSupported, evictions } from './lib/bounds.js';
 import { startRedis, type Server } from './lib/servers.js';
+import { which } from '../test/lib/servers.js';
 import { median, nowNs, sleep } from './lib/timing.js';
 import { zipfSequence } from './lib/zipf.js';
 import { ExactLru } from './lib/exact-lru.js';
@@ -336,6 +338,7 @@ async function primary(): Promise<void> {
   let outDir = resolve(args.find((a) => a.startsWith('--out='))?.slice(6) ?? join(root, quick ? '.bench-tmp' : 'docs'));
   const inFlightArg = args.find((a) => a.startsWith('--in-flight='));
   const only = args.find((a) => a.startsWith('--contenders='))?.slice(13).split(',') as Contender[] | undefined;
+  for (const c of only ?? []) if (!Object.hasOwn(CONTENDERS, c)) throw new Error(`--contenders: no contender ${c} (${Object.keys(CONTENDERS).join(', ')})`);
   const bounded = boundsSupported();
   if (!bounded) {
     console.log('cache: this build of ultradict has no `maxKeys`/`evict`: its rows use an unbounded dict (a stand-in); docs/ is not written');
@@ -348,13 +351,20 @@ async function primary(): Promise<void> {
   let redis: Server | null = null;
   let admin: Redis | null = null;
   try {
-    redis = await startRedis(tmp);
-    admin = new Redis({ port: redis.port, host: '127.0.0.1' });
+    let order = only ?? (Object.keys(CONTENDERS) as Contender[]);
     const prefix = `c${process.pid}:`;
-    const { maxmemory, fits } = await sizeRedis(admin, redis.port, p.bound, prefix);
-    console.log(`cache: Zipf(${S}) over ${fmt(keys)} keys, bound ${fmt(p.bound)}, ${fmt(p.ops)} operations × ${WORKERS} workers, ${p.inFlight} in flight per worker; Redis maxmemory ${(maxmemory / 2 ** 20).toFixed(2)} MiB (held ${fits} keys when sized)`);
+    let maxmemory = 0;
+    let fits = 0;
+    if (order.includes('redis') && !which('redis-server')) {
+      console.log('cache: redis-server is not installed: the Redis row is skipped');
+      order = order.filter((c) => c !== 'redis');
+    } else if (order.includes('redis')) {
+      redis = await startRedis(tmp);
+      admin = new Redis({ port: redis.port, host: '127.0.0.1' });
+      ({ maxmemory, fits } = await sizeRedis(admin, redis.port, p.bound, prefix));
+    }
+    console.log(`cache: Zipf(${S}) over ${fmt(keys)} keys, bound ${fmt(p.bound)}, ${fmt(p.ops)} operations × ${WORKERS} workers, ${p.inFlight} in flight per worker${redis ? `; Redis maxmemory ${(maxmemory / 2 ** 20).toFixed(2)} MiB (held ${fits} keys when sized)` : ''}`);
     cluster.setupPrimary({ exec: fileURLToPath(import.meta.url), silent: false });
-    const order = only ?? (Object.keys(CONTENDERS) as Contender[]);
     const runs = new Map<Contender, Run[]>(order.map((c) => [c, []]));
     let seq = 0;
     for (let round = 0; round < ROUNDS; round++) {
@@ -364,16 +374,16 @@ async function primary(): Promise<void> {
         if (c === 'ud-get' || c === 'ud-fetch') {
           const name = `udcache_${process.pid}_${++seq}`;
           using d = new UltraDict<unknown>({ name, create: true, ttl: TTL_MS, ...(bounded ? boundOptions(p.bound, 'lru') : {}) });
-          const results = await runWorkers(c, p, name, redis.port, prefix);
+          const results = await runWorkers(c, p, name, 0, prefix);
           run = { ...summarize(results), keysAtEnd: d.size, evicted: evictions(d.stats()) };
-        } else if (c === 'redis') {
+        } else if (c === 'redis' && redis && admin) {
           await admin.flushall();
           await admin.config('RESETSTAT');
           const results = await runWorkers(c, p, '', redis.port, prefix);
           const stats = await admin.info('stats');
           run = { ...summarize(results), keysAtEnd: await admin.dbsize(), evicted: redisInfo(stats, 'evicted_keys') };
         } else {
-          const results = await runWorkers(c, p, '', redis.port, prefix);
+          const results = await runWorkers(c, p, '', 0, prefix);
           run = { ...summarize(results), keysAtEnd: results.reduce((n, r) => n + (r.size ?? 0), 0), evicted: results.reduce((n, r) => n + (r.evicted ?? 0), 0) };
         }
         runs.get(c)!.push(run);
@@ -398,12 +408,12 @@ async function primary(): Promise<void> {
       '',
       `${WORKERS} \`node:cluster\` workers use a cache cache-aside: each runs ${count(p.ops)} requests, ${p.inFlight} at a time (a server's concurrent requests), for keys drawn from a Zipf(${S}) distribution over ${count(keys)} keys (each worker's sequence is seeded by its index: the same requests for every contender). A request reads its key; on a miss it calls the loader, which stands for the upstream (a database query): it awaits a ${LOAD_MS} ms timer (\`setTimeout\`, so it costs time, not CPU), is counted, and returns a record of about 100 bytes of JSON, which is then written with a time to live of ${TTL_MS / 1000} s. Every cache is bounded to ${count(p.bound)} keys (10 %) and starts empty, so the figures include filling it; a run lasts seconds, so nothing expires: the misses are first loads and the bound's evictions. Hit ratio: requests served without a load or a wait, over all requests and over the second half of each worker's requests. One loader call: its mean duration as the worker saw it, the 1 ms timer plus the time the worker's event loop was busy or blocked elsewhere. ${ROUNDS} round${ROUNDS > 1 ? 's' : ''}, every contender in every round in a rotated order, medians of the rounds. Written by \`bench/cache.ts\` (Node ${process.versions.node}, ${os.cpus().length} cores: ${os.cpus()[0]?.model.trim() ?? '?'}); a loaded, shared machine, so read the ratios rather than the absolute figures.`,
       '',
-      `| | requests/s (${WORKERS} workers) | × ultradict get/set | hit ratio | hit ratio, 2nd half | loader calls (of ${count(total)} requests) | one loader call | keys at the end | evicted |`,
+      `| | requests/s (${WORKERS} workers) | × ${base.c === 'ud-get' ? 'ultradict get/set' : base.c} | hit ratio | hit ratio, 2nd half | loader calls (of ${count(total)} requests) | one loader call | keys at the end | evicted |`,
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...rows.map((r) => `| ${label(r.c)} | ${fmt(r.rate)} | ${(r.rate / base.rate).toFixed(2)}× | ${pct(r.hit)} | ${pct(r.late)} | ${count(r.loads)} | ${r.loadMs.toFixed(2)} ms | ${r.c.startsWith('lru-') ? `${WORKERS} × ${fmt(r.keysAtEnd / WORKERS)}` : fmt(r.keysAtEnd)} | ${fmt(r.evicted)} |`),
       `| exact LRU of ${fmt(p.bound)} keys, shared (reference: simulated in one process, the ${WORKERS} sequences interleaved) | - | - | ${pct(ref.hit)} | ${pct(ref.late)} | ${count(ref.loads)} | - | ${fmt(p.bound)} | - |`,
       '',
-      `Settings: ultradict \`new UltraDict({ name, ttl: ${TTL_MS}${bounded ? `, maxKeys: ${p.bound}, evict: 'lru'` : ''} })\`, created by the primary, attached by the workers (\`'lru'\` evicts the least recent of 5 sampled keys and a pool of 16 older candidates, as Redis does); \`fetch\` runs the loader in one caller for the machine, the callers of other workers wait for its value (they look every 10 ms; at most 16 keys load at once per dict), and a hit is counted when \`has(key)\` was true before the \`fetch\`. lru-cache ${'`'}new LRUCache({ max: ${p.bound}, ttl: ${TTL_MS} })${'`'} in each worker: ${WORKERS} caches of up to ${count(p.bound)} keys each, so up to ${WORKERS}× the memory of one shared bound, each filled by its own loads (keys at the end: ${WORKERS} × the mean of a worker's cache); its \`fetch\` counts a hit when its \`status.fetch\` is \`'hit'\` and dedups loads within one worker only. Redis: redis-server on 127.0.0.1 (no persistence), \`maxmemory-policy allkeys-lru\` (default \`maxmemory-samples\` 5), \`maxmemory\` ${(maxmemory / 2 ** 20).toFixed(2)} MiB: sized before the rounds, with ${WORKERS} client connections open, by writing these values with their expiry past the bound and correcting \`maxmemory\` until it held ${fmt(fits)} keys (the bound: ${fmt(p.bound)}); one ioredis connection per worker, values as JSON text, \`SET key value PX ${TTL_MS}\`.`,
+      `Settings: ultradict \`new UltraDict({ name, ttl: ${TTL_MS}${bounded ? `, maxKeys: ${p.bound}, evict: 'lru'` : ''} })\`, created by the primary, attached by the workers (\`'lru'\` evicts the least recent of 5 sampled keys and a pool of 16 older candidates, as Redis does); \`fetch\` runs the loader in one caller for the machine, the callers of other workers wait for its value (they look every 10 ms; at most 16 keys load at once per dict), and a hit is counted when \`has(key)\` was true before the \`fetch\`. lru-cache ${'`'}new LRUCache({ max: ${p.bound}, ttl: ${TTL_MS} })${'`'} in each worker: ${WORKERS} caches of up to ${count(p.bound)} keys each, so up to ${WORKERS}× the memory of one shared bound, each filled by its own loads (keys at the end: ${WORKERS} × the mean of a worker's cache); its \`fetch\` counts a hit when its \`status.fetch\` is \`'hit'\` and dedups loads within one worker only.${redis ? ` Redis: redis-server on 127.0.0.1 (no persistence), \`maxmemory-policy allkeys-lru\` (default \`maxmemory-samples\` 5), \`maxmemory\` ${(maxmemory / 2 ** 20).toFixed(2)} MiB: sized before the rounds, with ${WORKERS} client connections open, by writing these values with their expiry past the bound and correcting \`maxmemory\` until it held ${fmt(fits)} keys (the bound: ${fmt(p.bound)}); one ioredis connection per worker, values as JSON text, \`SET key value PX ${TTL_MS}\`.` : ''}`,
       CACHE_END,
     ];
     mkdirSync(outDir, { recursive: true });
