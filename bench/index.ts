@@ -47,7 +47,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg.startsWith('--job-timeout=')) a.jobTimeout = Number(arg.slice(14));
     else if (arg.startsWith('--from=')) a.from = arg.slice(7);
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: npm run bench -- [--quick] [--only=CONTENDER|GROUP|w1..w5[,...]] [--out=DIR] [--write-docs] [--job-timeout=SECONDS] [--from=RESULTS.json]');
+      console.log('usage: npm run bench -- [--quick] [--only=CONTENDER|GROUP|w1..w5|replication|ratelimit|cache|lru[,...]] [--out=DIR] [--write-docs] [--job-timeout=SECONDS] [--from=RESULTS.json]');
       console.log(`contenders: ${CONTENDERS.map((c) => c.id).join(', ')}`);
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (try --help)`);
@@ -188,18 +188,24 @@ async function main(): Promise<void> {
     console.error('bench: global time limit reached, aborting');
     cleanupSync();
     process.exit(124);
-  }, args.quick ? 5 * 60_000 : 45 * 60_000);
+  }, args.quick ? 8 * 60_000 : 45 * 60_000); // a quick run with every section takes about 4 min on a loaded 2-core machine
   watchdog.unref();
 
-  // the replication and rate-limit sections (bench/replication.ts, bench/rate-limit.ts) run after the
-  // others, or alone with --only=replication and/or --only=ratelimit
+  // the replication, rate-limit, cache and LRU-quality sections (bench/replication.ts, bench/rate-limit.ts,
+  // bench/cache.ts, bench/lru-quality.ts) run after the others, or alone with --only=replication,
+  // --only=ratelimit, --only=cache and/or --only=lru
   const withReplication = args.only.length === 0 || args.only.includes('replication');
   const withRateLimit = args.only.length === 0 || args.only.includes('ratelimit');
-  args.only = args.only.filter((o) => o !== 'replication' && o !== 'ratelimit');
-  if ((withReplication || withRateLimit) && args.only.length === 0 && process.argv.some((a) => a.startsWith('--only='))) {
+  const withCache = args.only.length === 0 || args.only.includes('cache');
+  const withLru = args.only.length === 0 || args.only.includes('lru');
+  const sectionsAlone = [withReplication, withRateLimit, withCache, withLru].some(Boolean);
+  args.only = args.only.filter((o) => !['replication', 'ratelimit', 'cache', 'lru'].includes(o));
+  if (sectionsAlone && args.only.length === 0 && process.argv.some((a) => a.startsWith('--only='))) {
     const dir = args.out ? resolve(args.out) : args.writeDocs ? join(root, 'docs') : join(root, '.bench-tmp');
     if (withReplication) await runSection('replication', args.quick, dir);
     if (withRateLimit) await runSection('rate-limit', args.quick, dir);
+    if (withCache) await runSection('cache', args.quick, dir);
+    if (withLru) await runSection('lru-quality', args.quick, dir);
     return;
   }
   const sel = selection(args.only);
@@ -356,6 +362,8 @@ async function main(): Promise<void> {
     const files = writeReport(results, outDir);
     if (withReplication) await runSection('replication', args.quick, outDir);
     if (withRateLimit) await runSection('rate-limit', args.quick, outDir);
+    if (withCache) await runSection('cache', args.quick, outDir);
+    if (withLru) await runSection('lru-quality', args.quick, outDir);
     console.log(`\nwrote ${files.join(', ')} (raw results: ${raw}) in ${results.seconds.toFixed(0)} s`);
     if (results.leaks.length) console.log(`warning: ${results.leaks.length} shared-memory segment(s) outlived their dict (removed): ${results.leaks.slice(0, 5).join(', ')}`);
   } finally {
@@ -365,8 +373,11 @@ async function main(): Promise<void> {
   }
 }
 
-/** Runs bench/replication.ts or bench/rate-limit.ts (its own process: its own redis-server, bridges, workers). */
-async function runSection(section: 'replication' | 'rate-limit', quick: boolean, outDir: string): Promise<void> {
+/**
+ * Runs bench/replication.ts, bench/rate-limit.ts, bench/cache.ts or bench/lru-quality.ts (its own process:
+ * its own redis-server, bridges, workers).
+ */
+async function runSection(section: 'replication' | 'rate-limit' | 'cache' | 'lru-quality', quick: boolean, outDir: string): Promise<void> {
   const { spawn } = await import('node:child_process');
   const script = join(dirname(fileURLToPath(import.meta.url)), `${section}.js`);
   const p = spawn(process.execPath, [script, ...(quick ? ['--quick'] : []), `--out=${outDir}`], { stdio: 'inherit' });

@@ -526,10 +526,11 @@ export function writeReport(r: RunResults, dir: string): string[] {
   const svg = join(dir, 'bench-chart.svg');
   writeFileSync(svg, chartSvg(r));
   // the replication section comes from bench/replication.ts, the rate-limit one from bench/rate-limit.ts,
-  // the Node.js lines one from tools/bench-lines.mjs: keep them
+  // the cache and LRU-quality ones from bench/cache.ts and bench/lru-quality.ts, the Node.js lines one from
+  // tools/bench-lines.mjs: keep them
   const before = existsSync(md) ? readFileSync(md, 'utf8') : '';
   writeFileSync(md, markdown(r));
-  for (const [start, end] of [[START, END], [RL_START, RL_END], [LINES_START, LINES_END]] as const) {
+  for (const [start, end] of [[START, END], [RL_START, RL_END], [CACHE_START, CACHE_END], [LRU_START, LRU_END], [LINES_START, LINES_END]] as const) {
     const i = before.indexOf(start);
     const j = before.indexOf(end);
     if (i >= 0 && j > i) spliceSection(md, before.slice(i, j + end.length), start, end);
@@ -542,6 +543,10 @@ export const START = '<!-- replication:start -->';
 export const END = '<!-- replication:end -->';
 export const RL_START = '<!-- rate-limit:start -->';
 export const RL_END = '<!-- rate-limit:end -->';
+export const CACHE_START = '<!-- cache:start -->';
+export const CACHE_END = '<!-- cache:end -->';
+export const LRU_START = '<!-- lru-quality:start -->';
+export const LRU_END = '<!-- lru-quality:end -->';
 const LINES_START = '<!-- node-lines:start -->';
 const LINES_END = '<!-- node-lines:end -->';
 
