@@ -10,6 +10,7 @@
 // Writes the section between the cache markers of benchmarks.md, only when this build of ultradict has the
 // bound (`maxKeys`, `evict`); otherwise the dict runs unbounded as a labelled stand-in and docs/ is not written.
 import cluster from 'node:cluster';
+import { clusterMain } from './lib/proc.js';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -426,17 +427,4 @@ async function primary(): Promise<void> {
   }
 }
 
-if (cluster.isPrimary) {
-  primary().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-} else {
-  worker().catch((e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  });
-}
+clusterMain(primary, worker);

@@ -4,6 +4,7 @@
 // measured side by side in rounds in one run. Writes the section between the rate-limit markers of benchmarks.md.
 
 import cluster from 'node:cluster';
+import { clusterMain } from './lib/proc.js';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -193,17 +194,4 @@ async function primary(): Promise<void> {
   }
 }
 
-if (cluster.isPrimary) {
-  primary().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-} else {
-  worker().catch((e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  });
-}
+clusterMain(primary, worker);

@@ -1,5 +1,6 @@
 // Child processes with a tiny request/reply protocol and hard timeouts, so that a bench run never hangs.
 import { fork, type ChildProcess } from 'node:child_process';
+import cluster from 'node:cluster';
 
 export interface CallMessage {
   t: 'call';
@@ -153,4 +154,14 @@ export function gc(): void {
 export function rssAfterGc(): number {
   gc();
   return process.memoryUsage().rss;
+}
+
+/** Entry point of a section run as a node:cluster primary and its workers: runs the one this process is, exits 1 on a failure. */
+export function clusterMain(primary: () => Promise<void>, worker: () => Promise<void>): void {
+  const fail = (e: unknown): void => {
+    console.error(e);
+    process.exit(1);
+  };
+  if (cluster.isPrimary) primary().then(() => process.exit(0), fail);
+  else worker().catch(fail);
 }
