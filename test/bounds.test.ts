@@ -48,7 +48,7 @@ test('4 writer processes over a maxKeys dict: a watcher never sees more keys, an
   const writers = [0, 1, 2, 3].map((w) => new Child('bounds-child', { name, op: 'writer', prefix: `w${w}_`, count: PER, read: true }));
   for (const w of writers) await w.message('done', 60_000);
   watcher.send('stop');
-  const report = (await watcher.message('report')) as ChildMessage & { maxKeys: number; keys: Key[]; evicted: Key[]; looks: number };
+  const report = (await watcher.message('report')) as ChildMessage & { maxKeys: number; keys: Key[]; evicted: Key[]; looks: number; bytes: number };
   for (const w of writers) w.send('exit');
   await Promise.all([...writers.map((w) => w.done()), watcher.done()]);
 
@@ -58,6 +58,8 @@ test('4 writer processes over a maxKeys dict: a watcher never sees more keys, an
   const all = writers.flatMap((_, w) => keysOf(`w${w}_`, 0, PER));
   assert.equal(d.stats().evicted, all.length - MAX, 'each write past the bound evicted exactly one key');
   assert.deepEqual(report.keys, sorted(d.keys()), 'the watcher holds the same keys');
+  assert.ok(d.stats().bytes > 0);
+  assert.equal(report.bytes, d.stats().bytes, 'and counts the same bytes (what a maxBytes bound would count)');
   // every key written is either still there or was evicted, once, and the watcher was told the same
   await waitFor(() => evictedHere.length === all.length - MAX, 'the evict events here');
   assert.deepEqual(sorted([...evictedHere, ...d.keys()]), sorted(all));
@@ -79,8 +81,10 @@ test("'lru': keys another process read are kept, the ones nobody used are evicte
     assert.deepEqual(sorted(d.keys()), sorted([...keysOf('k', 0, 10), ...keysOf('n', 0, 10)]));
     await waitFor(() => evicted.length === 10, 'the evict events');
     assert.deepEqual(evicted, keysOf('k', 10, 20), 'the least recently used first');
-    const seen = await peer.call('state');
+    let seen = await peer.call('state');
     assert.deepEqual(seen.keys, sorted(d.keys()));
+    // its change events come after the sync its answer made
+    await waitFor(async () => (seen = await peer.call('state')).evictedSeen.length >= 10, 'the peer\'s evict events');
     assert.deepEqual(seen.evictedSeen, evicted);
   } finally {
     await peer.exit();

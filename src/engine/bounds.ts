@@ -34,6 +34,8 @@ const READ_SAMPLE = 4;
 /** Keys the writer samples per eviction ('lru'), into a pool of the oldest seen so far (as Redis does). */
 const SAMPLES = 5;
 const POOL = 16;
+/** Up to this many keys, every key is a candidate and every read marks: the LRU is exact. */
+const EXACT_MAX = POOL + SAMPLES;
 
 interface Entry {
   /** bytes of the encoded key and value */
@@ -77,17 +79,21 @@ export class Bounds {
   }
 
   /**
-   * A read of a root key ('lru'): one read in READ_SAMPLE, chosen at random, marks the key as used now.
-   * Hashing the key costs more than the rest of a read; sampled, a read stays at about 0.5x Map.get and a
-   * key read often is still marked soon after each use (benchmarks.md: the hit ratio this costs).
+   * A read of a root key ('lru'): in a dict of more than EXACT_MAX keys, one read in READ_SAMPLE, chosen
+   * at random, marks the key as used now. Hashing the key costs more than the rest of a read; sampled, a
+   * read stays at about 0.5x Map.get and a key read often is still marked soon after each use
+   * (benchmarks.md: the hit ratio this costs). A small dict marks every read: its LRU is exact.
    */
   read(key: Key, tick: number): void {
-    let x = this.rnd;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.rnd = x;
-    if ((x & (READ_SAMPLE - 1)) === 0) this.touch(key, tick);
+    if (this.keys.length > EXACT_MAX) {
+      let x = this.rnd;
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      this.rnd = x;
+      if ((x & (READ_SAMPLE - 1)) !== 0) return;
+    }
+    this.touch(key, tick);
   }
 
   /**
@@ -148,7 +154,7 @@ export class Bounds {
     // with their ages as of now; only the chosen one is looked up (a key's slot never changes)
     let w = this.poolSize;
     for (let j = 0; j < w; j++) ages[j] = (now - rec[poolSlots[j]!]!) >>> 0;
-    if (n <= POOL + SAMPLES) {
+    if (n <= EXACT_MAX) {
       w = 0;
       for (let i = 0; i < n; i++) {
         pool[w] = keys[i]!;

@@ -656,9 +656,9 @@ export class Core implements FrameSource {
     if (this.exp !== null) this.publishExpired();
   }
 
-  /** A fresh list for the entry sizes of a write when the dict counts bytes (maxBytes), else undefined. */
+  /** A fresh list for the entry sizes of a write of a bounded dict (they count toward maxBytes and stats().bytes), else undefined. */
   private entrySizes(): number[] | undefined {
-    return this.bounds !== null && this.bounds.maxBytes > 0 ? [] : undefined;
+    return this.bounds !== null ? [] : undefined;
   }
 
   /** Refuses (before anything changes) a write of an entry that alone is larger than maxBytes. */

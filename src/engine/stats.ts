@@ -30,7 +30,7 @@ export interface EngineStats {
   maxBytes: number;
   /** the eviction policy of a bounded dict (null: unbounded) */
   evict: 'lru' | 'fifo' | null;
-  /** bytes of the encoded keys and values that maxBytes counts, in this process's copy (0: unbounded dict) */
+  /** bytes of the encoded root keys and values (what maxBytes counts) in this process's copy; 0 for a dict without bounds */
   bytes: number;
   /** keys a writer evicted to keep the dict within its bounds, since creation (all processes) */
   evicted: number;
