@@ -5,9 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { ForeignSegmentError, UltraDict } from '../src/index.js';
-import { Control } from '../src/shm/control.js';
+import { chmodSync, chownSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { ForeignSegmentError, gc, UltraDict } from '../src/index.js';
+import { Control, STATE_ABANDONED, STATE_INITIALIZING } from '../src/shm/control.js';
 import { controlSegment } from '../src/shm/names.js';
 import { Stream } from '../src/shm/stream.js';
 import { Trust } from '../src/shm/trust.js';
@@ -187,6 +187,41 @@ test('finding 8: a file planted at the name of a superseded generation counts as
   } finally {
     rmSync(planted, { force: true });
     ctrl.seg.unmap();
+  }
+});
+
+test('finding 9, its cause: a header half written by a live creator is waited for, never taken for a dead creator (attach, gc)', () => {
+  const name = uniqueName('half');
+  const seg = controlSegment(name);
+  const ctrl = Control.create(seg, { bufferSize: 4096, fullDumpSize: 0, serializer: 'msgpack', mode: 0o600 });
+  try {
+    // as if this creator were stalled right after writing its pid (FORMAT.md: thread id at 36, start
+    // time at 40, magic at 0, written later): before the fix an attacher took it for dead (a thread id
+    // 0 is no live thread) and removed the name under the creator, whose data gc then removed as orphans
+    ctrl.dv.setUint32(36, 0, true);
+    ctrl.dv.setFloat64(40, 0, true);
+    Atomics.store(ctrl.i32, 0, 0);
+    assert.throws(() => new UltraDict({ name, create: false, lockTimeout: 200 }), { name: 'LockTimeoutError', message: new RegExp(`pid ${process.pid}`) });
+    // gc() too: even once the file is old (a header without a pid counted as dead after a second)
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(`/dev/shm${seg}`, old, old);
+    gc({ graceMs: 0, includeDetached: true });
+    const still = Control.open(seg);
+    assert.ok(still !== null, 'the name is still the creator\'s');
+    assert.equal(still.state, STATE_INITIALIZING);
+    still.seg.unmap();
+    // once the creator's process is gone, the next attacher claims and removes it
+    const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+    ctrl.dv.setUint32(32, Number(dead.stdout.trim()), true);
+    assert.throws(() => new UltraDict({ name, create: false, lockTimeout: 2000 }), { name: 'NotFoundError' });
+    assert.equal(Control.open(seg), null);
+    // a creator taken for dead cannot then mark the dict ready over it
+    assert.equal(ctrl.state, STATE_ABANDONED);
+    assert.equal(ctrl.setReady(), false);
+    assert.equal(ctrl.state, STATE_ABANDONED);
+  } finally {
+    ctrl.seg.unmap();
+    UltraDict.unlink(name);
   }
 });
 

@@ -6,6 +6,9 @@ import type { Key } from '../codec/ops.js';
 import type { Serializer } from '../codec/serializer.js';
 import { checksum, Encoder } from '../codec/wire.js';
 import { FullDumpMemoryFullError, UltraDictError } from '../errors.js';
+
+/** createFirst(): the dict was declared abandoned while this creator initialised it (openEngine starts again). */
+export class CreatorOvertakenError extends UltraDictError {}
 import { CONTROL_SIZE, type Control } from '../shm/control.js';
 import { encodeDump, fixedHalfSize, type DumpContents, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from '../shm/dump.js';
 import { dumpSegment, fixedDumpSegment, streamSegment } from '../shm/names.js';
@@ -95,7 +98,9 @@ export class Generations {
     if (kind !== DUMP_NONE) ctrl.recordDump(len);
     ctrl.publishGen(0);
     ctrl.bump();
-    ctrl.setReady();
+    if (!ctrl.setReady()) {
+      throw new CreatorOvertakenError(`${ctrl.name}: another process took this creator for dead before it finished; nothing was created`);
+    }
   }
 
   /** The stream of generation g, or null if its segment is gone (a newer generation exists). */

@@ -17,13 +17,14 @@ import {
 } from '../errors.js';
 import { entriesOf, type Initial } from '../map-api.js';
 import { Control, EVICT_LRU, EVICT_NONE, FLAG_RECURSE, STATE_ABANDONED, STATE_INITIALIZING, STATE_READY, STATE_REMOVING } from '../shm/control.js';
-import { removeIncarnation } from '../shm/discovery.js';
+import { removeAbandoned, removeIncarnation } from '../shm/discovery.js';
 import { encodeDump } from '../shm/dump.js';
 import { controlSegment } from '../shm/names.js';
 import type { SegmentGuard } from '../shm/segment.js';
 import { euid, Trust, validateOwner, type OwnerOption } from '../shm/trust.js';
 import { POLICY_CODES, policyName, recencySlotsFor, type EvictPolicy } from './bounds.js';
 import { Core } from './core.js';
+import { CreatorOvertakenError } from './generation.js';
 import { deadlineAfter } from './expiry.js';
 import { openEngines, retainEngine } from './threads.js';
 import { dropThreadEntry, forgetSlot, lockOwnerSlot, threadEntry, type ThreadEntry } from './lock.js';
@@ -330,6 +331,10 @@ export function openEngine(
       removeIncarnation(name, ctrl.tag, { controlOnly: false });
     }
     ctrl.seg.unmap();
+    if (e instanceof CreatorOvertakenError && performance.now() < deadline) {
+      // taken for dead while it initialised (it was stalled): its incarnation is gone; start again
+      return openEngine(name, opts, initial, deadline);
+    }
     throw e;
   }
   hookExit();
@@ -345,13 +350,14 @@ function waitReady(ctrl: Control, ctrlName: string, deadline: number): boolean {
     // REMOVING: gc() is removing it; the caller starts again (a dead remover's state is reverted there)
     if (state === STATE_REMOVING) return ctrl.attachSettled();
     if (state === STATE_READY) return true;
-    if (state === STATE_ABANDONED) return false;
+    if (state === STATE_ABANDONED) {
+      removeAbandoned(ctrlName.slice('/ud.'.length)); // whoever claimed it may have died before removing it
+      return false;
+    }
     if (state !== STATE_INITIALIZING) throw new CorruptSegmentError(`${ctrlName} has an unknown state ${state}: not an ultradict dict, or damaged`);
     const pid = ctrl.creatorPid;
-    // pid 0: the creator died before writing its header (or has not yet: give it a second)
-    const creatorGone = pid === 0 ? performance.now() - start > 1000 : !ctrl.creatorAlive();
-    if (creatorGone) {
-      if (ctrl.claimAbandoned()) removeIncarnation(ctrlName.slice('/ud.'.length), null, { controlOnly: true });
+    if (ctrl.creatorGone(performance.now() - start)) {
+      if (ctrl.claimAbandoned()) removeAbandoned(ctrlName.slice('/ud.'.length));
       return false;
     }
     if (performance.now() > deadline) {

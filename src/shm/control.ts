@@ -261,7 +261,9 @@ export class Control {
     }
     const c = new Control(seg);
     const magic = Atomics.load(c.i32, H_MAGIC >> 2);
-    if (magic === 0 && Atomics.load(c.i32, I_STATE) === STATE_INITIALIZING) return c; // creator still writing
+    const state = Atomics.load(c.i32, I_STATE);
+    // a creator still writing its header, or one that was declared dead before it finished
+    if (magic === 0 && (state === STATE_INITIALIZING || state === STATE_ABANDONED)) return c;
     if (magic !== CONTROL_MAGIC) throw new CorruptSegmentError(`${seg.name} is not an ultradict dict (bad magic)`);
     c.checkHeader();
     return c;
@@ -304,10 +306,28 @@ export class Control {
   get state(): number {
     return Atomics.load(this.i32, I_STATE);
   }
-  setReady(): void {
-    Atomics.store(this.i32, I_STATE, STATE_READY);
+  /**
+   * The creator's last step: INITIALIZING -> READY. False if another process declared the creator dead
+   * meanwhile (ABANDONED): the creation failed and the name may already belong to another incarnation.
+   */
+  setReady(): boolean {
+    const ok = Atomics.compareExchange(this.i32, I_STATE, STATE_INITIALIZING, STATE_READY) === STATE_INITIALIZING;
     native.futexWake(this.seg.buffer, H_STATE, 0x7fffffff);
+    return ok;
   }
+  /**
+   * Whether the creator of a control block still INITIALIZING is gone. Only a complete header names it
+   * (its magic is written last: a pid whose thread id or start time is not written yet would look dead);
+   * before that, the pid alone (written first) tells whether its process lives, and a header without even
+   * a pid counts as gone once `noPidFor` ms have passed.
+   */
+  creatorGone(noPidFor: number): boolean {
+    if (this.headerWritten) return !this.creatorAlive();
+    const pid = this.creatorPid;
+    if (pid === 0) return noPidFor > 1000;
+    return !native.processAlive(pid);
+  }
+
   /** Claims an abandoned (never finished) control segment; true for exactly one caller. */
   claimAbandoned(): boolean {
     return Atomics.compareExchange(this.i32, I_STATE, STATE_INITIALIZING, STATE_ABANDONED) === STATE_INITIALIZING;

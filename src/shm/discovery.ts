@@ -2,7 +2,7 @@
 
 import { readdirSync, renameSync, statSync } from 'node:fs';
 import { checkMs, checkOptions, describe } from '../args.js';
-import { Control, STATE_INITIALIZING, STATE_READY } from './control.js';
+import { Control, STATE_ABANDONED, STATE_INITIALIZING, STATE_READY } from './control.js';
 import { controlSegment, PREFIX, parseSegmentFile, RETIRED, retiredControlSegment } from './names.js';
 import { Segment, SHM_DIR } from './segment.js';
 
@@ -19,12 +19,8 @@ function shmFiles(): string[] {
  * from new attachers, by renaming the control segment to "<name>.<tag>.ctl" (still found by gc); the
  * data segments stay for the processes already attached. Otherwise removes everything of the tag.
  */
-export function removeIncarnation(name: string, tag: string | null, opts: { controlOnly: boolean }): void {
+export function removeIncarnation(name: string, tag: string, opts: { controlOnly: boolean }): void {
   const ctrlFile = `${PREFIX}${name}`;
-  if (tag === null) {
-    Segment.unlink('/' + ctrlFile);
-    return;
-  }
   const retired = retiredControlSegment(name, tag).slice(1);
   // the control name may already belong to a newer incarnation: only touch it if it is ours
   const current = safeOpen('/' + ctrlFile);
@@ -44,6 +40,21 @@ export function removeIncarnation(name: string, tag: string | null, opts: { cont
   if (ours) Segment.unlinkIfAllowed('/' + ctrlFile);
   const prefix = `${ctrlFile}.${tag}.`;
   for (const f of shmFiles()) if (f.startsWith(prefix) || f === retired) Segment.unlinkIfAllowed('/' + f);
+}
+
+/**
+ * Removes the control segment at a dict's name if it is an abandoned one (its creator died before it was
+ * ready; the caller marked it ABANDONED). The name is opened again first: once the abandoned file is
+ * gone, a new incarnation may take the name, and that one must not be removed (a new incarnation can
+ * only appear after the abandoned file is unlinked, so the check cannot pass for it). Returns whether it
+ * removed the file.
+ */
+export function removeAbandoned(name: string): boolean {
+  const segName = controlSegment(name);
+  const now = safeOpen(segName);
+  const abandoned = now !== null && now.state === STATE_ABANDONED;
+  now?.seg.unmap();
+  return abandoned && Segment.unlinkIfAllowed(segName);
 }
 
 function safeOpen(segName: string): Control | null {
@@ -153,10 +164,13 @@ export function gc(options: { graceMs?: number; includeDetached?: boolean } = {}
   const files = shmFiles();
   const liveTags = new Set<string>();
   eachControl(files, (f, name, attachable, ctrl) => {
-    if (ctrl.state === STATE_INITIALIZING) {
-      // a header still being written names no creator yet: only its age tells (at least a second)
-      const dead = ctrl.headerWritten ? !ctrl.creatorAlive() && ageMs(f) > grace : ageMs(f) > Math.max(grace, 1000);
-      if (dead && gcUnlink('/' + f)) removed.push(name);
+    if (ctrl.state === STATE_INITIALIZING || ctrl.state === STATE_ABANDONED) {
+      // a creator that died before the dict was ready (see Control.creatorGone: a header still being
+      // written names no creator yet), or an abandoned one nobody removed: claimed, then removed by name
+      // only if the file there is still the abandoned one
+      const age = ageMs(f);
+      const dead = ctrl.state === STATE_ABANDONED || (age > grace && ctrl.creatorGone(age) && ctrl.claimAbandoned());
+      if (dead && attachable && removeAbandoned(name)) removed.push(name);
       return;
     }
     const tag = ctrl.tag;

@@ -18,8 +18,10 @@ double ReadStartTime(int pid, int tid) {
   if (fd < 0) return errno == ENOENT || errno == ESRCH ? -1 : -2;
   char buf[1024];
   ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  int err = errno;
   close(fd);
-  if (n <= 0) return -1;  // the task vanished while we read it
+  if (n == 0) return -1;  // the task vanished while we read it
+  if (n < 0) return err == ESRCH || err == ENOENT ? -1 : -2;  // EINTR, EAGAIN, ...: unknown, never dead
   buf[n] = 0;
   char* p = strrchr(buf, ')');  // comm may contain spaces and parentheses
   if (!p) return -2;
