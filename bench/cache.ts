@@ -10,7 +10,7 @@
 // Writes the section between the cache markers of benchmarks.md, only when this build of ultradict has the
 // bound (`maxKeys`, `evict`); otherwise the dict runs unbounded as a labelled stand-in and docs/ is not written.
 import cluster from 'node:cluster';
-import { clusterMain } from './lib/proc.js';
+import { clusterMain, fromEachWorker } from './lib/proc.js';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -215,17 +215,7 @@ async function runWorkers(contender: Contender, p: Params, dict: string, redisPo
   const workers = Array.from({ length: WORKERS }, (_, i) =>
     cluster.fork({ CACHE_BENCH: JSON.stringify({ ...p, contender, worker: i, dict, redisPort, prefix } satisfies WorkerCmd) }),
   );
-  const msgs = (type: string): Promise<Array<{ result?: WorkerResult }>> =>
-    Promise.all(workers.map((w) => new Promise<{ result?: WorkerResult }>((r, j) => {
-      const on = (m: { type: string; result?: WorkerResult }): void => {
-        if (m.type === type) {
-          w.off('message', on);
-          r(m);
-        }
-      };
-      w.on('message', on);
-      w.once('exit', (code) => j(new Error(`${contender} worker exited (${code}) before ${type}`)));
-    })));
+  const msgs = (type: string): Promise<Array<{ type: string; result?: WorkerResult }>> => fromEachWorker(workers, type, contender);
   try {
     await msgs('ready');
     for (const w of workers) w.send('go');

@@ -4,7 +4,7 @@
 // measured side by side in rounds in one run. Writes the section between the rate-limit markers of benchmarks.md.
 
 import cluster from 'node:cluster';
-import { clusterMain } from './lib/proc.js';
+import { clusterMain, fromEachWorker } from './lib/proc.js';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -111,17 +111,7 @@ async function worker(): Promise<void> {
 async function measure(contender: Contender, ms: number, dict: string, redisPort: number): Promise<{ rate: number; p50: number; p99: number }> {
   const env = { RL_BENCH: JSON.stringify({ contender, ms, dict, redisPort } satisfies WorkerCmd) };
   const workers = Array.from({ length: WORKERS }, () => cluster.fork(env));
-  const msgs = (type: string): Promise<Array<{ result?: WorkerResult }>> =>
-    Promise.all(workers.map((w) => new Promise<{ result?: WorkerResult }>((r, j) => {
-      const on = (m: { type: string; result?: WorkerResult }): void => {
-        if (m.type === type) {
-          w.off('message', on);
-          r(m);
-        }
-      };
-      w.on('message', on);
-      w.once('exit', (code) => j(new Error(`${contender} worker exited (${code}) before ${type}`)));
-    })));
+  const msgs = (type: string): Promise<Array<{ type: string; result?: WorkerResult }>> => fromEachWorker(workers, type, contender);
   await msgs('ready');
   for (const w of workers) w.send('go');
   const results = (await msgs('result')).map((m) => m.result!);

@@ -1,6 +1,6 @@
 // Child processes with a tiny request/reply protocol and hard timeouts, so that a bench run never hangs.
 import { fork, type ChildProcess } from 'node:child_process';
-import cluster from 'node:cluster';
+import cluster, { type Worker } from 'node:cluster';
 
 export interface CallMessage {
   t: 'call';
@@ -164,4 +164,23 @@ export function clusterMain(primary: () => Promise<void>, worker: () => Promise<
   };
   if (cluster.isPrimary) primary().then(() => process.exit(0), fail);
   else worker().catch(fail);
+}
+
+/** Waits for one message of `type` from every cluster worker (rejects if one exits first). */
+export function fromEachWorker<M extends { type: string }>(workers: readonly Worker[], type: string, label: string): Promise<M[]> {
+  return Promise.all(
+    workers.map(
+      (w) =>
+        new Promise<M>((resolve, reject) => {
+          const on = (m: M): void => {
+            if (m.type === type) {
+              w.off('message', on);
+              resolve(m);
+            }
+          };
+          w.on('message', on);
+          w.once('exit', (code) => reject(new Error(`${label} worker exited (${code}) before ${type}`)));
+        }),
+    ),
+  );
 }
