@@ -7,6 +7,7 @@
 
 import { OP_CLEAR, OP_EXPIRE, OP_SET, type Key, type Op } from '../codec/ops.js';
 import type { Undo } from '../codec/tree.js';
+import { EntryTooLargeError } from '../errors.js';
 import { EVICT_FIFO, EVICT_LRU, MAX_RECENCY_SLOTS } from '../shm/control.js';
 
 export type EvictPolicy = 'lru' | 'fifo';
@@ -112,9 +113,14 @@ export class Bounds {
     return (this.maxKeys > 0 && keys > this.maxKeys) || (this.maxBytes > 0 && this.bytes > this.maxBytes);
   }
 
-  /** Whether an entry of `size` bytes can never fit (larger than maxBytes alone). */
-  tooLarge(size: number): boolean {
-    return this.maxBytes > 0 && size > this.maxBytes;
+  /** Refuses (before anything changes) a write of an entry that alone is larger than maxBytes (`sizes`: its entries'). */
+  checkEntries(sizes: readonly number[], dict: string): void {
+    if (this.maxBytes === 0) return;
+    for (const n of sizes) {
+      if (n > this.maxBytes) {
+        throw new EntryTooLargeError(`an entry of ${n} bytes can never fit in ${JSON.stringify(dict)} (maxBytes ${this.maxBytes}); nothing was written`);
+      }
+    }
   }
 
   /** The writer marks the root keys it writes as used now ('lru'). */
@@ -225,12 +231,14 @@ export class Bounds {
         else this.resize(now, oldSize);
       } });
     }
-    if (o.op === OP_SET) {
-      if (e === undefined) this.add(k, size);
-      else this.resize(e, size);
-    } else if (e !== undefined) {
-      this.remove(k, e);
-    }
+    if (o.op === OP_SET) this.set(k, size, e);
+    else if (e !== undefined) this.remove(k, e);
+  }
+
+  /** A SET of root key `k` applied without undo (the replay's fast path): adds or resizes its entry. */
+  set(k: Key, size: number, e = this.meta.get(k)): void {
+    if (e === undefined) this.add(k, size);
+    else this.resize(e, size);
   }
 
   /** Replaces the bookkeeping with that of a loaded dump (`sizes`: each entry's, in the dump's order). */
@@ -243,10 +251,6 @@ export class Bounds {
   forget(k: Key): void {
     const e = this.meta.get(k);
     if (e !== undefined) this.remove(k, e);
-  }
-
-  get entries(): number {
-    return this.meta.size;
   }
 
   private add(k: Key, size: number): void {

@@ -7,7 +7,7 @@ import type { Serializer } from '../codec/serializer.js';
 import { applyOp, applyWithUndo, Node, targetOf, undoAll, type Undo } from '../codec/tree.js';
 import { appendKeyOps, Encoder, encodeOps, encodeWrite, reopenFrame } from '../codec/wire.js';
 import * as diag from '../diagnostics.js';
-import { AlreadyClosedError, CorruptSegmentError, EntryTooLargeError, InvalidStateError, NotFoundError } from '../errors.js';
+import { AlreadyClosedError, CorruptSegmentError, InvalidStateError, NotFoundError } from '../errors.js';
 import { EVICT_LRU, I_COUNTER, OFF_COUNTER, self, type Control } from '../shm/control.js';
 import { removeIncarnation } from '../shm/discovery.js';
 import { retiredControlSegment } from '../shm/names.js';
@@ -426,7 +426,7 @@ export class Core implements FrameSource {
         if (d.pos !== d.limit) d.fail(`${d.limit - d.pos} trailing bytes after an operation`);
         this.local.set(key, value);
         if (this.exp !== null) this.exp.forget(key);
-        if (this.bounds !== null) this.bounds.track({ op: OP_SET, key, value, path: null }, d.pos - bodyAt - 1, null, this.local);
+        if (this.bounds !== null) this.bounds.set(key, d.pos - bodyAt - 1);
         pos = next;
         this.#pos = pos;
         n++;
@@ -533,7 +533,7 @@ export class Core implements FrameSource {
       try {
         const sizes = this.entrySizes();
         ops = encodeOps(enc, raw, this.ser, this.recurse, sizes);
-        this.checkSizes(sizes);
+        if (sizes !== undefined) this.bounds!.checkEntries(sizes, this.name);
         for (let i = 0; i < ops.length; i++) this.applyWithUndo(ops[i]!, tx.undo, sizes === undefined ? 0 : sizes[i]!);
       } catch (e) {
         enc.rewind(mark);
@@ -547,7 +547,7 @@ export class Core implements FrameSource {
     enc.beginFrame();
     const sizes = this.entrySizes();
     const ops = encodeWrite(enc, raw, this.ser, this.recurse, sizes);
-    this.checkSizes(sizes);
+    if (sizes !== undefined) this.bounds!.checkEntries(sizes, this.name);
     let len = enc.finishFrame();
     const lock = this.lock;
     lock.enter(timeout);
@@ -620,10 +620,7 @@ export class Core implements FrameSource {
         try {
           if (this.bounds !== null) {
             const victims = this.evict(tx.ops, tx.undo);
-            for (const k of victims) {
-              enc.u8(OP_EVICTED);
-              enc.key(k);
-            }
+            appendKeyOps(enc, OP_EVICTED, victims); // the batch's count includes them (patched again below)
             evicted = victims.length;
           }
           enc.patchU32(tx.countAt, tx.ops.length);
@@ -659,16 +656,6 @@ export class Core implements FrameSource {
   /** A fresh list for the entry sizes of a write of a bounded dict (they count toward maxBytes and stats().bytes), else undefined. */
   private entrySizes(): number[] | undefined {
     return this.bounds !== null ? [] : undefined;
-  }
-
-  /** Refuses (before anything changes) a write of an entry that alone is larger than maxBytes. */
-  private checkSizes(sizes: number[] | undefined): void {
-    if (sizes === undefined) return;
-    for (const n of sizes) {
-      if (this.bounds!.tooLarge(n)) {
-        throw new EntryTooLargeError(`an entry of ${n} bytes can never fit in ${JSON.stringify(this.name)} (maxBytes ${this.bounds!.maxBytes}); nothing was written`);
-      }
-    }
   }
 
   /**
