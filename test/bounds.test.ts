@@ -223,6 +223,9 @@ test('bounds are fixed at creation: attachers receive them, a different value is
   const free = uniqueName('bfree');
   using u = new UltraDict<unknown>({ name: free });
   assert.deepEqual([u.stats().maxKeys, u.stats().maxBytes, u.stats().evict, u.stats().bytes], [0, 0, null, 0]);
+  // an 'lru' dict's control segment carries its recency table (1024 slots of 4 bytes at the least)
+  using l = new UltraDict<unknown>({ name: uniqueName('blru'), maxKeys: 7 });
+  assert.equal(l.stats().sharedMemoryBytes - u.stats().sharedMemoryBytes, 4 * 1024);
   assert.throws(() => new UltraDict({ name: free, create: false, maxKeys: 3 }), ParameterMismatchError);
 });
 

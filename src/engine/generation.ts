@@ -9,7 +9,7 @@ import { FullDumpMemoryFullError, UltraDictError } from '../errors.js';
 
 /** createFirst(): the dict was declared abandoned while this creator initialised it (openEngine starts again). */
 export class CreatorOvertakenError extends UltraDictError {}
-import { CONTROL_SIZE, type Control } from '../shm/control.js';
+import type { Control } from '../shm/control.js';
 import { encodeDump, fixedHalfSize, type DumpContents, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from '../shm/dump.js';
 import { dumpSegment, fixedDumpSegment, streamSegment } from '../shm/names.js';
 import { Segment } from '../shm/segment.js';
@@ -223,7 +223,7 @@ export class Generations {
   sharedMemoryBytes(stream: Stream): number {
     const d = stream.dump;
     return (
-      CONTROL_SIZE +
+      this.ctrl.seg.size + // the control block (with the recency table of an 'lru' dict)
       64 +
       stream.reserved +
       (this.fullDumpSize > 0 ? 2 * fixedHalfSize(this.fullDumpSize) : d.kind === DUMP_SEGMENT ? d.len + 64 : 0)
