@@ -4,9 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { gc, UltraDict } from '../src/index.js';
-import { Child, runChild, shmEntries, uniqueName, waitFor } from './lib/helpers.js';
+import { Child, rounds, runChild, shmEntries, uniqueName, waitFor } from './lib/helpers.js';
 
-const TRIALS = Number(process.env.ULTRADICT_CRASH_TRIALS ?? 6);
+const TRIALS = Number(process.env.ULTRADICT_CRASH_TRIALS ?? rounds(6)); // 3 under emulation (ULTRADICT_TEST_ROUNDS)
 
 test('a process SIGKILLed while holding the lock: the lock is recovered automatically', async () => {
   const name = uniqueName('holder');

@@ -8,7 +8,7 @@ import { leakCycles } from './reliability/limits.js';
 import { gcScenario } from './reliability/gc.js';
 import { runReplicationChaos } from './reliability/replication.js';
 import { privateShmUnavailable, runInPrivateShm } from './reliability/lib.js';
-import { fixture } from './lib/helpers.js';
+import { fixture, rounds, scaled } from './lib/helpers.js';
 import { redisSkip } from './lib/redis-server.js';
 
 test('model-based concurrency: 6 seeds (every profile), 3 processes x 250 ops, replay = every process', async () => {
@@ -24,31 +24,29 @@ test('model-based concurrency: 6 seeds (every profile), 3 processes x 250 ops, r
 });
 
 test('fuzz (short): segments, frames, dumps, control blocks, attaches, addon arguments, processes', async () => {
-  const r = await runFuzz(Number(process.env.ULTRADICT_SEED ?? 1), {
-    decoder: 20_000,
-    stream: 5_000,
-    dump: 5_000,
-    control: 2_000,
-    attach: 1_000,
-    addon: 5_000,
-    process: 3,
-  }, undefined, 180_000);
+  // half of each under emulation (ULTRADICT_TEST_ROUNDS)
+  const counts = { decoder: rounds(20_000), stream: rounds(5_000), dump: rounds(5_000), control: rounds(2_000), attach: rounds(1_000), addon: rounds(5_000), process: 3 };
+  const r = await runFuzz(Number(process.env.ULTRADICT_SEED ?? 1), counts, undefined, scaled(180_000));
   assert.deepEqual(r.problems, []);
-  assert.ok(r.inputs >= 38_000, `inputs ${r.inputs}`);
+  // every input of the data targets ran (38,000 at full rounds)
+  const inputs = Object.values(counts).reduce((a, n) => a + n, 0) - counts.process;
+  assert.ok(r.inputs >= inputs, `inputs ${r.inputs} of ${inputs}`);
 });
 
-test('no descriptor or mapping leaks over 2,000 cycles (10,000 opens/creates/failed opens and closes)', () => {
-  const r = leakCycles(2000);
+const CYCLES = rounds(2000); // 1,000 under emulation (ULTRADICT_TEST_ROUNDS)
+test(`no descriptor or mapping leaks over ${CYCLES.toLocaleString('en')} cycles (${(5 * CYCLES).toLocaleString('en')} opens/creates/failed opens and closes)`, () => {
+  const r = leakCycles(CYCLES);
   assert.equal(r.after.fds, r.before.fds, 'open file descriptors');
   assert.equal(r.after.shmMaps, r.before.shmMaps, '/dev/shm mappings in /proc/self/maps');
   assert.equal(r.after.live, r.before.live, "the addon's live mappings");
 });
 
 test('a full /dev/shm (private 4 MiB tmpfs): ENOSPC is a SharedMemoryError, nothing half-published, writes work once space is back', { skip: privateShmUnavailable() ?? false }, async () => {
-  const { code, out, err } = await runInPrivateShm('4m', fixture('rel-enospc'), [JSON.stringify({ seedBase: 1, trials: 8 })]);
+  const n = rounds(8); // 4 under emulation (ULTRADICT_TEST_ROUNDS)
+  const { code, out, err } = await runInPrivateShm('4m', fixture('rel-enospc'), [JSON.stringify({ seedBase: 1, trials: n })]);
   assert.equal(code, 0, err);
   const trials = JSON.parse(out.split('\n').find((l) => l.startsWith('ENOSPC '))!.slice(7)) as { problems: string[]; checks: number }[];
-  assert.equal(trials.length, 8);
+  assert.equal(trials.length, n);
   assert.deepEqual(trials.flatMap((t) => t.problems), []);
 });
 
