@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { UltraDict } from '../src/index.js';
-import { Child, fixture, runChild, uniqueName } from './lib/helpers.js';
+import { Child, fixture, runChild, scaled, uniqueName } from './lib/helpers.js';
 
 /** Collects the messages of the given channels (for dict `name`) while fn runs. */
 async function collect(channels: string[], name: string, fn: () => Promise<void> | void): Promise<Array<[string, Record<string, unknown>]>> {
@@ -61,7 +61,7 @@ test('NODE_DEBUG=ultradict logs attaches, lock recoveries, dumps and generation 
   await holder.message('locked');
   const dead = holder.proc.pid;
   await holder.kill9();
-  const r = spawnSync(process.execPath, [fixture('diag-log'), name], { env: { ...process.env, NODE_DEBUG: 'ultradict' }, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [fixture('diag-log'), name], { env: { ...process.env, NODE_DEBUG: 'ultradict' }, encoding: 'utf8', timeout: scaled(60_000) });
   assert.equal(r.status, 0, r.stderr);
   const q = JSON.stringify(name);
   const mine = r.stderr.split('\n').filter((l) => l.includes(q)).map((l) => l.replace(/^ULTRADICT \d+: /, ''));

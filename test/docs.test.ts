@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { scaled } from './lib/helpers.js';
 import { CLI, ROOT as root } from './lib/paths.js';
 import { withPrivateShm } from './lib/private-shm.js';
 import { RedisServer, redisSkip } from './lib/redis-server.js';
@@ -45,7 +46,7 @@ function blocks(file: string): Block[] {
 
 function run(cmd: string, args: string[], timeout = 60_000, env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: root, timeout, env: env ?? process.env }, (err, stdout, stderr) => {
+    execFile(cmd, args, { cwd: root, timeout: scaled(timeout), env: env ?? process.env }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr });
     });
   });

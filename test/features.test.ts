@@ -317,7 +317,7 @@ test('listeners do not keep the process alive unless ref() is called', async () 
     const name = uniqueName('unref');
     const p = spawn(process.execPath, ['--input-type=module', '-e', script(ref), name], { cwd: root });
     const exited = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 20_000);
+    const timer = setTimeout(() => p.kill('SIGKILL'), scaled(20_000));
     assert.equal(await exited, 0, ref ? 'unref() lets it exit' : 'exits on its own while listening');
     clearTimeout(timer);
     assert.deepEqual(shmEntries(name), []);

@@ -54,7 +54,7 @@ test('an unrelated program that only knows the name attaches (spawned node, pack
     let err = '';
     p.stdout.on('data', (b: Buffer) => (s += b));
     p.stderr.on('data', (b: Buffer) => (err += b));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
+    const timer = setTimeout(() => p.kill('SIGKILL'), scaled(30_000));
     p.on('exit', (c) => {
       clearTimeout(timer);
       if (c === 0) resolve(s);
@@ -85,7 +85,7 @@ test('cluster workers share the dict', async () => {
     }`;
   const code = await new Promise<number | null>((resolve) => {
     const p = spawn(process.execPath, ['--input-type=module', '-e', script, name], { stdio: 'inherit' });
-    const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
+    const timer = setTimeout(() => p.kill('SIGKILL'), scaled(60_000));
     p.on('exit', (c) => {
       clearTimeout(timer);
       resolve(c);

@@ -11,7 +11,7 @@ import { Control, STATE_ABANDONED, STATE_INITIALIZING } from '../src/shm/control
 import { controlSegment } from '../src/shm/names.js';
 import { Stream } from '../src/shm/stream.js';
 import { Trust } from '../src/shm/trust.js';
-import { fixture, uniqueName } from './lib/helpers.js';
+import { fixture, scaled, uniqueName } from './lib/helpers.js';
 import { CLI } from './lib/paths.js';
 import { Remote } from './lib/remote.js';
 import { privateShmUnavailable, runInPrivateShm } from './reliability/lib.js';
@@ -23,7 +23,7 @@ const NOBODY = { uid: 65534, gid: 65534 };
 const STRANGER = { uid: 4242, gid: 4242 };
 
 const cli = (...args: string[]): { code: number | null; stdout: string; stderr: string } => {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: scaled(30_000) });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 

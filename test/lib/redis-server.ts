@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { Redis } from 'ioredis';
-import { waitFor } from './helpers.js';
+import { scaled, waitFor } from './helpers.js';
 import { CLI } from './paths.js';
 import { freePort, listenOnLoopback, which } from './servers.js';
 
@@ -185,7 +185,7 @@ export class BridgeProc {
   readonly exited: Promise<number | null>;
 
   constructor(url: string, name: string, stream: string, id: string) {
-    this.proc = spawn(process.execPath, [CLI, 'bridge', name, url, '--stream', stream, '--id', id, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(process.execPath, [CLI, 'bridge', name, url, '--stream', stream, '--id', id, '--json', '--connect-timeout', String(scaled(5000))], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
     this.proc.stderr!.on('data', (d: Buffer) => (this.err += d.toString()));
     this.exited = new Promise((r) => this.proc.on('exit', (code) => r(code)));

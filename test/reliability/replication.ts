@@ -7,7 +7,7 @@
 import { Redis } from 'ioredis';
 import { UltraDict } from '../../src/index.js';
 import { RedisDict } from '../../src/redis/index.js';
-import { Child, waitFor } from '../lib/helpers.js';
+import { Child, scaled, waitFor } from '../lib/helpers.js';
 import { BridgeProc, contents, RedisServer } from '../lib/redis-server.js';
 import { mix, Rng } from './lib.js';
 
@@ -66,11 +66,11 @@ export async function runReplicationChaos(o: ChaosOptions): Promise<ChaosResult>
     for (let n = 0; n < o.faults && running(); n++) {
       const acks = writers.reduce((a, w) => a + w.messages.length, 0);
       if (acks !== progress) [progress, progressAt] = [acks, Date.now()];
-      else if (Date.now() - progressAt > 20_000) {
+      else if (Date.now() - progressAt > scaled(20_000)) {
         // stuck: ask every writer where it is, then give up on this seed
         for (const w of writers) w.proc.kill('SIGUSR2');
         await delay(500);
-        problems.push(`seed ${o.seed}: no progress for 20 s; ${writers.map((w) => w.stderr.trim()).filter(Boolean).join(' | ')}; bridges: ${bridges.map((b) => b.err.slice(-300)).join(' | ')}`);
+        problems.push(`seed ${o.seed}: no progress for ${scaled(20)} s; ${writers.map((w) => w.stderr.trim()).filter(Boolean).join(' | ')}; bridges: ${bridges.map((b) => b.err.slice(-300)).join(' | ')}`);
         break;
       }
       await delay(rng.range(80, 300));
