@@ -141,7 +141,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
       }
       if (live.every((w) => acked(w) >= base.get(w)! + 3)) return true;
       if (Date.now() > deadline) {
-        fail(`survivors made no progress for 30 s after ${what} (lock owner pid ${ownerPid()}, acks ${live.map((w) => `${w.id}:${base.get(w)}->${acked(w)}`).join(' ')})`);
+        fail(`survivors made no progress for ${scaled(30)} s after ${what} (lock owner pid ${ownerPid()}, acks ${live.map((w) => `${w.id}:${base.get(w)}->${acked(w)}`).join(' ')})`);
         return false;
       }
       await sleep(3);
@@ -162,7 +162,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
       // (large frames: the copy takes tens of microseconds); the stream is mapped here for speed
       let seg: Segment | null = null;
       let segGen = -1;
-      const deadline = performance.now() + 3000;
+      const deadline = performance.now() + scaled(3000);
       try {
         while (performance.now() < deadline) {
           if (ownerPid() !== pid) continue;
@@ -187,7 +187,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
     } else {
       // spin (blocking this process on purpose: the moment is short) until the victim holds the lock
       // and, for 'dump', has created the next generation's segments
-      const deadline = performance.now() + 3000;
+      const deadline = performance.now() + scaled(3000);
       while (performance.now() < deadline) {
         if (ownerPid() === pid) {
           if (mode === 'lock') break;
@@ -197,7 +197,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
       }
     }
     w.child.proc.kill('SIGSTOP');
-    const stopDeadline = Date.now() + 5000;
+    const stopDeadline = Date.now() + scaled(5000);
     while (procState(pid) !== 'T' && procState(pid) !== 'gone' && Date.now() < stopDeadline) await sleep(0);
     // classify from shared memory while it cannot move
     const held = ownerPid() === pid;
@@ -236,7 +236,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
     const h = d.lock.acquire();
     let victim: Writer | undefined;
     try {
-      const deadline = Date.now() + 10_000;
+      const deadline = Date.now() + scaled(10_000);
       while (victim === undefined && Date.now() < deadline) {
         const req = Atomics.load(ctrl.i32, I_HANDOFF);
         if (req !== 0) {
@@ -246,7 +246,7 @@ export async function killRound(o: RoundOptions, totals: KillTotals): Promise<vo
         if (victim === undefined) await sleep(5);
       }
       if (victim === undefined) {
-        fail(`${mode}: no writer asked for a hand-off within 10 s`);
+        fail(`${mode}: no writer asked for a hand-off within ${scaled(10)} s`);
         return;
       }
       if (mode === 'stopWaiter') {
