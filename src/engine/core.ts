@@ -1,24 +1,25 @@
-// The engine behind one attached handle (and its nested views): the local copy (a tree of Maps), read
-// sync, the write path, transactions, generation switches and change events. See docs/ARCHITECTURE.md.
+// The engine behind one attached handle (and its nested views): its lifetime, the write path,
+// transactions, generation switches and change events, over the thread's local copy (local-copy.ts).
+// See docs/ARCHITECTURE.md.
 
 import { isThenable } from '../args.js';
-import { changeOf, isChange, OP_BATCH, OP_EVICTED, OP_EXPIRE, OP_EXPIRED, OP_SET, type Key, type Op, type Path } from '../codec/ops.js';
+import { changeOf, isChange, OP_BATCH, OP_EVICTED, OP_EXPIRED, OP_SET, type Key, type Op, type Path } from '../codec/ops.js';
 import type { Serializer } from '../codec/serializer.js';
-import { applyOp, applyWithUndo, Node, targetOf, undoAll, type Undo } from '../codec/tree.js';
+import { undoAll, type Undo } from '../codec/tree.js';
 import { appendKeyOps, Encoder, encodeOps, encodeWrite, reopenFrame } from '../codec/wire.js';
 import * as diag from '../diagnostics.js';
-import { AlreadyClosedError, CorruptSegmentError, InvalidStateError, NotFoundError } from '../errors.js';
+import { AlreadyClosedError, InvalidStateError } from '../errors.js';
 import { EVICT_LRU, I_COUNTER, OFF_COUNTER, self, type Control } from '../shm/control.js';
 import { removeIncarnation } from '../shm/discovery.js';
 import { retiredControlSegment } from '../shm/names.js';
 import { native } from '../shm/native.js';
-import type { Stream } from '../shm/stream.js';
 import { Bounds, policyName } from './bounds.js';
 import { ChangeFeed } from './changes.js';
 import { collectStats, type EngineStats } from './stats.js';
-import { decodeFrames, tellOwnFrame, type FrameCallback, type FrameHook, type FrameSource } from './frames.js';
-import { EXPIRED_PER_WRITE, Expiry } from './expiry.js';
+import { tellOwnFrame, type FrameCallback, type FrameHook, type FrameSource } from './frames.js';
+import { EXPIRED_PER_WRITE } from './expiry.js';
 import { Generations, type InitialDump } from './generation.js';
+import { LocalCopy } from './local-copy.js';
 import { Loads } from './loads.js';
 import { forgetEngine, registerEngine } from './threads.js';
 import { dropThreadEntry, SharedLock, whenIdle, type ThreadEntry } from './lock.js';
@@ -60,23 +61,13 @@ export class Core implements FrameSource {
   private readonly lock: SharedLock;
   private readonly generations: Generations;
   private readonly feed: ChangeFeed;
-  /** the change counter as of the last sync (plain fields on the read path: no private-name checks) */
-  private seenCount = 0;
-  private local: Map<Key, unknown> = new Map();
-  /** deadlines of root keys; null while the dict has none (reads then pay nothing for expiry) */
-  private exp: Expiry | null = null;
+  /** this thread's copy of the dict and its place in the stream (plain field on the read path) */
+  private readonly copy: LocalCopy;
   private expEnc: Encoder | null = null;
-  /** the bounds and eviction bookkeeping of a bounded dict (null: unbounded) */
+  /** the bounds and eviction bookkeeping of a bounded dict (null: unbounded; the copy keeps it up to date) */
   private readonly bounds: Bounds | null = null;
-  private readonly sizes: number[] = [];
-  #stream!: Stream;
-  #gen = -1;
-  #pos = 0;
-  /** Stream bytes known to have pages (a cache of the stream header's reserved size; reloaded when passed). */
-  #reserved = 0;
   #closed = false;
   #tx: Tx | null = null;
-  #onFrame: FrameHook | null = null;
   #loads: Loads | null = null;
   /** Handles open on this engine; it closes when the last one closes (see release()). */
   private refs = 1;
@@ -88,7 +79,6 @@ export class Core implements FrameSource {
   private syncing = 0;
   private readonly enc = new Encoder();
   private txEnc: Encoder | null = null;
-  private readonly ops: Op[] = [];
 
   constructor(cfg: CoreConfig) {
     this.name = cfg.name;
@@ -99,7 +89,6 @@ export class Core implements FrameSource {
     this.key = cfg.entry.key;
     this.recurse = cfg.recurse;
     this.ttl = cfg.ttl;
-    if (cfg.ttl > 0) this.exp = new Expiry();
     const policy = policyName(cfg.ctrl.evict);
     if (policy !== null) {
       const ctrl = cfg.ctrl;
@@ -108,19 +97,20 @@ export class Core implements FrameSource {
     this.recordsReads = this.bounds !== null && policy === 'lru';
     this.generations = new Generations(cfg.name, cfg.ctrl, cfg.serializer);
     this.feed = new ChangeFeed(cfg.ctrl, cfg.entry.slot, () => this.ctrlSegName(), () => this.sync(false));
+    this.copy = new LocalCopy(cfg.name, cfg.ctrl, this.generations, cfg.serializer, this.feed, this.bounds, cfg.ttl > 0);
     this.lock = this.lockFor(cfg.lockTimeout, () => this.check());
     this.slotGuard = this.guardSlot();
     registerEngine(this.key, this);
   }
 
   get map(): ReadonlyMap<Key, unknown> {
-    return this.local;
+    return this.copy.map;
   }
   get gen(): number {
-    return this.#gen;
+    return this.copy.gen;
   }
   get pos(): number {
-    return this.#pos;
+    return this.copy.pos;
   }
   get closed(): boolean {
     return this.#closed;
@@ -215,10 +205,9 @@ export class Core implements FrameSource {
         removeIncarnation(this.name, ctrl.tag, { controlOnly: false });
       }
     } finally {
-      this.#stream.unmap();
+      this.copy.release();
       this.generations.unmap();
       ctrl.seg.unmap();
-      this.local = new Map();
     }
   }
 
@@ -229,7 +218,7 @@ export class Core implements FrameSource {
     native.slotGuardStop(this.slotGuard);
     if (dropThreadEntry(this.entry)) this.ctrl.releaseSlot(this.entry.slot);
     this.generations.unmap();
-    if (this.#gen >= 0) this.#stream.unmap();
+    this.copy.release();
   }
 
   /** The table of loads in progress of fetch() (used under the lock). */
@@ -261,9 +250,10 @@ export class Core implements FrameSource {
 
   /** The local copy, brought up to date first if anything was published since the last look: the read path. */
   current(): ReadonlyMap<Key, unknown> {
-    if (Atomics.load(this.ci32, I_COUNTER) !== this.seenCount) this.sync(false);
-    if (this.exp !== null) this.dropExpired();
-    return this.local;
+    const copy = this.copy;
+    if (Atomics.load(this.ci32, I_COUNTER) !== copy.seenCount) this.sync(false);
+    if (copy.expires && this.#tx === null) copy.dropExpired();
+    return copy.map;
   }
 
   /**
@@ -272,14 +262,14 @@ export class Core implements FrameSource {
    * before it is older, a read after it newer.)
    */
   touch(key: Key): void {
-    this.bounds!.read(key, this.seenCount << 1);
+    this.copy.touch(key);
   }
 
   // ---- expiry ---------------------------------------------------------------------------------
 
   /** The deadline of a root key (ms since the epoch), or undefined if it has none. */
   deadline(key: Key): number | undefined {
-    return this.exp?.get(key);
+    return this.copy.deadline(key);
   }
 
   /**
@@ -288,9 +278,7 @@ export class Core implements FrameSource {
    * covers the local copy).
    */
   dropExpired(): void {
-    const e = this.exp;
-    if (e === null || this.#tx !== null) return;
-    e.dropDue(this.local, Date.now(), this.feed.listening ? (key) => this.feed.queue({ type: 'expire', key }) : null);
+    if (this.#tx === null) this.copy.dropExpired();
   }
 
   /**
@@ -298,11 +286,8 @@ export class Core implements FrameSource {
    * most EXPIRED_PER_WRITE per write (the rest go with the next writes), as a frame of their own.
    */
   private publishExpired(): void {
-    const e = this.exp;
-    if (e === null) return;
-    this.dropExpired();
-    if (e.unpublished.size === 0) return;
-    const keys = e.toPublish(EXPIRED_PER_WRITE);
+    const keys = this.copy.expiredToPublish(EXPIRED_PER_WRITE);
+    if (keys.length === 0) return;
     const enc = (this.expEnc ??= new Encoder());
     enc.beginFrame();
     const ops = encodeWrite(
@@ -312,176 +297,32 @@ export class Core implements FrameSource {
       false,
     );
     this.publishFrame(enc, enc.finishFrame());
-    for (const k of keys) {
-      e.unpublished.delete(k);
-      this.bounds?.forget(k);
-    }
+    this.copy.expiredPublished(keys);
     this.ctrl.recordExpired(keys.length);
-    if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, ops);
-  }
-
-  /**
-   * The deadline and bounds side of an op applied to the tree (see Expiry.track, Bounds.track; `size`:
-   * the op's entry size); the deadline table is made by the first EXPIRE.
-   */
-  private track(o: Op, undo: Undo[] | null, size: number): void {
-    if (o.path !== null) return;
-    if (this.bounds !== null) this.bounds.track(o, size, undo, this.local);
-    if (this.exp === null) {
-      if (o.op !== OP_EXPIRE) return;
-      this.exp = new Expiry();
-    }
-    this.exp.track(this.local, o, undo);
+    const hook = this.copy.onFrame;
+    if (hook !== null) tellOwnFrame(hook, enc, ops);
   }
 
   /** Applies everything published since the last sync. Returns the number of operations applied. */
   sync(force: boolean): number {
     const c = Atomics.load(this.ci32, I_COUNTER);
-    if (!force && c === this.seenCount) return 0;
+    if (!force && c === this.copy.seenCount) return 0;
     this.syncing++;
     try {
-      return this.syncTo(c);
+      return this.copy.syncTo(c);
     } finally {
       if (--this.syncing === 0 && this.refs === 0 && this.entry.depth === 0) this.close();
     }
   }
 
-  private syncTo(c: number): number {
-    const ctrl = this.ctrl;
-    let n = 0;
-    for (let attempt = 0; ; attempt++) {
-      const g = ctrl.gen();
-      if (g < 0) throw new CorruptSegmentError(`${ctrl.name}: invalid published generation ${g}`);
-      if (g === this.#gen) {
-        n += this.replay(this.#stream.end());
-        break;
-      }
-      if (g < this.#gen) throw new CorruptSegmentError(`${ctrl.name}: published generation went back from ${this.#gen} to ${g}`);
-      if (g === this.#gen + 1 && this.#gen >= 0) {
-        // the common case: finish the sealed stream, then continue at the start of the next one
-        const next = this.generations.openStream(g);
-        if (next !== null) {
-          n += this.replay(this.#stream.end());
-          this.#stream.unmap();
-          this.#stream = next;
-          this.#reserved = 0;
-          this.#gen = g;
-          this.#pos = 0;
-          diag.generationSwitched(this.name, g, false);
-          continue;
-        }
-      }
-      if (this.load(g)) {
-        n++;
-        continue;
-      }
-      // g's segments exist from before g is published until after g+1 is: missing while g is still the
-      // published generation, they were removed (by hand, a crash), not superseded
-      if (attempt > 10_000 || ctrl.gen() === g) throw new CorruptSegmentError(`${ctrl.name}: cannot open generation ${g} (segments missing)`);
-    }
-    this.seenCount = c;
-    return n;
-  }
-
-  /** Loads generation g from its dump; false if its segments are gone (a newer generation exists). */
-  private load(g: number): boolean {
-    const sizes = this.bounds !== null ? new Map<Key, number>() : undefined;
-    const loaded = this.generations.load(g, sizes);
-    if (loaded === null) return false;
-    const first = this.#gen < 0;
-    this.local = loaded.map;
-    if (sizes !== undefined) this.bounds!.load(sizes);
-    if (this.exp !== null || loaded.deadlines.size > 0) (this.exp ??= new Expiry()).load(loaded.deadlines);
-    if (!first) this.#stream.unmap();
-    this.#stream = loaded.stream;
-    this.#reserved = 0;
-    this.#gen = g;
-    this.#pos = loaded.stream.dump.streamStart;
-    if (!first) {
-      if (this.feed.listening) this.feed.queue({ type: 'reload' });
-      this.#onFrame?.(null, [], null);
-      diag.generationSwitched(this.name, g, true);
-    }
-    return true;
-  }
-
-  /** Replays frames of the current stream from pos to `end`. */
-  private replay(end: number): number {
-    let pos = this.#pos;
-    if (pos === end) return 0;
-    if (pos > end) throw new CorruptSegmentError(`${this.#stream.seg.name}: published end ${end} is before ${pos}`);
-    const s = this.#stream;
-    const d = s.decoder;
-    const ops = this.ops;
-    let n = 0;
-    const hook = this.#onFrame;
-    while (pos < end) {
-      const next = s.frameBody(pos, end);
-      const bodyAt = d.pos;
-      if (d.u8[d.pos] === OP_SET) {
-        // the common frame, a SET of a root key: applied without allocating an operation
-        d.skip();
-        const key = d.key();
-        const value = d.value(this.ser);
-        if (d.pos !== d.limit) d.fail(`${d.limit - d.pos} trailing bytes after an operation`);
-        this.local.set(key, value);
-        if (this.exp !== null) this.exp.forget(key);
-        if (this.bounds !== null) this.bounds.set(key, d.pos - bodyAt - 1);
-        pos = next;
-        this.#pos = pos;
-        n++;
-        if (this.feed.listening) this.feed.queue({ type: 'set', key, value });
-        if (hook !== null) hook(Buffer.from(d.u8.subarray(bodyAt, d.limit)), [{ op: OP_SET, key, value, path: null }], null);
-        continue;
-      }
-      ops.length = 0;
-      const sizes = this.bounds !== null ? this.sizes : null;
-      if (sizes !== null) sizes.length = 0;
-      d.sizes = sizes;
-      d.body(this.ser, ops);
-      pos = next;
-      // verify every path before applying any of the frame (a path may name a nested dict that an
-      // earlier operation of the same frame creates)
-      let creates = false;
-      for (const o of ops) {
-        if (o.path && !creates && this.target(o.path) === undefined) this.missing(o.path, true);
-        if (o.op === OP_SET && o.value instanceof Node) creates = true;
-      }
-      // an EXPIRED of a key already dropped here (dropExpired) was reported then
-      const changes = this.feed.listening ? ops.filter((o) => isChange(o.op) && (o.op !== OP_EXPIRED || this.local.has(o.key!))).map(changeOf) : null;
-      for (let i = 0; i < ops.length; i++) this.apply(ops[i]!, sizes === null ? 0 : sizes[i]!);
-      this.#pos = pos;
-      n += ops.length;
-      if (changes !== null) for (const c of changes) this.feed.queue(c);
-      if (hook !== null) hook(Buffer.from(d.u8.subarray(bodyAt, d.limit)), ops.slice(), d.note);
-    }
-    return n;
-  }
-
   /** Decodes (without applying) the frames of the current stream in [from, to), for the bridge's restart. */
   framesBetween(from: number, to: number, cb: FrameCallback): void {
-    decodeFrames(this.#stream, this.ser, from, to, cb);
-  }
-
-  private missing(path: Path, corrupt: boolean): never {
-    const where = path.map((k) => JSON.stringify(k)).join(' > ');
-    if (corrupt) throw new CorruptSegmentError(`${this.ctrl.name}: a frame writes into the missing nested dict ${where}`);
-    throw new NotFoundError(`the nested dict ${where} of ${JSON.stringify(this.name)} no longer exists (deleted or replaced)`);
+    this.copy.framesBetween(from, to, cb);
   }
 
   /** The local map at `path` (null: the root), or undefined if it does not exist (or is not a dict). */
   target(path: Path | null): ReadonlyMap<Key, unknown> | undefined {
-    return targetOf(this.local, path);
-  }
-
-  private apply(o: Op, size: number): void {
-    if (!applyOp(this.local, o)) this.missing(o.path!, true);
-    this.track(o, null, size);
-  }
-
-  private applyWithUndo(o: Op, undo: Undo[], size: number): void {
-    if (!applyWithUndo(this.local, o, undo)) this.missing(o.path!, false);
-    this.track(o, undo, size);
+    return this.copy.target(path);
   }
 
   // ---- writing --------------------------------------------------------------------------------
@@ -499,14 +340,14 @@ export class Core implements FrameSource {
     lock.enter(timeout);
     try {
       this.syncForWrite();
-      if (this.#pos + len <= this.#stream.capacity) {
+      const copy = this.copy;
+      if (copy.fits(len)) {
         this.publishFrame(enc, len); // appends: the local copy changes only once that worked
-        this.local.set(key, local);
-        if (this.exp !== null) this.exp.forget(key);
+        copy.setRoot(key, local);
       } else {
         // a new generation dumps the dict with this write in it: apply it first, undo if that fails
         const undo: Undo[] = [];
-        this.applyWithUndo({ op: OP_SET, key, value: local, path: null }, undo, 0);
+        copy.applyWithUndo({ op: OP_SET, key, value: local, path: null }, undo, 0);
         try {
           this.publishFrame(enc, len);
         } catch (e) {
@@ -515,7 +356,8 @@ export class Core implements FrameSource {
         }
       }
       if (this.feed.listening) this.feed.queue({ type: 'set', key, value: local });
-      if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, [{ op: OP_SET, key, value: local, path: null }]);
+      const hook = copy.onFrame;
+      if (hook !== null) tellOwnFrame(hook, enc, [{ op: OP_SET, key, value: local, path: null }]);
     } finally {
       lock.exit();
     }
@@ -534,7 +376,7 @@ export class Core implements FrameSource {
         const sizes = this.entrySizes();
         ops = encodeOps(enc, raw, this.ser, this.recurse, sizes);
         if (sizes !== undefined) this.bounds!.checkEntries(sizes, this.name);
-        for (let i = 0; i < ops.length; i++) this.applyWithUndo(ops[i]!, tx.undo, sizes === undefined ? 0 : sizes[i]!);
+        for (let i = 0; i < ops.length; i++) this.copy.applyWithUndo(ops[i]!, tx.undo, sizes === undefined ? 0 : sizes[i]!);
       } catch (e) {
         enc.rewind(mark);
         undoAll(tx.undo, undoMark);
@@ -556,9 +398,9 @@ export class Core implements FrameSource {
       const undo: Undo[] = [];
       let evicted = 0;
       try {
-        for (let i = 0; i < ops.length; i++) this.applyWithUndo(ops[i]!, undo, sizes === undefined ? 0 : sizes[i]!);
+        for (let i = 0; i < ops.length; i++) this.copy.applyWithUndo(ops[i]!, undo, sizes === undefined ? 0 : sizes[i]!);
         if (this.bounds !== null) {
-          const victims = this.evict(ops, undo);
+          const victims = this.copy.evict(ops, undo);
           if (victims.length > 0) {
             reopenFrame(enc);
             appendKeyOps(enc, OP_EVICTED, victims);
@@ -573,7 +415,8 @@ export class Core implements FrameSource {
       }
       if (evicted > 0) this.ctrl.recordEvicted(evicted);
       if (this.feed.listening) for (const o of ops) if (isChange(o.op)) this.feed.queue(changeOf(o));
-      if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, ops);
+      const hook = this.copy.onFrame;
+      if (hook !== null) tellOwnFrame(hook, enc, ops);
     } finally {
       lock.exit();
     }
@@ -619,13 +462,13 @@ export class Core implements FrameSource {
         let evicted = 0;
         try {
           if (this.bounds !== null) {
-            const victims = this.evict(tx.ops, tx.undo);
+            const victims = this.copy.evict(tx.ops, tx.undo);
             appendKeyOps(enc, OP_EVICTED, victims); // the batch's count includes them (patched again below)
             evicted = victims.length;
           }
           enc.patchU32(tx.countAt, tx.ops.length);
           const len = enc.finishFrame();
-          this.checkUnmoved();
+          this.copy.checkUnmoved();
           this.publishFrame(enc, len);
         } catch (e) {
           undoAll(tx.undo);
@@ -633,7 +476,8 @@ export class Core implements FrameSource {
         }
         if (evicted > 0) this.ctrl.recordEvicted(evicted);
         if (this.feed.listening) for (const o of tx.ops) if (isChange(o.op)) this.feed.queue(changeOf(o));
-        if (this.#onFrame !== null) tellOwnFrame(this.#onFrame, enc, tx.ops);
+        const hook = this.copy.onFrame;
+        if (hook !== null) tellOwnFrame(hook, enc, tx.ops);
       }
       if (enc.buf.length > 1 << 24) this.txEnc = null;
       return result;
@@ -643,14 +487,13 @@ export class Core implements FrameSource {
   }
 
   /**
-   * Under the lock, before a write: brings the local copy up to the published end. The end can be
-   * ahead of what the counter announced only if a writer died between publishing and bumping it.
+   * Under the lock, before a write: brings the local copy up to the published end (see
+   * LocalCopy.catchUpToEnd) and publishes the deletes of keys that expired.
    */
   private syncForWrite(): void {
     this.sync(false);
-    const end = this.#stream.end();
-    if (end !== this.#pos) this.replay(end);
-    if (this.exp !== null) this.publishExpired();
+    this.copy.catchUpToEnd();
+    if (this.copy.expires) this.publishExpired();
   }
 
   /** A fresh list for the entry sizes of a write of a bounded dict (they count toward maxBytes and stats().bytes), else undefined. */
@@ -659,68 +502,18 @@ export class Core implements FrameSource {
   }
 
   /**
-   * Under the lock, once a write's ops are applied locally: while the dict is over its bounds, the
-   * policy's next victim is evicted (applied with undo, appended to `ops`). Returns the evicted keys,
-   * which the caller adds to the write's frame: every process applies the same evictions with it.
-   */
-  private evict(ops: Op[], undo: Undo[]): Key[] {
-    const b = this.bounds!;
-    const tick = (this.seenCount << 1) + 1; // between the reads before this write and those after (see touch)
-    b.touchWritten(ops, tick);
-    const victims: Key[] = [];
-    while (b.over(this.local.size)) {
-      const k = b.victim(tick);
-      if (k === undefined) break;
-      const o: Op = { op: OP_EVICTED, key: k, value: undefined, path: null };
-      this.applyWithUndo(o, undo, 0);
-      ops.push(o);
-      victims.push(k);
-    }
-    return victims;
-  }
-
-  /**
    * Publishes a finished frame: appended at the end, or as the start of a new generation if it does
    * not fit (then the write must already be applied locally: the dump includes it). Caller holds the
    * lock and has called syncForWrite().
    */
   private publishFrame(enc: Encoder, len: number): void {
-    const s = this.#stream;
-    const at = this.#pos;
-    if (at + len <= s.capacity) {
-      if (at + len > this.#reserved) this.#reserved = this.reserveFor(s, at + len);
-      s.append(enc, len, at);
-      this.#pos = at + len;
-      this.published();
-      return;
-    }
-    this.switchGeneration(enc, len);
-  }
-
-  /**
-   * Before publishing what was prepared under the lock while other code ran (a transaction's fn): the
-   * lock holder is the only writer and had synced, so the stream must not have moved; if it did, the
-   * publish would overwrite published frames. (Single writes sync right before they publish.)
-   */
-  private checkUnmoved(): void {
-    const s = this.#stream;
-    if (s.end() !== this.#pos || this.ctrl.genLow() !== this.#gen) {
-      throw new CorruptSegmentError(
-        `${this.ctrl.name}: the stream moved while this thread held the lock (at ${this.#pos} of generation ${this.#gen}, ` +
-          `published ${s.end()} of generation ${this.ctrl.gen()}); nothing was written`,
-      );
-    }
-  }
-
-  /** Allocates stream pages up to `end` (any writer may have done it already); returns the reserved size. */
-  private reserveFor(s: Stream, end: number): number {
-    s.ensureReserved(end);
-    return s.reserved;
+    if (this.copy.append(enc, len)) this.published();
+    else this.switchGeneration(enc, len);
   }
 
   /** After a publish: bump the change counter and wake listeners of any process (only if there are any). */
   private published(): void {
-    this.seenCount = this.ctrl.bump();
+    this.copy.caughtUp(this.ctrl.bump());
     if (this.ctrl.listeners !== 0 && native.futexWake(this.ctrl.seg.buffer, OFF_COUNTER, WAKE_ALL) === 0) this.nobodyWoken();
   }
 
@@ -759,18 +552,15 @@ export class Core implements FrameSource {
    * visible to others until the generation number is published; a failure leaves the dict as it was.
    */
   private switchGeneration(frame: Encoder | null, len: number): void {
-    const g = this.#gen;
-    const { stream, dumpLen } = this.generations.write(g, this.local, this.exp?.deadlines, frame, len);
+    const copy = this.copy;
+    const g = copy.gen;
+    const { stream, dumpLen } = this.generations.write(g, copy.map, copy.deadlines, frame, len);
     this.ctrl.publishGen(g + 1);
     this.ctrl.recordDump(dumpLen);
-    diag.dumped(this.name, g + 1, dumpLen, this.local.size);
+    diag.dumped(this.name, g + 1, dumpLen, copy.map.size);
     this.published();
     this.generations.retire(g);
-    this.#stream.unmap();
-    this.#stream = stream;
-    this.#reserved = stream.reserved;
-    this.#gen = g + 1;
-    this.#pos = len;
+    copy.switched(stream, len);
   }
 
   /** Runs under the lock after it was taken over from a dead owner. */
@@ -787,26 +577,26 @@ export class Core implements FrameSource {
       ctrl: this.ctrl,
       lock: this.lock,
       generations: this.generations,
-      stream: this.#stream,
-      keys: this.local.size,
-      generation: this.#gen,
+      stream: this.copy.stream,
+      keys: this.copy.map.size,
+      generation: this.copy.gen,
       serializer: this.ser.name,
       recurse: this.recurse,
       ttl: this.ttl,
-      expiring: this.exp?.deadlines.size ?? 0,
+      expiring: this.copy.deadlines?.size ?? 0,
       bytes: this.bounds?.bytes ?? 0,
     });
   }
 
   tapFrames(hook: FrameHook | null): void {
-    this.#onFrame = hook;
+    this.copy.tapFrames(hook);
   }
 
   // ---- change events --------------------------------------------------------------------------
 
   /** Starts delivering changes of other processes (see changes for the rest of the feed). */
   startListening(): void {
-    this.feed.start(this.seenCount, this.#closed);
+    this.feed.start(this.copy.seenCount, this.#closed);
   }
 
   /** The change feed: where changes go, stopping, and what keeps the event loop alive. */
