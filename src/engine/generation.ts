@@ -6,14 +6,14 @@ import type { Key } from '../codec/ops.js';
 import type { Serializer } from '../codec/serializer.js';
 import { checksum, Encoder } from '../codec/wire.js';
 import { FullDumpMemoryFullError, UltraDictError } from '../errors.js';
-
-/** createFirst(): the dict was declared abandoned while this creator initialised it (openEngine starts again). */
-export class CreatorOvertakenError extends UltraDictError {}
 import type { Control } from '../shm/control.js';
 import { encodeDump, fixedHalfSize, type DumpContents, loadDumpSegment, loadFixedDump, writeDumpSegment, writeFixedDump } from '../shm/dump.js';
 import { dumpSegment, fixedDumpSegment, streamSegment } from '../shm/names.js';
 import { Segment } from '../shm/segment.js';
 import { DUMP_FIXED, DUMP_NONE, DUMP_SEGMENT, MAX_CAPACITY, Stream } from '../shm/stream.js';
+
+/** createFirst(): the dict was declared abandoned while this creator initialised it (openEngine starts again). */
+export class CreatorOvertakenError extends UltraDictError {}
 
 /**
  * A new stream holds at least GROWTH times the dump just written: the dump work per streamed byte is at
